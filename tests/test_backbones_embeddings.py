@@ -1,0 +1,91 @@
+"""Backbone registry and embeddings: real pretrained weights, cache behaviour."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import pick_photos
+from roomclf.backbones import BACKBONES, BackboneError, build_backbone, get_spec
+from roomclf.embeddings import embed
+
+
+def test_registry_carries_preprocessing():
+    spec = get_spec("efficientnet_lite0")
+    assert (spec.input_size, spec.mean, spec.std, spec.feature_dim) == (224, (0.5,) * 3, (0.5,) * 3, 1280)
+    assert get_spec("efficientnet_lite2").input_size == 260
+    assert set(BACKBONES) >= {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50", "densenet121"}
+    with pytest.raises(BackboneError, match="unknown backbone"):
+        get_spec("vgg11")
+
+
+def test_torchvision_backbone_without_cached_weights_fails_with_instructions(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(BackboneError, match="resnet50-0676ba61.pth"):
+        build_backbone("resnet50")
+
+
+def test_pretrained_weights_are_loaded_not_random():
+    import torch
+
+    a, b = build_backbone("efficientnet_lite0"), build_backbone("efficientnet_lite0")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    random = build_backbone("efficientnet_lite0", pretrained=False)
+    assert not torch.equal(a.conv_stem.weight, random.conv_stem.weight)
+
+
+@pytest.mark.slow
+def test_linear_probe_across_batches_proves_real_imagenet_features(corpus_root, ground_truth, home):
+    """~300 photos of batch_01 train a logistic regression, ~300 of batch_02 test it (>= 75%)."""
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = pick_photos(ground_truth, "batch_01", 300), pick_photos(ground_truth, "batch_02", 300, seed=1)
+    labels = dict(train + test)
+    e_train = embed(corpus_root, [p for p, _ in train], progress=False)
+    e_test = embed(corpus_root, [p for p, _ in test], progress=False)
+    clf = LogisticRegression(max_iter=3000, C=1.0).fit(e_train.vectors, [labels[p] for p in e_train.paths])
+    acc = float(np.mean(clf.predict(e_test.vectors) == np.array([labels[p] for p in e_test.paths])))
+    print(f"linear probe batch_01 -> batch_02: {acc:.3f} on {len(e_test.paths)} photos")
+    assert acc >= 0.75
+
+
+def test_embeddings_are_cached_and_only_changed_photos_recomputed(tmp_path, corpus_root, monkeypatch):
+    monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "corpus"
+    src = sorted((corpus_root / "batch_01").rglob("*.jpg"))[:3]
+    paths = []
+    for i, f in enumerate(src):
+        dst = root / "batch_01" / "listing_x" / f"photo_{i}.jpg"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dst)
+        paths.append(dst.relative_to(root).as_posix())
+    (root / "batch_01" / "listing_x" / "broken.jpg").write_bytes(b"")
+    paths.append("batch_01/listing_x/broken.jpg")
+
+    first = embed(root, paths, progress=False)
+    assert first.computed == 4 and len(first.paths) == 3 and first.errors == {paths[3]: "empty file"}
+    assert np.allclose(np.linalg.norm(first.vectors, axis=1), 1.0, atol=1e-5)
+    second = embed(root, paths, progress=False)
+    assert second.computed == 0 and np.array_equal(first.vectors, second.vectors)
+    assert second.errors == first.errors
+
+    os.utime(root / paths[1], ns=(1, 1))           # a changed file is recomputed, nothing else
+    third = embed(root, paths, progress=False)
+    assert third.computed == 1 and np.allclose(third.vectors, first.vectors, atol=1e-5)
+    raw = embed(root, paths, normalize=False, progress=False)
+    assert raw.computed == 0 and np.linalg.norm(raw.vectors[0]) > 1.5
+
+
+def test_embedding_matches_roomnet_features(corpus_root, home):
+    import torch
+
+    from roomclf.model import RoomNet
+    from roomclf.photos import model_input
+
+    paths = [p.relative_to(corpus_root).as_posix() for p in sorted((corpus_root / "batch_01").rglob("*.jpg"))[:4]]
+    raw = embed(corpus_root, paths, normalize=False, progress=False)
+    net = RoomNet("efficientnet_lite0").eval()
+    x = torch.from_numpy(np.stack([model_input(corpus_root / p, 224) for p in paths]))
+    with torch.no_grad():
+        feats = net.features((x - 0.5) / 0.5).numpy()
+    assert np.allclose(feats, raw.vectors, atol=1e-4)

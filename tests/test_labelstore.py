@@ -1,0 +1,132 @@
+import csv
+import multiprocessing as mp
+
+import pytest
+
+from roomclf.labelstore import LabelError, LabelStore
+from roomclf.taxonomy import UnknownName
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return LabelStore(tmp_path / "labels.sqlite")
+
+
+def test_sources_never_overwrite_each_other_and_priority_decides(store):
+    store.set_label("b/l/p1.jpg", "kitchen", "manual", who="ann")
+    store.set_labels([("b/l/p1.jpg", "bedroom", 0.9), ("b/l/p2.jpg", "bathroom", 0.8)], "propagated")
+    store.set_labels([("b/l/p2.jpg", "exterior", 0.5, {"top3": ["exterior"]})], "predicted")
+    eff = store.labels()
+    assert eff["b/l/p1.jpg"].label == "kitchen" and eff["b/l/p1.jpg"].source == "manual"
+    assert eff["b/l/p2.jpg"].label == "bathroom" and eff["b/l/p2.jpg"].confidence == pytest.approx(0.8)
+    assert store.labels(["predicted"])["b/l/p2.jpg"].extra == {"top3": ["exterior"]}
+    assert len(store.rows()) == 4
+
+
+def test_last_write_wins_and_history_keeps_everything(store):
+    store.set_label("p.jpg", "kitchen", who="ann")
+    store.set_label("p.jpg", "Dinning", who="bob")
+    assert store.labels()["p.jpg"].label == "dining_room"
+    assert store.labels()["p.jpg"].who == "bob"
+    assert store.delete_label("p.jpg", "manual", who="ann")
+    assert "p.jpg" not in store.labels()
+    hist = store.history("p.jpg")
+    assert [(h["label"], h["who"]) for h in hist] == [("kitchen", "ann"), ("dining_room", "bob"), (None, "ann")]
+
+
+def test_unknown_class_or_source_writes_nothing(store):
+    with pytest.raises(UnknownName):
+        store.set_labels([("a.jpg", "kitchen"), ("b.jpg", "garage sale")], "manual")
+    with pytest.raises(LabelError):
+        store.set_label("a.jpg", "kitchen", "guessed")
+    assert store.labels() == {}
+
+
+def test_a_failing_transaction_rolls_back(store):
+    with pytest.raises(RuntimeError):
+        with store.transaction() as db:
+            store.set_labels([("a.jpg", "kitchen")], "propagated", db=db)
+            raise RuntimeError("boom")
+    assert store.labels() == {}
+
+
+def test_attributes_partial_and_per_source(store):
+    store.set_attributes("k.jpg", {"kitchen.island": 1, "kitchen.dishwasher": 0}, "manual")
+    store.set_attributes("k.jpg", {"kitchen.kitchen_island": 0}, "imported")
+    assert store.attributes()["k.jpg"] == {"kitchen.kitchen_island": 1, "kitchen.dishwasher": 0}
+    with pytest.raises(UnknownName):
+        store.set_attributes("k.jpg", {"kitchen.pool": 1})
+
+
+def _writer(args):
+    path, worker = args
+    s = LabelStore(path)
+    for i in range(40):
+        s.set_label(f"shared_{i % 5}.jpg", "kitchen" if worker % 2 else "bedroom", who=f"w{worker}")
+        s.set_label(f"own_{worker}_{i}.jpg", "bathroom", who=f"w{worker}")
+    return worker
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = tmp_path / "labels.sqlite"
+    LabelStore(path)
+    with mp.get_context("spawn").Pool(4) as pool:
+        assert sorted(pool.map(_writer, [(path, w) for w in range(4)])) == [0, 1, 2, 3]
+    store = LabelStore(path)
+    labels = store.labels()
+    assert sum(1 for p in labels if p.startswith("own_")) == 160
+    assert all(labels[f"shared_{i}.jpg"].label in ("kitchen", "bedroom") for i in range(5))
+    assert len(store.history("shared_0.jpg")) == 4 * 8
+
+
+def test_import_the_corpus_csv(store, labels_csv, corpus_root, ground_truth):
+    report = store.import_csv(labels_csv, corpus_root=corpus_root)
+    n_labelled = sum(1 for r in ground_truth.values() if r["label"])
+    assert report.added == n_labelled > 7000
+    assert report.skipped_empty == 3               # the three broken files have no label
+    eff = store.labels()
+    assert eff["batch_01/listing_0439/photo_09.jpg"].label == "dining_room"
+    assert store.counts()["imported"]["interior"] == 395
+
+
+def test_import_reports_bad_rows(store, tmp_path, corpus_root):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,label\nbatch_01/listing_0439/photo_09.jpg,dinning\nbatch_01/nope/photo.jpg,kitchen\n"
+                   "batch_01/listing_0439/photo_01.jpg,sauna\n,kitchen\n")
+    report = store.import_csv(bad, corpus_root=corpus_root)
+    assert (report.added, report.not_in_corpus, report.unknown_class, report.skipped_empty) == (1, 1, {"sauna": 1}, 1)
+    with pytest.raises(LabelError):
+        (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+        store.import_csv(tmp_path / "x.csv")
+
+
+def test_import_batches_and_limit(store, labels_csv):
+    report = store.import_csv(labels_csv, batches=["batch_02"], limit=50)
+    assert report.added == 50 and all(p.startswith("batch_02/") for p in store.labels())
+
+
+def test_import_attributes_resolves_within_class(store, labels_csv, shared_data, corpus_root):
+    store.import_csv(labels_csv, batches=["batch_19", "batch_05"])
+    report = store.import_attributes_csv(shared_data / "attributes.csv", corpus_root=corpus_root)
+    attrs = store.attributes()
+    keys = {k for d in attrs.values() for k in d}
+    assert report.added > 0 and report.unknown_attribute     # e.g. appliance tags on bedrooms
+    assert all(k.split(".")[0] == store.labels()[p].label for p, d in attrs.items() for k in d)
+    assert not any(k.endswith(".washer_dryer") or k == "interior.stairs" for k in keys)
+
+
+def test_import_folders_and_export(store, tmp_path):
+    tree = tmp_path / "tree"
+    for cls, names in {"Kitchen": ["a.jpg", "b.PNG"], "Livingroom": ["c.jpg"], "sauna": ["d.jpg"]}.items():
+        (tree / cls).mkdir(parents=True)
+        for n in names:
+            (tree / cls / n).write_bytes(b"x")
+    report = store.import_folders(tree)
+    assert report.added == 3 and report.unknown_class == {"sauna": 1}
+    assert store.labels()["Livingroom/c.jpg"].label == "living_room"
+    store.set_attributes("Kitchen/a.jpg", {"kitchen.refrigerator": 1})
+    out = tmp_path / "out" / "labels.csv"
+    assert store.export_csv(out) == 3
+    rows = list(csv.DictReader(open(out)))
+    assert [r["path"] for r in rows] == ["Kitchen/a.jpg", "Kitchen/b.PNG", "Livingroom/c.jpg"]
+    assert rows[0]["attributes"] == "kitchen.refrigerator=1" and rows[0]["source"] == "imported"
