@@ -240,6 +240,22 @@ class LabelStore:
         with self.transaction() as tx:
             return run(tx)
 
+    def delete_attributes(self, path: str, source: str = "manual", who: str | None = None,
+                          db: sqlite3.Connection | None = None) -> int:
+        """Remove a photo's attribute tags of one source (an undo); the history keeps NULL entries."""
+        _check_source(source)
+
+        def run(tx: sqlite3.Connection) -> int:
+            keys = [k for (k,) in tx.execute("SELECT key FROM attributes WHERE path=? AND source=?", (path, source))]
+            tx.execute("DELETE FROM attributes WHERE path=? AND source=?", (path, source))
+            tx.executemany("INSERT INTO attribute_history (path, key, value, source, who, at) VALUES (?,?,NULL,?,?,?)",
+                           [(path, k, source, _who(who), time.time()) for k in keys])
+            return len(keys)
+        if db is not None:
+            return run(db)
+        with self.transaction() as tx:
+            return run(tx)
+
     def attributes(self, sources: Iterable[str] = SOURCES, prefix: str | None = None) -> dict[str, dict[str, int]]:
         """path -> {attribute key: 0/1}, the highest-priority source winning per key."""
         sources = [_check_source(s) for s in sources]
@@ -262,10 +278,13 @@ class LabelStore:
             row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
             return row[0] if row else default
 
-    def set_meta(self, key: str, value: str) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT INTO meta VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                       (key, value))
+    def set_meta(self, key: str, value: str, db: sqlite3.Connection | None = None) -> None:
+        sql = "INSERT INTO meta VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+        if db is not None:
+            db.execute(sql, (key, value))
+            return
+        with self.transaction() as tx:
+            tx.execute(sql, (key, value))
 
     # ---- import / export ----------------------------------------------------------------
     def import_csv(self, csv_path: str | os.PathLike, source: str = "imported", who: str | None = None,

@@ -15,3 +15,14 @@ def sample_data(out, source, sha256):
     corpus = get_sample_corpus(out or settings.home() / "sample", source, sha256)
     where = "used in place" if corpus.in_place else "laid out"
     click.echo(f"{corpus.photos} photos {where} at {corpus.root}; labels: {corpus.labels_csv}")
+
+
+@click.command()
+@click.option("--manual-labels", default=300, show_default=True,
+              help="How many ground-truth labels of batch_01 stand in for a person's labels.")
+@click.option("--fresh", is_flag=True, help="Redo every step instead of reusing finished ones.")
+def demo(manual_labels, fresh):
+    """Run the whole pipeline on the sample corpus: prelabel, label, propagate, train, register, infer-all."""
+    from roomclf.pipeline import run_demo
+
+    run_demo(manual_labels=manual_labels, fresh=fresh, echo=click.echo)

@@ -1,0 +1,170 @@
+"""How fast does a 24-thumbnail confirm page of the labelling app load, cold and cached?
+
+Starts `roomclf label` on batch_01 in a throw-away working-data folder (the
+suggestions are the ground truth imported as `predicted`, so no model runs),
+then times, per confirm page:
+
+- HTTP: GET /api/pages plus the page's 24 thumbnails over 6 parallel connections
+  (a browser's per-host limit). *cold* = empty thumbnail cache, *cached* = again.
+- browser: Debian's chromium (playwright) from a click on the Confirm tab until all
+  24 images are decoded, in a fresh browser context (no browser cache) each time.
+
+Prints a table and writes it into docs/benchmarks.md (section `labelapp`).
+Run: .venv/bin/python bench/bench_labelapp.py [--pages 5] [--repeats 5]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+PROJECT = Path(__file__).resolve().parent.parent
+DOC = PROJECT / "docs" / "benchmarks.md"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+def write_section(name: str, text: str, path: Path = DOC) -> None:
+    """Replace only this script's ``<!-- bench:NAME -->`` block of the benchmarks page (append if absent)."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{start}\n{text.strip()}\n{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(new)
+    os.replace(tmp, path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, env: dict) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "roomclf.cli", "label", "--batch", "batch_01", "--port", str(port),
+                             "--no-warm-thumbs"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/state", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGTERM)
+    raise SystemExit("the labelling app did not start")
+
+
+def load_page(base: str, index: int) -> float:
+    """Seconds for the page list plus one page's thumbnails, 6 at a time."""
+    with httpx.Client(base_url=base, timeout=60) as client:
+        t0 = time.perf_counter()
+        page = client.get("/api/pages").json()[index]
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(lambda p: client.get("/api/thumb", params={"path": p}).status_code, page["paths"]))
+        dt = time.perf_counter() - t0
+    assert codes == [200] * len(page["paths"]), codes
+    return dt
+
+
+def browser_load(browser, base: str) -> float:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(base + "/?who=bench")
+    page.wait_for_selector("body[data-ready='1']")
+    t0 = time.perf_counter()
+    page.click("button[data-mode='confirm']")
+    page.wait_for_function("document.querySelectorAll('#grid img').length >= 24 && "
+                           "[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)",
+                           timeout=60000)
+    dt = time.perf_counter() - t0
+    context.close()
+    return dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pages", type=int, default=5, help="confirm pages of 24 to time")
+    ap.add_argument("--repeats", type=int, default=5, help="cached loads per page")
+    ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
+    args = ap.parse_args()
+
+    from roomclf.labelstore import LabelStore
+    from roomclf.settings import data_root
+
+    root = data_root()
+    labels_csv = root.parent / "labels.csv"
+    work = Path(tempfile.mkdtemp(prefix="bench-labelapp-"))
+    env = {**os.environ, "ROOMCLF_HOME": str(work), "ROOMCLF_DATA": str(root)}
+    LabelStore(work / "labels.sqlite").import_csv(labels_csv, "predicted", "bench", corpus_root=root,
+                                                  batches=["batch_01"])
+    thumbs = work / "thumbs"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = start_server(port, env)
+    try:
+        pages = httpx.get(base + "/api/pages").json()
+        full = [i for i, p in enumerate(pages) if len(p["paths"]) == 24][:args.pages]
+        cold, cached = [], []
+        for i in full:
+            shutil.rmtree(thumbs, ignore_errors=True)
+            cold.append(load_page(base, i))
+            cached += [load_page(base, i) for _ in range(args.repeats)]
+        b_cold, b_cached = [], []
+        try:
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+                for _ in range(3):
+                    shutil.rmtree(thumbs, ignore_errors=True)
+                    b_cold.append(browser_load(browser, base))
+                    b_cached += [browser_load(browser, base) for _ in range(2)]
+                browser.close()
+        except Exception as exc:  # no chromium here: the HTTP numbers still stand
+            print(f"browser timing skipped: {exc}")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+    def ms(xs):
+        return f"{1000 * statistics.median(xs):.0f}" if xs else "n/a"
+
+    rows = [("HTTP: page list + 24 thumbnails, 6 connections", len(cold), ms(cold), ms(cached)),
+            ("chromium: Confirm tab click → 24 images decoded", len(b_cold), ms(b_cold), ms(b_cached))]
+    ratio = statistics.median(cold) / statistics.median(cached)
+    load = os.getloadavg()[0]
+    table = ["| what | pages timed | cold ms (median) | cached ms (median) |", "|---|---|---|---|"]
+    table += [f"| {w} | {n} | {c} | {h} |" for w, n, c, h in rows]
+    text = (f"## Labelling app: a 24-thumbnail confirm page — `bench/bench_labelapp.py`\n\n"
+            f"`roomclf label` on batch_01 ({sum(len(p['paths']) for p in pages)} photos with suggestions), "
+            f"256-px JPEG thumbnails made on first request and kept under `$ROOMCLF_HOME/thumbs`. *cold* = empty "
+            f"thumbnail cache (each thumbnail decoded from the original photo), *cached* = the same page again "
+            f"(browser: a fresh context, so no browser cache). The server runs with `--no-warm-thumbs` here; by default "
+            f"`roomclf label` makes the batch's thumbnails in the background at start, so a labeller mostly sees the "
+            f"cached numbers. Medians; target < 1 s cached.\n\n"
+            + "\n".join(table) +
+            f"\n\nCached is {ratio:.1f}× faster than cold over HTTP. Load average at the end: {load:.1f} on "
+            f"{os.cpu_count()} cores (other jobs were running).")
+    print(text)
+    if not args.no_write:
+        write_section("labelapp", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Benchmark: HTTP serving throughput and latency at 1, 8 and 32 concurrent clients.
+
+Starts `roomclf serve` as a child process on a free localhost port, then sends
+real corpus photos (batch_01) to POST /predict from N client threads at once
+(each with its own keep-alive connection) and reports requests/s and p50/p95
+latency per photo. The clients run on the same machine as the server, so they
+take CPU from it: the numbers are pessimistic. Prints a table and writes its
+section of docs/benchmarks.md.
+
+The model: --model (a models:/ URI or .onnx); by default the registered champion
+of $ROOMCLF_HOME, else a freshly exported efficientnet_lite0 network (the speed
+of a model does not depend on its head's weights). Compared: 1 onnxruntime
+thread x 2 slots (the default) against 2 threads x 1 slot, and the int8 twin.
+
+    python bench/bench_serving.py [--model URI] [--levels 1,8,32] [--requests 200]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from serving.launch import roomclf_serve  # noqa: E402
+
+SECTION = "serving"
+
+
+def default_model(tmp: Path) -> str:
+    """The registered champion, else a freshly exported efficientnet_lite0 network."""
+    from roomclf.registry import DEFAULT_ONNX_URI, ModelNotFound, model_version_info
+
+    try:
+        model_version_info(DEFAULT_ONNX_URI)
+        return DEFAULT_ONNX_URI
+    except ModelNotFound:
+        from roomclf.model import ExportNet, RoomNet
+        from roomclf.onnx_model import export_onnx
+
+        print("no registered champion: exporting efficientnet_lite0 to a temporary file")
+        return str(export_onnx(ExportNet(RoomNet("efficientnet_lite0").eval()), tmp / "model.onnx", {}))
+
+
+def int8_model(fp32: str, root: Path, tmp: Path) -> tuple[str, str] | None:
+    """(label, location) of an int8 model: the registered twin of the champion, else the
+    fp32 model quantised here with the training issue's ``roomclf.quantize`` (50 batch_02
+    photos to calibrate), else None."""
+    from roomclf.registry import ONNX_NAME, ModelNotFound, fetch_model, model_version_info
+
+    uri = f"models:/{ONNX_NAME}-int8@champion"
+    try:
+        model_version_info(uri)
+        return "champion int8 (registered)", uri
+    except ModelNotFound:
+        pass
+    try:
+        from roomclf.quantize import quantize_static_int8
+    except ImportError:
+        return None
+    from roomclf.onnx_model import OnnxModel, find_onnx
+
+    src = find_onnx(fetch_model(fp32, dst=tmp / "fp32") if fp32.startswith("models:/") else fp32)
+    calib = [str(p.relative_to(root)) for p in sorted((root / "batch_02").glob("listing_*/photo_*.jpg"))[:50]]
+    print("quantising to int8 for comparison", flush=True)
+    dst = quantize_static_int8(src, tmp / "int8.onnx", root, calib, OnnxModel(src).input_size)
+    return "same model int8 (quantised here)", str(dst)
+
+
+def service_ms(model: str, photos: list) -> float:
+    """Median in-process time per photo (decode + inference, 1 thread, no HTTP): the floor under any latency."""
+    from roomclf.onnx_model import OnnxModel
+    from roomclf.registry import fetch_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        m = OnnxModel(fetch_model(model, dst=tmp) if model.startswith("models:/") else model, threads=1)
+    m.predict_sources([photos[0][1]])
+    times = []
+    for _, data in photos:
+        t = time.perf_counter()
+        m.predict_sources([data])
+        times.append(1000 * (time.perf_counter() - t))
+    return float(np.median(times))
+
+
+def load_photos(root: Path, n: int) -> list[tuple[str, bytes]]:
+    paths = sorted((root / "batch_01").glob("listing_*/photo_*.jpg"))[:n]
+    if not paths:
+        raise SystemExit(f"no photos under {root / 'batch_01'}")
+    return [(p.name, p.read_bytes()) for p in paths]
+
+
+def run_level(url: str, photos: list, clients: int, total: int) -> dict:
+    """``total`` requests from ``clients`` threads at once; latencies in ms."""
+    import httpx
+
+    latencies: list[float] = []
+    failures = 0
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def worker(_):
+        nonlocal failures
+        with httpx.Client(timeout=60) as client:
+            for i in counter:
+                name, data = photos[i % len(photos)]
+                t = time.perf_counter()
+                r = client.post(url + "/predict", files={"file": (name, data, "image/jpeg")})
+                ms = 1000 * (time.perf_counter() - t)
+                with lock:
+                    latencies.append(ms)
+                    failures += r.status_code != 200
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(worker, range(clients)))
+    wall = time.perf_counter() - start
+    lat = np.array(latencies)
+    return {"clients": clients, "requests": len(lat), "failures": failures, "rps": len(lat) / wall,
+            "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+            "mean": float(lat.mean())}
+
+
+def format_table(results: list[tuple[str, list[dict]]], n_photos: int, mean_kb: float, load: float,
+                 service: float, service_int8: float | None) -> str:
+    lines = [
+        "## Serving (`bench/bench_serving.py`)",
+        "",
+        f"`roomclf serve` (uvicorn, one process) on this machine ({os.cpu_count()} CPUs, {platform.machine()}; "
+        f"1-minute load average {load:.1f} when it started: the machine is shared). Clients run on the same machine "
+        f"(one keep-alive connection each) and POST /predict {n_photos} real batch_01 photos (mean {mean_kb:.0f} KB) "
+        "round-robin. Latency = client-side time per photo (upload, decode, inference, JSON). "
+        "threads = onnxruntime threads per inference, slots = inferences at once.",
+        "",
+        "| configuration | concurrent clients | requests | failures | requests/s | p50 ms | p95 ms | vs first row |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    first = {r["clients"]: r for r in results[0][1]}
+    for name, rows in results:
+        for r in rows:
+            ratio = r["rps"] / first[r["clients"]]["rps"] if r["clients"] in first else float("nan")
+            lines.append(f"| {name} | {r['clients']} | {r['requests']} | {r['failures']} | {r['rps']:.1f} | "
+                         f"{r['p50']:.0f} | {r['p95']:.0f} | {ratio:.2f}x req/s |")
+    lines.append("")
+    for name, rows in results:
+        at8 = next((r for r in rows if r["clients"] == 8), None)
+        if at8:
+            verdict = "meets" if at8["p95"] < 100 else "misses"
+            lines.append(f"- {name}: p95 at 8 concurrent clients {at8['p95']:.0f} ms: {verdict} the 100 ms target.")
+    cpus = os.cpu_count() or 1
+    lines += [f"- The floor: one photo takes {service:.0f} ms in-process here (decode + inference on 1 thread, "
+              f"median, no HTTP), so {cpus} cores finish at most ~{1000 * cpus / service:.0f} photos/s and 8 clients "
+              f"queue for ~{8 * service / cpus:.0f} ms per photo on average whatever the server does. p95 < 100 ms at "
+              f"8 clients needs <= ~{100 * cpus / 8:.0f} ms per photo: more cores, or a smaller/int8 model "
+              "(serve it with --model)."
+              + (f" The int8 model takes {service_int8:.0f} ms in-process ({service / service_int8:.2f}x faster)."
+                 if service_int8 else "")]
+    return "\n".join(lines)
+
+
+def write_section(text: str, path: Path = PROJECT / "docs" / "benchmarks.md") -> None:
+    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
+    block = f"{start}\n{text.strip()}\n{end}"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(new)
+    os.replace(tmp, path)
+
+
+def bench_server(model: str, threads: int, slots: int, photos: list, levels: list[int], requests: int,
+                 log: Path) -> list[dict]:
+    extra = ["--poll", "0", "--threads", str(threads), "--slots", str(slots), "--log-level", "warning"]
+    with roomclf_serve(model, env=os.environ.copy(), log=log, extra=extra) as server:
+        server.wait_ready()
+        run_level(server.url, photos, 2, 16)   # warm-up: session, connections, caches
+        rows = []
+        for c in levels:
+            rows.append(run_level(server.url, photos, c, max(requests, 2 * c)))
+            r = rows[-1]
+            print(f"  {c:>3} clients: {r['rps']:6.1f} req/s  p50 {r['p50']:6.0f} ms  p95 {r['p95']:6.0f} ms  "
+                  f"failures {r['failures']}", flush=True)
+        if not server.alive():
+            raise SystemExit(f"the server died during the benchmark: {server.tail()}")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", help="corpus root holding batch_*",
+                    default=os.environ.get("ROOMCLF_DATA", str(PROJECT.parent / "shared" / "data" / "listings")))
+    ap.add_argument("--model", default=None,
+                    help="models:/ URI or .onnx (default: the champion, else an exported network); "
+                         "compared with its int8 twin (registered, else quantised here)")
+    ap.add_argument("--levels", default="1,8,32", help="concurrent clients, comma-separated")
+    ap.add_argument("--requests", type=int, default=200, help="requests per level")
+    ap.add_argument("--photos", type=int, default=64, help="distinct photos sent round-robin")
+    ap.add_argument("--no-int8", action="store_true", help="skip the int8 comparison")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = ap.parse_args()
+
+    cpus = os.cpu_count() or 1
+    photos = load_photos(Path(args.data), args.photos)
+    levels = [int(x) for x in args.levels.split(",")]
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model or default_model(Path(tmp))
+        kind = "champion" if model.startswith("models:/") else Path(model).name
+        configs = [(f"{kind} fp32, threads 1 x slots {cpus} (default)", model, 1, cpus),
+                   (f"{kind} fp32, threads {min(cpus, 4)} x slots 1", model, min(cpus, 4), 1)]
+        service = service_ms(model, photos)
+        print(f"in-process: {service:.1f} ms per photo", flush=True)
+        int8 = None if args.no_int8 else int8_model(model, Path(args.data), Path(tmp))
+        service_int8 = None
+        if int8:
+            configs.append((f"{int8[0]}, threads 1 x slots {cpus}", int8[1], 1, cpus))
+            service_int8 = service_ms(int8[1], photos)
+            print(f"in-process int8: {service_int8:.1f} ms per photo", flush=True)
+        results = []
+        for name, uri, threads, slots in configs:
+            print(name, flush=True)
+            results.append((name, bench_server(uri, threads, slots, photos, levels, args.requests,
+                                               Path(tmp) / "server.log")))
+    text = format_table(results, len(photos), float(np.mean([len(d) for _, d in photos]) / 1024), load, service,
+                        service_int8)
+    print("\n" + text)
+    if not args.no_write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()

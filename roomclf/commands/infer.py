@@ -1,0 +1,64 @@
+"""`roomclf infer-all`: predict every photo of the corpus with the registered ONNX model."""
+import click
+
+from roomclf.commands.options import batches_option, data_option
+
+
+@click.command("infer-all")
+@data_option
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: photos/<batch>.parquet, listings/<batch>.parquet, _done/<batch>.json.")
+@click.option("--model", default="models:/roomclf-onnx@champion", show_default=True,
+              help="models:/NAME@ALIAS, models:/NAME/VERSION, or a .onnx file or folder.")
+@click.option("--quantized", is_flag=True, help="Use the int8 model (models:/roomclf-onnx-int8@...) instead.")
+@batches_option(default="all")
+@click.option("--engine", type=click.Choice(["ray", "loop"]), default="ray", show_default=True,
+              help="ray: Ray Data pipeline (local or a cluster); loop: plain single process, no Ray.")
+@click.option("--address", default=None,
+              help="Ray cluster to use: auto (the running cluster, or $RAY_ADDRESS), HOST:PORT, or ray://HOST:PORT "
+                   "(needs the ray[client] extra). "
+                   "Default: start a local Ray. Data root and --out must be storage every node sees.")
+@click.option("--force", is_flag=True, help="Redo batches already finished with this model.")
+@click.option("--with-embedding", is_flag=True, help="Also store each photo's L2-normalised embedding.")
+@click.option("--batch-size", default=32, show_default=True, help="Photos per model call.")
+@click.option("--actors", type=int, default=None, help="Model actors in the Ray pool [default: cluster CPUs].")
+@click.option("--cpus", type=int, default=None,
+              help="CPUs of a local Ray (default: all); with --engine loop, onnxruntime threads.")
+@click.option("--object-store-mb", default=512, show_default=True, help="Object store size of a local Ray.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def infer_all(data, out, model, quantized, batches, engine, address, force, with_embedding, batch_size, actors,
+              cpus, object_store_mb, no_progress):
+    """Run the registered ONNX room model over every photo of the batches.
+
+    Writes one Parquet row per photo (class, probabilities, tags, error) and
+    one per listing (photos per class, tags, cover photo), committed per batch
+    atomically. A rerun skips batches already done with the same model; a bad
+    photo becomes a row with an error, never a stopped run.
+
+    \b
+    Examples:
+      roomclf infer-all --out var/infer
+      roomclf infer-all --out var/infer --batches batch_19 --engine loop
+      roomclf infer-all --out /shared/infer --address auto --quantized
+    """
+    from roomclf.infer_all import infer_all as run
+
+    s = run(data, out, batches=batches, model=model, quantized=quantized, engine=engine, address=address,
+            force=force, with_embedding=with_embedding, batch_size=batch_size, actors=actors, cpus=cpus,
+            progress=not no_progress, object_store_mb=object_store_mb)
+    click.echo(format_summary(s))
+
+
+def format_summary(s) -> str:
+    lines = [f"model {s.model}, engine {s.engine}"]
+    if s.batches_skipped:
+        lines.append(f"already done with this model (skipped, --force redoes): {len(s.batches_skipped)} batches")
+    if not s.batches_done:
+        lines.append("nothing to do")
+    else:
+        lines.append(f"{len(s.batches_done)} batches: {s.photos} photos, {s.predictions} predictions, "
+                     f"{s.errors} errors, {s.skipped} non-photo files skipped, "
+                     f"{s.seconds:.1f}s ({s.photos_per_s:.1f} photos/s)")
+        lines.append("per class: " + ", ".join(f"{c} {n}" for c, n in s.per_class.most_common()))
+    lines.append(f"output: {s.out}/photos/*.parquet, {s.out}/listings/*.parquet")
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""`roomclf train`: fast.ai transfer learning, tracked in MLflow, registered, gated."""
+import click
+
+from roomclf.commands.options import backbone_option, data_option
+
+
+class WholeNumber(click.ParamType):
+    """An int that also accepts '3.0' (MLflow Projects pass numeric parameters as floats)."""
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        if number != int(number):
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        return int(number)
+
+
+INT = WholeNumber()
+
+@click.command()
+@data_option
+@click.option("--train-batches", default="batch_01-batch_10", show_default=True,
+              help="Batches to train on, e.g. batch_01,batch_02 or batch_01-batch_10.")
+@click.option("--valid-batches", default="batch_11", show_default=True,
+              help="Batches to validate on: different from the training batches.")
+@click.option("--sources", default="manual,imported,propagated", show_default=True,
+              help="Label sources that count (comma list of manual, imported, propagated, predicted).")
+@backbone_option
+@click.option("--image-size", type=INT, default=None, help="Input size in pixels  [default: the backbone's].")
+@click.option("--frozen-epochs", type=INT, default=1, show_default=True, help="Epochs with the body frozen.")
+@click.option("--epochs", type=INT, default=3, show_default=True, help="Epochs of fine-tuning everything.")
+@click.option("--batch-size", type=INT, default=32, show_default=True)
+@click.option("--lr", type=float, default=None, help="Learning rate  [default: from lr_find].")
+@click.option("--seed", type=INT, default=42, show_default=True)
+@click.option("--workers", type=INT, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--quantize", type=bool, is_flag=False, flag_value=True, default=False,
+              help="Also register a static-int8 ONNX (roomclf-onnx-int8); `--quantize` or `--quantize true`.")
+@click.option("--run-name", default=None, help="MLflow run name.")
+def train(data, train_batches, valid_batches, sources, backbone, image_size, frozen_epochs, epochs, batch_size,
+          lr, seed, workers, quantize, run_name):
+    """Train the room classifier from the label store and register it.
+
+    Body frozen first, then fine-tuning with discriminative learning rates; the
+    run is logged to MLflow (experiment roomclf-train), registered as `roomclf`
+    (pyfunc + fast.ai learner) and `roomclf-onnx`, and the new version becomes
+    `champion` only if it beats the current one on the same validation photos.
+    """
+    from roomclf.backbones import get_spec
+    from roomclf.train_run import run_training
+    from roomclf.training import TrainConfig, TrainingError
+
+    if min(frozen_epochs, epochs) < 0 or frozen_epochs + epochs == 0:
+        raise TrainingError("--frozen-epochs and --epochs must be >= 0, and not both 0")
+    if batch_size < 1 or (image_size is not None and image_size < 32):
+        raise TrainingError("--batch-size must be >= 1 and --image-size >= 32")
+    cfg = TrainConfig(data=data, train_batches=train_batches, valid_batches=valid_batches,
+                      sources=tuple(s.strip() for s in sources.split(",") if s.strip()), backbone=backbone,
+                      image_size=image_size or get_spec(backbone).input_size, frozen_epochs=frozen_epochs,
+                      epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, workers=workers,
+                      quantize=quantize, run_name=run_name)
+    result = run_training(cfg, echo=click.echo)
+    click.echo(f"run {result.run_id}: {result.alias}")

@@ -1,0 +1,333 @@
+"""Run a registered ONNX room model over whole batches of the corpus, resumably.
+
+The same three plain functions serve both engines:
+
+* ``decode_batch``: relative paths -> uint8 pixels (the shared photo loader's
+  preprocessing: upright RGB, shorter side to the input size, centre crop) and
+  an error per photo that cannot be read;
+* ``predict_batch``: pixels -> one row per photo (class, probabilities, tags,
+  optional embedding, model name/version, error), via ``OnnxModel``;
+* ``roomclf.infer_output.commit_batch``: one atomic commit per finished batch.
+
+``engine="ray"`` runs them as a Ray Data pipeline (``roomclf.infer_ray``);
+``engine="loop"`` runs them in this process, one chunk after another.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from roomclf.errors import RoomclfError
+from roomclf.photos import PhotoError, open_photo, square_crop, to_rgb
+from roomclf.registry import DEFAULT_ONNX_URI, ONNX_NAME
+from roomclf.taxonomy import CLASSES
+
+INT8_NAME = f"{ONNX_NAME}-int8"
+ENGINES = ("ray", "loop")
+
+
+class InferError(RoomclfError):
+    """Bad input to infer-all (model, engine, cluster address)."""
+
+
+# --------------------------------------------------------------------------- the model
+
+@dataclass(frozen=True)
+class ModelRef:
+    uri: str          # what the user asked for
+    name: str         # registered model name, or the file name
+    version: str      # registry version, or "sha256:<12 hex>" for a file
+    path: Path        # the local .onnx file
+    sha256: str
+
+    @property
+    def key(self) -> str:
+        """What a done record must match for a batch to count as finished with this model."""
+        return f"{self.name}/{self.version}/{self.sha256[:16]}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def quantized_uri(uri: str) -> str:
+    """The int8 twin of a ``roomclf-onnx`` registry URI."""
+    for sep in ("@", "/"):
+        prefix = f"models:/{ONNX_NAME}{sep}"
+        if uri.startswith(prefix):
+            return f"models:/{INT8_NAME}{sep}{uri[len(prefix):]}"
+    if uri.startswith(f"models:/{INT8_NAME}"):
+        return uri
+    raise InferError(f"--quantized needs a models:/{ONNX_NAME}... URI (got {uri}); "
+                     "pass the int8 model's URI or path with --model instead")
+
+
+def resolve_model(uri: str = DEFAULT_ONNX_URI, quantized: bool = False) -> ModelRef:
+    """Find the model: a ``models:/`` URI is looked up in the registry and downloaded; a path is used as is."""
+    from roomclf.onnx_model import find_onnx
+    from roomclf.registry import ModelNotFound, fetch_model, model_version_info
+
+    if quantized:
+        uri = quantized_uri(uri)
+    if uri.startswith("models:/"):
+        try:
+            info = model_version_info(uri)
+        except ModelNotFound as exc:
+            hint = f" (register an int8 model as {INT8_NAME} with alias champion, or pass --model)" if quantized else ""
+            raise ModelNotFound(f"{exc}{hint}") from None
+        path = find_onnx(fetch_model(uri))
+        return ModelRef(uri, info["name"], str(info["version"]), path, _sha256(path))
+    if "://" in uri or not Path(uri).exists():
+        raise InferError(f"model not found: {uri} (give models:/NAME@ALIAS, models:/NAME/VERSION, or a .onnx path)")
+    path = find_onnx(uri).resolve()
+    digest = _sha256(path)
+    return ModelRef(uri, path.stem, f"sha256:{digest[:12]}", path, digest)
+
+
+# --------------------------------------------------------------------------- the plain functions
+
+def decode(path: str | os.PathLike, size: int) -> np.ndarray:
+    """One photo -> uint8 size x size x 3 (``photos.model_input`` without the float conversion)."""
+    return np.asarray(square_crop(to_rgb(open_photo(path, target=size)), size), dtype=np.uint8)
+
+
+def to_model_input(pixels: np.ndarray) -> np.ndarray:
+    """uint8 N x S x S x 3 -> float32 N x 3 x S x S in [0, 1], exactly as ``photos.to_array``."""
+    return np.ascontiguousarray((pixels.astype(np.float32) / 255.0).transpose(0, 3, 1, 2))
+
+
+def decode_batch(batch: dict, root: str, size: int) -> dict:
+    """{'path', 'batch', 'listing'} columns -> the same plus 'pixels' (uint8) and 'error' ('' when fine)."""
+    paths = list(batch["path"])
+    pixels = np.zeros((len(paths), size, size, 3), np.uint8)
+    errors = []
+    for i, rel in enumerate(paths):
+        try:
+            pixels[i] = decode(Path(root) / rel, size)
+            errors.append("")
+        except PhotoError as exc:
+            errors.append(exc.reason)
+        except Exception as exc:  # never let one photo stop a run
+            errors.append(f"cannot read photo ({type(exc).__name__}: {exc})"[:300])
+    return {"path": np.asarray(paths, dtype=object), "batch": np.asarray(list(batch["batch"]), dtype=object),
+            "listing": np.asarray(list(batch["listing"]), dtype=object), "pixels": pixels,
+            "error": np.asarray(errors, dtype=object)}
+
+
+def row_columns(with_embedding: bool) -> list[str]:
+    cols = (["batch", "listing", "path", "label", "confidence"] + [f"prob_{c}" for c in CLASSES]
+            + ["tags", "tag_probs"])
+    return cols + (["embedding"] if with_embedding else []) + ["model_name", "model_version", "error"]
+
+
+def row_schema(with_embedding: bool):
+    """The Parquet schema of the per-photo rows."""
+    import pyarrow as pa
+
+    types = {"confidence": pa.float64(), "tags": pa.list_(pa.string()), "embedding": pa.list_(pa.float32()),
+             **{f"prob_{c}": pa.float64() for c in CLASSES}}
+    return pa.schema([(name, types.get(name, pa.string())) for name in row_columns(with_embedding)])
+
+
+def predict_batch(model, batch: dict, model_name: str, model_version: str, with_embedding: bool = False):
+    """A decoded batch -> a pandas DataFrame, one row per photo; unreadable photos get an error and no prediction."""
+    import pandas as pd
+
+    errors = [str(e) for e in batch["error"]]
+    ok = [i for i, e in enumerate(errors) if not e]
+    out = model.run(to_model_input(np.asarray(batch["pixels"])[ok])) if ok else {}
+    rows = []
+    for i, rel in enumerate(batch["path"]):
+        row = {"batch": str(batch["batch"][i]), "listing": str(batch["listing"][i]), "path": str(rel),
+               "label": None, "confidence": None, **{f"prob_{c}": None for c in CLASSES},
+               "tags": None, "tag_probs": None, "model_name": model_name, "model_version": model_version,
+               "error": errors[i] or None}
+        if with_embedding:
+            row["embedding"] = None
+        rows.append(row)
+    for k, i in enumerate(ok):
+        attrs = out["attributes"][k] if "attributes" in out else None
+        pred = model.decode(out["probs"][k], attrs)
+        trained = {key.partition(".")[2]: round(float(p), 4) for key, p in zip(model.attribute_keys, attrs)
+                   if model.thresholds.get(key) is not None and key.startswith(pred.label + ".")} if attrs is not None else {}
+        rows[i].update({"label": pred.label, "confidence": pred.confidence,
+                        **{f"prob_{c}": float(p) for c, p in zip(model.classes, out["probs"][k])},
+                        "tags": sorted(pred.tags), "tag_probs": json.dumps(trained, sort_keys=True)})
+        if with_embedding:
+            rows[i]["embedding"] = out["embedding"][k].astype(np.float32).tolist()
+    return pd.DataFrame(rows, columns=row_columns(with_embedding))
+
+
+def load_model_bytes(blob: bytes, threads: int = 1):
+    """An ``OnnxModel`` from the ONNX file's bytes (written to a private temp file, then removed)."""
+    import tempfile
+
+    from roomclf.onnx_model import OnnxModel
+
+    with tempfile.TemporaryDirectory(prefix="roomclf-model-") as d:
+        path = Path(d) / "model.onnx"
+        path.write_bytes(blob)
+        return OnnxModel(path, threads=threads)
+
+
+# --------------------------------------------------------------------------- the engines
+
+def run_loop(root: Path, items: list[dict], model_ref: ModelRef, with_embedding: bool, batch_size: int = 32,
+             threads: int | None = None):
+    """The in-process engine: yields a DataFrame of rows per chunk of ``batch_size`` photos."""
+    from roomclf.onnx_model import OnnxModel
+
+    model = OnnxModel(model_ref.path, threads=threads or min(4, os.cpu_count() or 1))
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        cols = {k: [it[k] for it in chunk] for k in ("path", "batch", "listing")}
+        yield predict_batch(model, decode_batch(cols, str(root), model.input_size),
+                            model_ref.name, model_ref.version, with_embedding)
+
+
+# --------------------------------------------------------------------------- the run
+
+@dataclass
+class BatchPlan:
+    name: str
+    photos: list[dict] = field(default_factory=list)
+    skipped: int = 0
+
+
+@dataclass
+class Summary:
+    out: Path
+    engine: str
+    model: str
+    photos: int = 0
+    predictions: int = 0
+    errors: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    per_class: Counter = field(default_factory=Counter)
+    batches_done: list[str] = field(default_factory=list)
+    batches_skipped: list[str] = field(default_factory=list)   # already finished with this model
+
+    @property
+    def photos_per_s(self) -> float:
+        return self.photos / self.seconds if self.seconds else 0.0
+
+
+def plan_batches(root: str | os.PathLike, batches) -> tuple[Path, list[BatchPlan]]:
+    from roomclf.corpus import discover
+
+    corpus = discover(root, batches)
+    plans: dict[str, BatchPlan] = {}
+    for b in dict.fromkeys([p.batch for p in corpus.photos] + [s.split("/", 1)[0] for s in corpus.skipped]):
+        plans[b] = BatchPlan(b)
+    for p in corpus.photos:
+        plans[p.batch].photos.append({"path": p.path, "batch": p.batch, "listing": p.listing})
+    for s in corpus.skipped:
+        plans[s.split("/", 1)[0]].skipped += 1
+    return corpus.root, sorted(plans.values(), key=lambda b: b.name)
+
+
+def _commit(out: Path, plan: BatchPlan, frames: list, model_ref: ModelRef, engine: str, with_embedding: bool,
+            seconds: float) -> dict:
+    import pandas as pd
+
+    from roomclf.infer_output import commit_batch, to_table
+    from roomclf.listings import listing_schema, summarize
+
+    photos = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=row_columns(with_embedding)))
+    photos = photos.sort_values("path", kind="stable").reset_index(drop=True)
+    ok = photos[photos["error"].isna()]
+    record = {"batch": plan.name, "photos": len(photos), "predictions": len(ok), "errors": len(photos) - len(ok),
+              "skipped": plan.skipped, "per_class": {c: int(n) for c, n in ok["label"].value_counts().items()},
+              "model_uri": model_ref.uri, "model_name": model_ref.name, "model_version": model_ref.version,
+              "model_sha256": model_ref.sha256, "model_key": model_ref.key, "engine": engine,
+              "with_embedding": with_embedding, "elapsed_s": round(seconds, 2),
+              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    commit_batch(out, plan.name, to_table(photos, row_schema(with_embedding)),
+                 to_table(summarize(photos), listing_schema()), record)
+    return record
+
+
+def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, model: str = DEFAULT_ONNX_URI,
+              quantized: bool = False, engine: str = "ray", address: str | None = None, force: bool = False,
+              with_embedding: bool = False, batch_size: int = 32, actors: int | None = None,
+              cpus: int | None = None, progress: bool = True, object_store_mb: int = 512) -> Summary:
+    """Predict every photo of the batches into ``out``, skipping batches already done with this model."""
+    from tqdm import tqdm
+
+    from roomclf.infer_output import clean_stale, is_done
+
+    if engine not in ENGINES:
+        raise InferError(f"unknown engine {engine!r} (choose {', '.join(ENGINES)})")
+    out = Path(out).resolve()
+    root, plans = plan_batches(root, batches)
+    model_ref = resolve_model(model, quantized)
+    summary = Summary(out=out, engine=engine, model=f"{model_ref.name} {model_ref.version}")
+    todo = []
+    for plan in plans:
+        if not force and is_done(out, plan.name, model_ref.key, with_embedding):
+            summary.batches_skipped.append(plan.name)
+        else:
+            todo.append(plan)
+    out.mkdir(parents=True, exist_ok=True)
+    clean_stale(out)
+    if not todo:
+        return summary
+
+    from roomclf.onnx_model import OnnxModel
+
+    input_size = OnnxModel(model_ref.path).input_size
+    items = [it for plan in todo for it in plan.photos]
+    by_name = {p.name: p for p in todo}
+    frames: dict[str, list] = {p.name: [] for p in todo}
+    seen = Counter()
+    t0 = time.perf_counter()
+    started_ray = False
+
+    def finish(plan: BatchPlan):
+        rec = _commit(out, plan, frames.pop(plan.name), model_ref, engine, with_embedding, time.perf_counter() - t0)
+        summary.batches_done.append(plan.name)
+        summary.photos += rec["photos"]
+        summary.predictions += rec["predictions"]
+        summary.errors += rec["errors"]
+        summary.skipped += rec["skipped"]
+        summary.per_class.update(rec["per_class"])
+
+    for plan in todo:               # batches with nothing to predict (only non-photo files)
+        if not plan.photos:
+            finish(plan)
+    try:
+        if engine == "ray":
+            from roomclf.infer_ray import connect_ray, run_ray
+
+            started_ray = connect_ray(address, cpus, object_store_mb)
+            stream = run_ray(root, items, model_ref, with_embedding, batch_size, actors, input_size)
+        else:
+            stream = run_loop(root, items, model_ref, with_embedding, batch_size, cpus)
+        with tqdm(total=len(items), unit="photo", disable=not progress, desc="infer-all",
+                  dynamic_ncols=True) as bar:
+            for frame in stream:
+                for name, part in frame.groupby("batch", sort=False):
+                    frames[name].append(part)
+                    seen[name] += len(part)
+                    if seen[name] == len(by_name[name].photos):
+                        finish(by_name[name])
+                bar.update(len(frame))
+    finally:
+        summary.seconds = time.perf_counter() - t0
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return summary

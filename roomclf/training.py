@@ -1,0 +1,270 @@
+"""Training the room classifier the fast.ai way: data from the label store, a
+DataBlock through the shared photo loader, transfer learning with the body
+frozen, then discriminative fine-tuning.
+
+The steps are separate functions that take data and return data:
+``select_data`` (label store -> checked train/valid lists, or a one-line
+``TrainingError`` before anything is trained), ``drop_broken`` and
+``drop_leaks`` (clean the lists, counting what went), ``build_dls`` and
+``make_learner`` (fastai objects), ``fit`` (the training schedule) and
+``predict`` (validation probabilities). Tracking, export and registration
+live in ``roomclf.tracking``, ``roomclf.onnx_model`` and ``roomclf.gating``;
+``roomclf.train_run`` ties them together.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import operator
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from roomclf.errors import RoomclfError
+from roomclf.photos import PhotoError, open_photo, square_crop
+from roomclf.taxonomy import CLASSES
+
+DEFAULT_SOURCES = ("manual", "imported", "propagated")
+
+
+class TrainingError(RoomclfError):
+    """Training input that cannot work (no labels, overlapping batches, a class without examples...)."""
+
+
+@dataclass
+class TrainConfig:
+    data: str                                  # corpus root
+    train_batches: list[str]
+    valid_batches: list[str]
+    sources: tuple[str, ...] = DEFAULT_SOURCES
+    backbone: str = "efficientnet_lite0"
+    image_size: int = 224
+    frozen_epochs: int = 1
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float | None = None                    # None: lr_find
+    seed: int = 42
+    workers: int = 0                           # DataLoader worker processes
+    quantize: bool = False
+    run_name: str | None = None
+
+
+@dataclass
+class TrainData:
+    train: list[tuple[str, str]]               # (relative path, class)
+    valid: list[tuple[str, str]]
+    sources: dict[str, dict[str, int]] = field(default_factory=dict)   # split -> source -> n photos
+    broken: dict[str, str] = field(default_factory=dict)               # path -> reason (dropped)
+    leaks: list[str] = field(default_factory=list)                     # valid paths dropped as duplicates
+
+    def class_counts(self, split: str) -> dict[str, int]:
+        counts = Counter(label for _, label in getattr(self, split))
+        return {c: counts.get(c, 0) for c in CLASSES}
+
+
+# ---- data selection and checks ----------------------------------------------------------
+
+def select_data(store, root: str | os.PathLike, train_batches: list[str], valid_batches: list[str],
+                sources=DEFAULT_SOURCES) -> TrainData:
+    """The effective labels of the train and valid batches, checked; raises ``TrainingError``."""
+    overlap = sorted(set(train_batches) & set(valid_batches))
+    if overlap:
+        raise TrainingError(f"train and validation batches overlap ({', '.join(overlap)}): "
+                            "validate on a different batch")
+    if not train_batches or not valid_batches:
+        raise TrainingError("give at least one train batch and one validation batch")
+    sources = tuple(sources)
+    if not sources:
+        raise TrainingError("no label sources given (e.g. manual,imported,propagated)")
+    root = Path(root)
+    data = TrainData([], [])
+    for split, batches in (("train", train_batches), ("valid", valid_batches)):
+        items, per_source = [], Counter()
+        for batch in batches:
+            for path, lab in sorted(store.labels(sources, prefix=f"{batch}/").items()):
+                if lab.label not in CLASSES:
+                    raise TrainingError(f"unknown class {lab.label!r} for {path} (source {lab.source}); "
+                                        f"classes are {', '.join(CLASSES)}")
+                items.append((path, lab.label))
+                per_source[lab.source] += 1
+        if not items:
+            raise TrainingError(f"no {split} labels from sources {','.join(sources)} in "
+                                f"{','.join(batches)} (import or label some first)")
+        missing = [p for p, _ in items if not (root / p).is_file()]
+        if missing:
+            raise TrainingError(f"{len(missing)} {split} labels point at photos that do not exist under "
+                                f"{root.name}/, e.g. {missing[0]}")
+        setattr(data, split, items)
+        data.sources[split] = dict(per_source)
+    empty = [c for c, n in data.class_counts("train").items() if n == 0]
+    if empty:
+        raise TrainingError(f"no training examples of {', '.join(empty)} in {','.join(train_batches)}: "
+                            "every class needs at least one")
+    return data
+
+
+def drop_broken(root: str | os.PathLike, items: list[tuple[str, str]], size: int):
+    """(usable items, {path: reason}) after opening every photo once with the shared loader."""
+    kept, broken = [], {}
+    for path, label in items:
+        try:
+            open_photo(Path(root) / path, target=size)
+            kept.append((path, label))
+        except PhotoError as exc:
+            broken[path] = exc.reason
+    return kept, broken
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def duplicate_paths(root: str | os.PathLike, train: list[str], valid: list[str], near: bool = True,
+                    backbone: str = "efficientnet_lite0") -> list[str]:
+    """Validation photos that duplicate a training photo: the same bytes, or (``near`` and
+    ``roomclf.neighbours`` present) the same picture by embedding similarity."""
+    root = Path(root)
+    seen = {_digest(root / p) for p in train}
+    dup = {p for p in valid if _digest(root / p) in seen}
+    if near and importlib.util.find_spec("roomclf.neighbours"):
+        from roomclf.neighbours import near_duplicates
+
+        train_set, valid_set = set(train), set(valid)
+        for a, b, _ in near_duplicates(root, list(train) + list(valid), backbone):
+            if a in valid_set and b in train_set:
+                dup.add(a)
+            elif b in valid_set and a in train_set:
+                dup.add(b)
+    return sorted(dup)
+
+
+def drop_leaks(root: str | os.PathLike, data: TrainData, near: bool = True,
+               backbone: str = "efficientnet_lite0") -> TrainData:
+    """Remove validation photos that duplicate training photos; they are listed in ``data.leaks``."""
+    leaks = duplicate_paths(root, [p for p, _ in data.train], [p for p, _ in data.valid], near, backbone)
+    gone = set(leaks)
+    data.valid = [(p, c) for p, c in data.valid if p not in gone]
+    data.leaks = leaks
+    if not data.valid:
+        raise TrainingError("every validation photo duplicates a training photo: choose other batches")
+    return data
+
+
+def class_weights(labels: list[str]) -> np.ndarray:
+    """Inverse-frequency loss weights in CLASSES order, mean 1 (a rare class counts more)."""
+    counts = np.array([max(1, sum(1 for y in labels if y == c)) for c in CLASSES], dtype=np.float64)
+    w = counts.sum() / (len(CLASSES) * counts)
+    return (w / w.mean()).astype(np.float32)
+
+
+# ---- fastai -----------------------------------------------------------------------------
+
+class PhotoReader:
+    """fastai ``get_x``: a (path, label) item -> the square PIL image ``model_input`` would see."""
+
+    def __init__(self, root: str | os.PathLike, size: int):
+        self.root, self.size = str(root), int(size)
+
+    def __call__(self, item):
+        from fastai.vision.core import PILImage
+
+        img = square_crop(open_photo(os.path.join(self.root, item[0]), target=self.size), self.size)
+        return PILImage.create(np.asarray(img))
+
+
+def room_splitter(model):
+    """Parameter groups for discriminative learning rates: body, head."""
+    from fastai.torch_core import params
+
+    return [params(model.body), params(model.head)]
+
+
+def build_dls(root: str | os.PathLike, data: TrainData, size: int, batch_size: int, mean, std,
+              seed: int = 42, workers: int = 0):
+    """fastai DataLoaders: augmentations on train only, the backbone's normalisation on both."""
+    from fastai.data.block import CategoryBlock, DataBlock
+    from fastai.data.transforms import IndexSplitter
+    from fastai.vision.augment import aug_transforms
+    from fastai.vision.data import ImageBlock
+    from fastai.data.transforms import Normalize
+
+    items = [list(item) for item in (*data.train, *data.valid)]   # lists: fastai maps transforms over tuples
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=list(CLASSES), sort=False)),
+                      get_x=PhotoReader(root, size), get_y=operator.itemgetter(1),
+                      splitter=IndexSplitter(list(range(len(data.train), len(items)))),
+                      batch_tfms=[*aug_transforms(size=size, max_rotate=10.0, max_warp=0.1, pad_mode="reflection"),
+                                  Normalize.from_stats(list(mean), list(std))])
+    return block.dataloaders(items, bs=batch_size, num_workers=workers, seed=seed)
+
+
+def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = True, train_bn: bool = False):
+    """A fastai Learner over ``roomclf.model.RoomNet`` with a class-weighted loss.
+
+    ``train_bn=False`` keeps the body's BatchNorm weights frozen with the body, so the
+    frozen phase never back-propagates through the body: about 2.5x faster on a CPU.
+    """
+    import fastai.callback.progress  # noqa: F401  (progress bars, no_bar)
+    import fastai.callback.schedule  # noqa: F401  (fit_one_cycle, lr_find)
+    import torch
+    from fastai.learner import Learner
+    from fastai.losses import CrossEntropyLossFlat
+    from fastai.metrics import F1Score, accuracy
+
+    from roomclf.model import RoomNet
+
+    net = RoomNet(backbone, pretrained=pretrained)
+    loss = CrossEntropyLossFlat(weight=torch.tensor(weights, device=dls.device))
+    return Learner(dls, net, loss_func=loss, metrics=[accuracy, F1Score(average="macro")],
+                   splitter=room_splitter, train_bn=train_bn)
+
+
+def find_lr(learn, num_it: int = 40) -> float:
+    """A cheap lr_find (body frozen): the 'valley' suggestion, kept in a sane range."""
+    learn.freeze()
+    with learn.no_logging(), learn.no_bar():
+        suggestion = learn.lr_find(num_it=num_it, show_plot=False)
+    lr = float(getattr(suggestion, "valley", suggestion[0]))
+    return float(min(max(lr, 1e-4), 1e-2))
+
+
+def fit(learn, frozen_epochs: int, epochs: int, lr: float, cbs=None) -> None:
+    """Head only with the body frozen, then everything with lower rates for the body."""
+    if frozen_epochs > 0:
+        learn.freeze()
+        learn.fit_one_cycle(frozen_epochs, lr, cbs=cbs)
+    if epochs > 0:
+        learn.unfreeze()
+        base = lr / 2
+        learn.fit_one_cycle(epochs, slice(base / 100, base), pct_start=0.3, cbs=cbs)
+    learn.freeze()  # leaves BN running stats as trained; eval mode is set at export
+
+
+def predict(learn) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities N x 7, true class indices N) on the validation set, no augmentation."""
+    if list(learn.dls.vocab) != list(CLASSES):
+        raise TrainingError(f"class order {list(learn.dls.vocab)} is not the taxonomy's {list(CLASSES)}")
+    with learn.no_bar():
+        probs, targets = learn.get_preds(ds_idx=1)
+    return probs.float().cpu().numpy(), targets.cpu().numpy().astype(int)
+
+
+def raw_features(net, root: str | os.PathLike, paths: list[str], size: int, batch_size: int = 32) -> np.ndarray:
+    """Pooled features (not L2-normalised) of photos, as the exported model computes them."""
+    import torch
+
+    from roomclf.backbones import get_spec
+    from roomclf.photos import model_input
+
+    spec = get_spec(net.backbone)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    net = net.eval().cpu()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(paths), batch_size):
+            x = torch.from_numpy(np.stack([model_input(Path(root) / p, size) for p in paths[i:i + batch_size]]))
+            out.append(net.features((x - mean) / std).numpy())
+    return np.concatenate(out) if out else np.zeros((0, spec.feature_dim), np.float32)

@@ -1,0 +1,225 @@
+"""Attribute heads: real photos, real labels from attributes.csv, real ONNX export and MLflow store."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from roomclf.attributes import (AttributeDataError, attribute_grid, attribute_targets, choose_threshold,
+                                fit_attribute_head, fit_linear, implied_negatives, import_attributes, log_attribute_report,
+                                predict_attributes)
+from roomclf.labelstore import LabelStore
+from roomclf.taxonomy import ATTRIBUTE_KEYS, ATTRIBUTES
+
+TRAIN, VAL = ("batch_01", "batch_02"), ("batch_03",)
+K = {k: i for i, k in enumerate(ATTRIBUTE_KEYS)}
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory, shared_data, corpus_root, labels_csv, embedding_cache):
+    """A label store with labels.csv + attributes.csv of batch_01..03, and raw features of every
+    photo there that has an attribute label."""
+    import os
+
+    from roomclf.embeddings import embed
+
+    store = LabelStore(tmp_path_factory.mktemp("attr_store") / "labels.sqlite")
+    store.import_csv(labels_csv, corpus_root=corpus_root, batches=TRAIN + VAL)
+    report = import_attributes(store, shared_data / "attributes.csv", corpus_root)
+    old = os.environ.get("ROOMCLF_EMBEDDING_DIR")
+    os.environ["ROOMCLF_EMBEDDING_DIR"] = str(embedding_cache)
+    try:
+        emb = embed(corpus_root, sorted(store.attributes()), "efficientnet_lite0", normalize=False, progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("ROOMCLF_EMBEDDING_DIR")
+        else:
+            os.environ["ROOMCLF_EMBEDDING_DIR"] = old
+    rooms = {p: lab.label for p, lab in store.labels().items()}
+    Y, M = attribute_targets(emb.paths, store, rooms)
+    train = np.array([p.split("/")[0] in TRAIN for p in emb.paths])
+    return {"store": store, "report": report, "emb": emb, "rooms": rooms, "Y": Y, "M": M,
+            "train": train, "val": ~train}
+
+
+@pytest.fixture(scope="module")
+def fit(labelled):
+    d, tr, va = labelled, labelled["train"], labelled["val"]
+    X = d["emb"].vectors
+    return fit_attribute_head(X[tr], d["Y"][tr], d["M"][tr], X[va], d["Y"][va], d["M"][va], seed=0)
+
+
+def test_import_counts_unknown_attributes_and_photos_outside_the_corpus(tmp_path, corpus_root, labels_csv):
+    store = LabelStore(tmp_path / "labels.sqlite")
+    store.import_csv(labels_csv, corpus_root=corpus_root, batches=["batch_01"])
+    kitchen = next(p for p, lab in store.labels().items() if lab.label == "kitchen")
+    f = tmp_path / "attrs.csv"
+    f.write_text("path,attribute,value\n"
+                 f"{kitchen},fridge,1\n{kitchen},jacuzzi,1\n{kitchen},dishwasher,0\n"
+                 "batch_01/listing_9999/photo_99.jpg,fridge,1\n")
+    rep = import_attributes(store, f, corpus_root)
+    assert rep.added == 2 and rep.not_in_corpus == 1
+    assert rep.unknown_attribute == {"kitchen.jacuzzi": 1}
+    assert store.attributes()[kitchen] == {"kitchen.refrigerator": 1, "kitchen.dishwasher": 0}
+    dropped = LabelStore(tmp_path / "other.sqlite")
+    dropped.import_csv(labels_csv, corpus_root=corpus_root, batches=["batch_01"])
+    import_attributes(dropped, f, corpus_root, drop_zeros=["dishwasher"])
+    assert dropped.attributes()[kitchen] == {"kitchen.refrigerator": 1}
+    with pytest.raises(AttributeDataError, match="not found"):
+        import_attributes(store, tmp_path / "nope.csv", corpus_root)
+    (tmp_path / "bad.csv").write_text("photo,tag\nx,y\n")
+    with pytest.raises(AttributeDataError, match="expected columns"):
+        import_attributes(store, tmp_path / "bad.csv", corpus_root)
+
+
+def test_targets_keep_unknown_apart_from_negative(labelled, ground_truth, tmp_path):
+    d = labelled
+    idx = {p: i for i, p in enumerate(d["emb"].paths)}
+    Y, M = d["Y"], d["M"]
+    # only attributes of the photo's own class are ever known
+    for p, i in idx.items():
+        known = {ATTRIBUTE_KEYS[j].split(".")[0] for j in np.flatnonzero(M[i])}
+        assert known <= {d["rooms"][p]}
+    # a laundry photo is a sound negative for home_office (exclusive) but says nothing about closet
+    laundry = next(p for p in idx if ground_truth[p]["subtype"] == "laundry")
+    i = idx[laundry]
+    assert (Y[i, K["interior.laundry"]], M[i, K["interior.laundry"]]) == (1, True)
+    assert (Y[i, K["interior.home_office"]], M[i, K["interior.home_office"]]) == (0, True)
+    assert not M[i, K["interior.closet"]]
+    # a foyer photo may show its staircase: unknown, not negative
+    foyer = next(p for p in idx if ground_truth[p]["subtype"] == "foyer")
+    assert M[idx[foyer], K["interior.foyer"]] and not M[idx[foyer], K["interior.staircase"]]
+    # a kitchen photo without any attribute row is entirely unknown
+    plain = next(p for p, lab in d["rooms"].items() if lab == "kitchen" and p not in d["store"].attributes())
+    Y2, M2 = attribute_targets([plain], d["store"], d["rooms"])
+    assert not M2.any()
+    # a label carried over by name when the room label differs; dropped when the class lacks it
+    store = LabelStore(tmp_path / "own.sqlite")
+    path = d["emb"].paths[0]
+    store.set_attributes(path, {"living_room.tv": 1}, source="manual")
+    Yb, Mb = attribute_targets([path], store, {path: "bedroom"})
+    _, Mc = attribute_targets([path], store, {path: "bathroom"})
+    assert Mb[0, K["bedroom.tv"]] and Yb[0, K["bedroom.tv"]] == 1 and not Mc.any()
+    assert implied_negatives("exterior", ["front"]) == {"backyard", "pool"}
+    assert implied_negatives("kitchen", ["refrigerator"]) == set()
+
+
+def test_choose_threshold_prefers_precision_at_least_080():
+    scores = np.array([0.95, 0.9, 0.85, 0.8, 0.6, 0.55, 0.5, 0.3, 0.2])
+    y = np.array([1, 1, 1, 1, 0, 1, 0, 1, 0])
+    # best F1 (0.86) cuts below 0.3 at precision 0.75; at 0.525 precision is 0.83 and F1 0.83
+    assert 0.5 < choose_threshold(scores, y) < 0.55
+    # precision >= 0.8 would cost a third of the F1 here: plain max F1 (tag all three positives)
+    assert choose_threshold(np.array([0.9, 0.8, 0.7, 0.6, 0.5]), np.array([1, 0, 1, 0, 1])) < 0.5
+
+
+def test_raw_embeddings_are_roomnet_features(labelled, corpus_root):
+    import torch
+
+    from roomclf.backbones import get_spec
+    from roomclf.model import RoomNet
+    from roomclf.photos import model_input
+
+    paths = labelled["emb"].paths[:3]
+    spec = get_spec("efficientnet_lite0")
+    net = RoomNet("efficientnet_lite0").eval()
+    x = torch.from_numpy(np.stack([model_input(corpus_root / p, spec.input_size) for p in paths]))
+    mean, std = torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        feats = net.features((x - mean) / std).numpy()
+    assert np.abs(feats - labelled["emb"].vectors[:3]).max() <= 1e-4
+
+
+def test_heads_train_on_real_labels_and_mark_untrained(fit, labelled):
+    d, tr = labelled, labelled["train"]
+    pos, neg = (d["M"][tr] & (d["Y"][tr] == 1)).sum(0), (d["M"][tr] & (d["Y"][tr] == 0)).sum(0)
+    expected = {k for j, k in enumerate(ATTRIBUTE_KEYS) if pos[j] >= 5 and neg[j] >= 1}
+    assert {"exterior.front", "exterior.pool", "interior.staircase"} <= set(fit.trained) <= expected
+    assert set(fit.untrained) == set(ATTRIBUTE_KEYS) - set(fit.trained)
+    for key in expected - set(fit.trained):                 # dropped: a head no better than guessing
+        assert fit.report[key]["auc"] < 0.7 and "chance" in fit.report[key]["status"]
+    assert all(0 < fit.thresholds[k] < 1 for k in fit.trained)
+    assert fit.report["exterior.garden"]["status"].startswith("untrained")   # positives but no sound negatives
+    # the heads learned something real: pool vs front on unseen photos of batch_03
+    pool = fit.report["exterior.pool"]
+    assert pool["support"] >= 3 and pool["f1"] >= 0.7, pool
+    # untrained keys output ~0 and have no threshold
+    probs = predict_attributes(fit.head, d["emb"].vectors[:20])
+    assert probs[:, [K[k] for k in fit.untrained]].max() < 1e-3
+
+
+def test_masked_cells_do_not_change_the_head(labelled):
+    d, tr = labelled, labelled["train"]
+    X, Y, M = d["emb"].vectors[tr], d["Y"][tr], d["M"][tr]
+    cols = [K["exterior.front"], K["exterior.pool"], K["interior.laundry"]]
+    scrambled = np.where(M, Y, 1 - Y)                       # flip every unknown cell
+    wa, ba = fit_linear(X, Y[:, cols], M[:, cols])
+    wb, bb = fit_linear(X, scrambled[:, cols], M[:, cols])
+    assert np.allclose(wa, wb, atol=1e-6) and np.allclose(ba, bb, atol=1e-6)
+    wc, _ = fit_linear(X, scrambled[:, cols], np.ones_like(M[:, cols]))   # unmasked: the noise is learned
+    assert not np.allclose(wa, wc, atol=1e-3)
+
+
+def test_thresholds_come_from_validation_or_cross_validation(fit):
+    for key in fit.trained:
+        e = fit.report[key]
+        expected = "validation" if e["support"] >= 3 and e["val_negatives"] >= 1 else "cross-validation"
+        assert e["threshold_from"] == expected and e["threshold"] == fit.thresholds[key]
+        assert e["auc"] >= 0.7
+
+
+@pytest.mark.slow
+def test_exported_onnx_matches_torch_and_emits_only_trained_tags(fit, labelled, corpus_root, tmp_path):
+    import torch
+
+    from roomclf.model import ExportNet, RoomNet
+    from roomclf.onnx_model import OnnxModel, export_onnx
+    from roomclf.photos import model_input
+
+    net = RoomNet("efficientnet_lite0").eval()
+    export = ExportNet(net, fit.head).eval()
+    path = export_onnx(export, tmp_path / "model.onnx", {"attribute_thresholds": fit.thresholds})
+    model = OnnxModel(path)
+    assert model.thresholds == fit.thresholds
+    paths = labelled["emb"].paths[:8]
+    batch = np.stack([model_input(corpus_root / p, model.input_size) for p in paths])
+    out = model.run(batch)
+    with torch.no_grad():
+        _, attrs, _ = export(torch.from_numpy(batch))
+    assert np.abs(out["attributes"] - attrs.numpy()).max() <= 1e-4
+    assert np.abs(out["attributes"] - predict_attributes(fit.head, labelled["emb"].vectors[:8])).max() <= 1e-4
+    trained = set(fit.trained)
+    for cls_i, cls in enumerate(model.classes):
+        probs = np.eye(len(model.classes), dtype=np.float32)[cls_i]
+        pred = model.decode(probs, np.ones(len(ATTRIBUTE_KEYS), np.float32))
+        assert set(pred.tags) == {a for a in ATTRIBUTES[cls] if f"{cls}.{a}" in trained}
+    for pred in model.predict_sources([corpus_root / p for p in paths]):
+        assert all(f"{pred.label}.{t}" in trained for t in pred.tags)
+
+
+def test_report_goes_to_mlflow_and_grid_is_drawn(fit, labelled, corpus_root, home):
+    import mlflow
+
+    from roomclf.settings import use_experiment
+
+    use_experiment("attributes-test")
+    with mlflow.start_run() as run:
+        log_attribute_report(fit)
+    client = mlflow.MlflowClient()
+    got = client.get_run(run.info.run_id)
+    assert got.data.metrics["attr/exterior.pool/f1"] == pytest.approx(fit.report["exterior.pool"]["f1"])
+    assert got.data.metrics["attr/exterior.pool/threshold"] == pytest.approx(fit.thresholds["exterior.pool"])
+    assert "interior.basement" in got.data.params["attr_untrained"]
+    saved = mlflow.artifacts.load_dict(f"{got.info.artifact_uri}/attributes/report.json")
+    assert saved["thresholds"] == fit.thresholds
+
+    from PIL import Image
+
+    d = labelled
+    probs = predict_attributes(fit.head, d["emb"].vectors)
+    png = attribute_grid(corpus_root, d["emb"].paths, probs, d["rooms"], fit.thresholds, home / "grid.png",
+                         per_attribute=4, size=64)
+    img = Image.open(png)
+    assert img.size[1] == len(fit.trained) * (64 + 18)
+    assert np.asarray(img).std() > 10       # photos were pasted, not a blank sheet

@@ -1,0 +1,319 @@
+"""`roomclf serve`: a real uvicorn server process on localhost, serving a model
+registered in a temporary MLflow store (SQLite), queried over real HTTP and
+from a real browser."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import pick_photos
+
+MB = 1024 * 1024
+B19 = "batch_19"
+EMPTY = f"{B19}/listing_0001/photo_90.jpg"
+TRUNCATED = f"{B19}/listing_0001/photo_91.jpg"
+HTML = f"{B19}/listing_0001/photo_92.jpg"
+ODD = [f"{B19}/listing_0052/photo_90.png", f"{B19}/listing_0052/photo_91.jpg", f"{B19}/listing_0052/photo_92.jpg",
+       f"{B19}/listing_0059/photo_90.jpg", f"{B19}/listing_0059/photo_91.jpg", f"{B19}/listing_0059/photo_92.jpg"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, quick_onnx):
+    """A tmp MLflow store with roomclf-onnx v1 (@champion) and v2 (same weights, every
+    attribute threshold 0: its predictions carry tags, so a swap is visible). Yields the env."""
+    import onnx
+
+    from roomclf.onnx_model import META_KEY
+    from roomclf.registry import register_onnx_file
+    from roomclf.settings import setup_mlflow
+
+    home = tmp_path_factory.mktemp("serve_home")
+    env = {"ROOMCLF_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
+            mp.delenv(k, raising=False)
+        setup_mlflow()
+        v1 = register_onnx_file(quick_onnx, tags={"val_accuracy": 0.875, "trained_on": "batch_01"}, alias="champion")
+        model = onnx.load(str(quick_onnx))
+        entry = next(p for p in model.metadata_props if p.key == META_KEY)
+        import json
+
+        meta = json.loads(entry.value)
+        meta["attribute_thresholds"] = {k: 0.0 for k in meta["attribute_keys"]}
+        meta["note"] = "v2: every attribute trained"
+        entry.value = json.dumps(meta)
+        v2_path = home / "v2.onnx"
+        onnx.save(model, str(v2_path))
+        v2 = register_onnx_file(v2_path)
+        assert (v1, v2) == ("1", "2")
+        yield {**os.environ, **env, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+
+
+def start(store_env, tmp_path_factory, *extra) -> "ServerProcess":  # noqa: F821
+    from serving.launch import roomclf_serve
+
+    log = tmp_path_factory.mktemp("serve_log") / "server.log"
+    return roomclf_serve("models:/roomclf-onnx@champion", env=store_env, log=log, extra=list(extra)).wait_ready(120)
+
+
+@pytest.fixture(scope="module")
+def server(store, tmp_path_factory):
+    """Default limits (20 MB per photo), batches of at most 4, no polling."""
+    srv = start(store, tmp_path_factory, "--poll", "0", "--max-batch", "4", "--threads", "1")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(quick_onnx):
+    from roomclf.onnx_model import OnnxModel
+
+    return OnnxModel(quick_onnx)
+
+
+def post(url, name, data, ctype="image/jpeg", timeout=60):
+    return httpx.post(url + "/predict", files={"file": (name, data, ctype)}, timeout=timeout)
+
+
+def assert_clean_error(r, status, *words):
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"detail"} and body["detail"]
+    assert "Traceback" not in r.text and 'File "' not in r.text
+    for w in words:
+        assert w in body["detail"]
+
+
+def test_good_photos_equal_the_onnx_model(server, corpus_root, ground_truth, reference):
+    paths = [p for p, _ in pick_photos(ground_truth, "batch_02", 8)] + ODD
+    expected = reference.predict_sources([corpus_root / p for p in paths])
+    for rel, exp in zip(paths, expected):
+        r = post(server.url, Path(rel).name, (corpus_root / rel).read_bytes())
+        assert r.status_code == 200, (rel, r.text)
+        got = r.json()
+        assert got["label"] == exp.label, rel
+        assert got["confidence"] == pytest.approx(exp.confidence, abs=1e-5)
+        assert got["probabilities"] == pytest.approx(exp.probabilities, abs=1e-5)
+        assert got["tags"] == {}     # v1 has no trained attribute
+        assert got["model"]["name"] == "roomclf-onnx" and got["model"]["version"] == "1"
+        assert got["filename"] == Path(rel).name
+    # the quick model is useful: most labels match the ground truth
+    hits = sum(e.label == ground_truth[p]["label"] for p, e in zip(paths, expected) if ground_truth[p]["label"])
+    assert hits >= len(paths) // 2
+
+
+def test_raw_image_body(server, corpus_root, reference):
+    rel = "batch_02/" + sorted(os.listdir(corpus_root / "batch_02"))[0]
+    photo = sorted((corpus_root / rel).glob("photo_*.jpg"))[0]
+    r = httpx.post(server.url + "/predict", content=photo.read_bytes(), headers={"content-type": "image/jpeg"})
+    assert r.status_code == 200
+    assert r.json()["label"] == reference.predict_sources([photo])[0].label
+
+
+def test_batch(server, corpus_root, ground_truth, reference):
+    paths = [p for p, _ in pick_photos(ground_truth, "batch_03", 3)]
+    files = [("files", (Path(p).name, (corpus_root / p).read_bytes(), "image/jpeg")) for p in paths]
+    files.append(("files", ("broken.jpg", (corpus_root / TRUNCATED).read_bytes(), "image/jpeg")))
+    r = httpx.post(server.url + "/predict/batch", files=files, timeout=60)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["count"] == 4 and body["ok"] == 3 and body["model"]["version"] == "1"
+    expected = reference.predict_sources([corpus_root / p for p in paths])
+    assert [x["label"] for x in body["results"][:3]] == [e.label for e in expected]
+    assert body["results"][3]["status"] == 422 and "truncated image" in body["results"][3]["error"]
+
+
+def test_bad_uploads(server, corpus_root):
+    url = server.url
+    assert_clean_error(post(url, "empty.jpg", (corpus_root / EMPTY).read_bytes()), 400, "empty")
+    assert_clean_error(post(url, "page.jpg", (corpus_root / HTML).read_bytes()), 415, "not an image")
+    assert_clean_error(post(url, "archive.zip", b"PK\x03\x04" + bytes(2000), "application/zip"), 415, "not an image")
+    assert_clean_error(post(url, "cut.jpg", (corpus_root / TRUNCATED).read_bytes()), 422, "truncated image")
+    # just over 20 MB: refused after reading; far over: refused from its Content-Length
+    assert_clean_error(post(url, "big.jpg", b"\xff\xd8" + bytes(20 * MB)), 413, "too large", "20 MB")
+    assert_clean_error(post(url, "huge.jpg", b"\xff\xd8" + bytes(30 * MB)), 413, "too large")
+
+    def chunks():      # no Content-Length: counted while it arrives
+        for _ in range(25):
+            yield bytes(MB)
+
+    r = httpx.post(url + "/predict", content=chunks(), headers={"content-type": "image/jpeg"}, timeout=60)
+    assert_clean_error(r, 413, "too large")
+    photo = (corpus_root / ODD[1]).read_bytes()
+    r = httpx.post(url + "/predict/batch", files=[("files", (f"p{i}.jpg", photo, "image/jpeg")) for i in range(5)])
+    assert_clean_error(r, 413, "too many photos")
+    r = httpx.post(url + "/predict", files=[("file", ("a.jpg", photo)), ("file", ("b.jpg", photo))])
+    assert_clean_error(r, 413, "/predict takes one")
+    r = httpx.post(url + "/predict", files=[("note", (None, "a text field, no file"))])
+    assert_clean_error(r, 400, "no photo")
+    assert_clean_error(httpx.post(url + "/predict", data={"note": "a form, no file"}), 415, "multipart")
+    assert_clean_error(httpx.post(url + "/predict", content=b"hello", headers={"content-type": "text/plain"}), 415)
+    assert httpx.get(url + "/health").json()["status"] == "ok" and server.alive()
+
+
+def test_health_and_model(server):
+    from roomclf.taxonomy import ATTRIBUTE_KEYS, CLASSES
+
+    h = httpx.get(server.url + "/health").json()
+    assert h["status"] == "ok" and h["model"] == {"name": "roomclf-onnx", "version": "1",
+                                                  "uri": "models:/roomclf-onnx@champion"}
+    m = httpx.get(server.url + "/model").json()
+    assert m["version"] == "1" and m["classes"] == list(CLASSES) and m["backbone"] == "efficientnet_lite0"
+    assert m["attributes"]["trained"] == {} and m["attributes"]["untrained"] == list(ATTRIBUTE_KEYS)
+    assert m["metrics"]["val_accuracy"] == 0.875 and m["tags"]["trained_on"] == "batch_01"
+
+
+def test_50_concurrent_clients_mixing_good_and_bad(server, corpus_root, ground_truth):
+    good = [(corpus_root / p).read_bytes() for p, _ in pick_photos(ground_truth, "batch_04", 10)]
+    cases = [(g, 200) for g in good]
+    cases += [((corpus_root / EMPTY).read_bytes(), 400), ((corpus_root / HTML).read_bytes(), 415),
+              ((corpus_root / TRUNCATED).read_bytes(), 422), (b"\xff\xd8" + bytes(21 * MB), 413)]
+    jobs = [cases[i % len(cases)] for i in range(50)]
+    barrier = threading.Barrier(50)
+
+    def one(job):
+        data, status = job
+        barrier.wait(timeout=60)
+        r = post(server.url, "photo.jpg", data, timeout=180)
+        return status, r.status_code, r.headers.get("content-type", "")
+
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(one, jobs))
+    assert [got for _, got, _ in results] == [want for want, _, _ in results]
+    assert all(ct.startswith("application/json") for _, _, ct in results)
+    assert server.alive() and httpx.get(server.url + "/health").status_code == 200
+
+
+@pytest.mark.browser
+def test_page_in_a_real_browser(server, corpus_root, ground_truth, reference):
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian chromium not installed at /usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    rel = pick_photos(ground_truth, "batch_05", 1)[0][0]
+    expected = reference.predict_sources([corpus_root / rel])[0]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page()
+            page.goto(server.url + "/")
+            page.wait_for_selector("#model:has-text('version 1')", timeout=30_000)
+            page.set_input_files("#file", str(corpus_root / rel))
+            page.wait_for_selector("#label", timeout=60_000)
+            assert page.inner_text("#label") == expected.label
+            assert f"{100 * expected.confidence:.1f}%" in page.inner_text("#confidence")
+            assert "version 1" in page.inner_text("#served-by")
+            page.set_input_files("#file", str(corpus_root / HTML))
+            page.wait_for_selector("#error", timeout=60_000)
+            assert page.inner_text("#error").startswith("415") and "not an image" in page.inner_text("#error")
+        finally:
+            browser.close()
+
+
+def test_reload_and_polling_swap_without_failing_requests(store, tmp_path_factory, corpus_root, ground_truth):
+    from mlflow import MlflowClient
+
+    from roomclf.settings import setup_mlflow
+
+    srv = start(store, tmp_path_factory, "--poll", "1", "--threads", "1")
+    client = MlflowClient(tracking_uri=store["MLFLOW_TRACKING_URI"], registry_uri=store["MLFLOW_TRACKING_URI"])
+    photos = [(corpus_root / p).read_bytes() for p, _ in pick_photos(ground_truth, "batch_06", 6)]
+    seen: list[tuple[int, str | None, bool]] = []
+    stop = threading.Event()
+
+    def hammer(k):
+        with httpx.Client(timeout=120) as c:
+            i = k
+            while not stop.is_set():
+                r = c.post(srv.url + "/predict", files={"file": ("p.jpg", photos[i % len(photos)], "image/jpeg")})
+                body = r.json()
+                seen.append((r.status_code, body.get("model", {}).get("version"), bool(body.get("tags"))))
+                i += 1
+
+    try:
+        setup_mlflow()
+        threads = [threading.Thread(target=hammer, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        client.set_registered_model_alias("roomclf-onnx", "champion", "2")
+        r = httpx.post(srv.url + "/reload", timeout=120)     # the poller may have been first: either way v2
+        assert r.status_code == 200 and r.json()["version"] == "2"
+        n_at_swap = len(seen)
+        time.sleep(3)
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+        assert seen and all(s == 200 for s, _, _ in seen), [s for s, _, _ in seen if s != 200]
+        versions = [v for _, v, _ in seen]
+        assert "1" in versions[:n_at_swap] and versions[-1] == "2"
+        # v2's metadata really is in service: its (all-trained) attributes give tags; v1's never
+        assert all(tags == (v == "2") for _, v, tags in seen)
+        assert httpx.get(srv.url + "/model").json()["attributes"]["untrained"] == []
+
+        # a broken alias: the reload fails with 503, the old model keeps serving
+        client.delete_registered_model_alias("roomclf-onnx", "champion")
+        r = httpx.post(srv.url + "/reload", timeout=120)
+        assert_clean_error(r, 503, "still serving version 2")
+        assert post(srv.url, "p.jpg", photos[0]).json()["model"]["version"] == "2"
+
+        # polling alone follows the alias back to v1
+        client.set_registered_model_alias("roomclf-onnx", "champion", "1")
+        deadline = time.monotonic() + 60
+        while httpx.get(srv.url + "/health").json()["model"]["version"] != "1":
+            assert time.monotonic() < deadline, srv.tail()
+            time.sleep(0.5)
+        assert httpx.get(srv.url + "/health").json()["last_reload_error"] is None
+    finally:
+        stop.set()
+        client.set_registered_model_alias("roomclf-onnx", "champion", "1")
+        srv.stop()
+
+
+def test_file_model_reloads_when_the_file_changes(quick_onnx, tmp_path):
+    from serving.holder import ModelHolder
+
+    path = tmp_path / "model.onnx"
+    shutil.copy(quick_onnx, path)
+    holder = ModelHolder(str(path), threads=1)
+    first = holder.current
+    assert holder.reload() == {"changed": False, "version": None, "name": "model"}
+    shutil.copy(quick_onnx, tmp_path / "new.onnx")
+    os.utime(tmp_path / "new.onnx", ns=(time.time_ns(), time.time_ns() + 10**9))
+    os.replace(tmp_path / "new.onnx", path)
+    assert holder.reload()["changed"] is True and holder.current is not first
+    assert first.model.run  # the old model object is still usable by requests that hold it
+
+
+def test_status_for_loader_reasons():
+    from serving.uploads import status_for_reason
+
+    assert status_for_reason("empty file") == 400
+    assert status_for_reason("not an image (HTML page)") == 415
+    assert status_for_reason("not an image (unknown format)") == 415
+    assert status_for_reason("truncated image") == 422
+    assert status_for_reason("too small to be a photo (4x4)") == 422
+    assert status_for_reason("file too large (120 MB)") == 413
+
+
+def test_missing_model_is_a_one_line_error(store):
+    env = {**store, "ROOMCLF_HOME": store["ROOMCLF_HOME"]}
+    r = subprocess.run([sys.executable, "-m", "roomclf.cli", "serve", "--model", "models:/nope@champion"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("Error: no model version at models:/nope@champion")

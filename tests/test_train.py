@@ -1,0 +1,262 @@
+"""Training end to end on a few dozen real photos: real fastai, real SQLite MLflow
+store and registry, real onnxruntime; bad input refused before any training."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import pick_photos
+
+from roomclf.cli import main
+from roomclf.labelstore import LabelStore
+from roomclf.taxonomy import CLASSES
+
+BROKEN = ["batch_19/listing_0001/photo_90.jpg", "batch_19/listing_0001/photo_91.jpg",
+          "batch_19/listing_0001/photo_92.jpg"]
+
+
+def _cfg(corpus_root, **kw):
+    from roomclf.training import TrainConfig
+
+    base = dict(data=str(corpus_root), train_batches="batch_01,batch_19", valid_batches="batch_02",
+                image_size=96, frozen_epochs=2, epochs=1, batch_size=16, lr=1e-2, seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus_root, ground_truth, embedding_cache):
+    """Two runs in one isolated store: a useful one, then a deliberately worse one."""
+    from roomclf.train_run import run_training
+
+    home = tmp_path_factory.mktemp("train_home")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {"ROOMCLF_HOME": str(home), "ROOMCLF_EMBEDDING_DIR": str(embedding_cache),
+                           "ROOMCLF_DATA": str(corpus_root), "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
+            mp.setenv(key, value)
+        for key in ("MLFLOW_TRACKING_URI", "ROOMCLF_LABEL_DB", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
+            mp.delenv(key, raising=False)
+        store = LabelStore()
+        train, valid = pick_photos(ground_truth, "batch_01", 60), pick_photos(ground_truth, "batch_02", 30)
+        store.set_labels(train, "imported")
+        store.set_labels(valid, "manual")
+        good_19 = [(p, r["label"]) for p, r in sorted(ground_truth.items())
+                   if p.startswith("batch_19/") and r["label"]][:4]
+        store.set_labels(good_19 + [(p, "interior") for p in BROKEN], "manual")
+        first = run_training(_cfg(corpus_root, run_name="good"), store, echo=lambda *_: None)
+        second = run_training(_cfg(corpus_root, frozen_epochs=1, epochs=0, lr=1e-7, run_name="worse"),
+                              store, echo=lambda *_: None)
+        yield {"home": home, "first": first, "second": second, "store": store, "n_train": len(train),
+               "n_valid": len(valid)}
+
+
+def _run(run_id):
+    from mlflow import MlflowClient
+
+    from roomclf.settings import setup_mlflow
+
+    setup_mlflow()
+    client = MlflowClient()
+    return client, client.get_run(run_id)
+
+
+@pytest.mark.slow
+def test_run_is_tracked_with_params_metrics_and_report(trained):
+    client, run = _run(trained["first"].run_id)
+    assert run.info.status == "FINISHED"
+    p, m = run.data.params, run.data.metrics
+    assert p["backbone"] == "efficientnet_lite0" and p["image_size"] == "96"
+    assert p["train_batches"] == "batch_01,batch_19" and p["valid_batches"] == "batch_02"
+    assert m["n_broken_skipped"] == 3                      # the planted broken files were labelled, then skipped
+    n_train, n_valid = trained["n_train"], trained["n_valid"]
+    assert m["n_train"] == n_train + 4 and m["n_valid"] + m["n_valid_leaks_dropped"] == n_valid
+    assert m["n_train_source.imported"] == n_train and m["n_train_source.manual"] == 4 + 3
+    assert m["n_valid_source.manual"] == n_valid
+    assert 0.0 <= m["val_accuracy"] <= 1.0 and all(f"val_f1.{c}" in m for c in CLASSES)
+    history = client.get_metric_history(run.info.run_id, "epoch_valid_loss")
+    assert [h.step for h in history] == [0, 1, 2]          # 2 frozen + 1 unfrozen epochs
+    phases = [h.value for h in client.get_metric_history(run.info.run_id, "epoch_phase_unfrozen")]
+    assert phases == [0.0, 0.0, 1.0]
+    assert {"epoch_accuracy", "epoch_macro_f1", "epoch_train_loss"} <= set(m)
+    assert run.data.tags["git_commit"]
+    files = {f.path for f in client.list_artifacts(run.info.run_id, "report")}
+    assert {"report/confusion_matrix.png", "report/top_losses.png", "report/classification_report.txt",
+            "report/per_class.json"} <= files
+    text = client.download_artifacts(run.info.run_id, "report/classification_report.txt")
+    assert "interior" in open(text).read()
+
+
+@pytest.mark.slow
+def test_parity_is_logged_and_holds(trained):
+    _, run = _run(trained["first"].run_id)
+    m = run.data.metrics
+    assert m["parity_photos"] >= 10
+    assert m["parity_max_abs_diff_probs"] <= 1e-4 and m["parity_max_abs_diff_embedding"] <= 1e-4
+
+
+@pytest.mark.slow
+def test_both_forms_registered_with_tags(trained):
+    from mlflow import MlflowClient
+
+    from roomclf.registry import ONNX_NAME, TORCH_NAME
+
+    first = trained["first"]
+    assert set(first.versions) == {ONNX_NAME, TORCH_NAME}
+    client = MlflowClient()
+    for name, version in first.versions.items():
+        mv = client.get_model_version(name, version)
+        assert mv.run_id == first.run_id
+        tags = mv.tags
+        assert tags["classes"] == ",".join(CLASSES) and tags["backbone"] == "efficientnet_lite0"
+        assert tags["image_size"] == "96" and tags["valid_batches"] == "batch_02"
+        assert float(tags["val_accuracy"]) == pytest.approx(first.metrics["val_accuracy"], abs=1e-4)
+        assert "val_macro_f1" in tags and tags["train_batches"] == "batch_01,batch_19"
+
+
+@pytest.mark.slow
+def test_champion_loads_in_onnxruntime_and_worse_run_is_challenger(trained, corpus_root, ground_truth):
+    from roomclf.gating import list_versions
+    from roomclf.onnx_model import OnnxModel
+    from roomclf.registry import DEFAULT_ONNX_URI, fetch_model, model_version_info
+
+    first, second = trained["first"], trained["second"]
+    assert first.alias == "champion" and first.champion_version is None
+    assert second.alias == "challenger" and second.champion_version == first.versions["roomclf-onnx"]
+    _, run2 = _run(second.run_id)
+    assert run2.data.metrics["gate_new_accuracy"] < run2.data.metrics["gate_champion_accuracy"]
+    info = model_version_info(DEFAULT_ONNX_URI)
+    assert str(info["version"]) == first.versions["roomclf-onnx"]
+    model = OnnxModel(fetch_model(DEFAULT_ONNX_URI))
+    assert model.input_size == 96 and model.classes == list(CLASSES)
+    picked = pick_photos(ground_truth, "batch_03", 8)
+    preds = model.predict_sources([corpus_root / p for p, _ in picked])
+    assert all(p.label in CLASSES and p.error is None for p in preds)
+    aliases = {(r["name"], r["version"]): r["aliases"] for r in list_versions()}
+    for name, version in second.versions.items():
+        assert aliases[(name, version)] == ["challenger"]
+        assert aliases[(name, first.versions[name])] == ["champion"]
+
+
+@pytest.mark.slow
+def test_roomclf_version_is_a_photo_pyfunc_and_fine_tunable(trained, corpus_root):
+    import mlflow
+    import pandas as pd
+    import torch
+
+    from roomclf.model import RoomNet
+
+    version = trained["first"].versions["roomclf"]
+    uri = f"models:/roomclf/{version}"
+    photo = corpus_root / "batch_02" / "listing_0081" / "photo_01.jpg"
+    out = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"image": [photo.read_bytes(), b"not a photo"]}))
+    assert out["label"].iloc[0] in CLASSES and out["error"].iloc[1]
+    local = mlflow.artifacts.download_artifacts(uri)
+    state = torch.load(next(p for p in __import__("pathlib").Path(local).rglob("state_dict.pt")),
+                       weights_only=False)
+    net = RoomNet(state["backbone"], pretrained=False)
+    net.load_state_dict(state["state_dict"])           # continue fine-tuning from here
+    assert state["classes"] == list(CLASSES) and state["image_size"] == 96
+    from fastai.learner import load_learner
+
+    learner = next(p for p in __import__("pathlib").Path(local).rglob("learner.pkl"))
+    learn = load_learner(learner)
+    assert list(learn.dls.vocab) == list(CLASSES)
+
+
+@pytest.mark.slow
+def test_models_and_promote_commands(trained):
+    runner = CliRunner()
+    listed = runner.invoke(main, ["models"])
+    assert listed.exit_code == 0, listed.output
+    lines = [ln for ln in listed.output.splitlines() if ln.startswith("roomclf")]
+    assert len(lines) == 4 and sum("champion" in ln for ln in lines) == 2
+    onnx_v2 = trained["second"].versions["roomclf-onnx"]
+    moved = runner.invoke(main, ["promote", "roomclf-onnx", onnx_v2])
+    assert moved.exit_code == 0 and f"v{onnx_v2} is now @champion" in moved.output
+    from roomclf.registry import model_version_info
+
+    assert str(model_version_info("models:/roomclf-onnx@champion")["version"]) == onnx_v2
+    runner.invoke(main, ["promote", "roomclf-onnx", trained["first"].versions["roomclf-onnx"]])
+    bad = runner.invoke(main, ["promote", "roomclf-onnx", "99"])
+    assert bad.exit_code == 1 and "no version 99" in bad.output
+
+
+# ---- bad input: one line, before any training ---------------------------------------------
+
+@pytest.fixture()
+def labelled(home, ground_truth):
+    store = LabelStore()
+    store.set_labels(pick_photos(ground_truth, "batch_01", 30), "imported")
+    store.set_labels(pick_photos(ground_truth, "batch_02", 10), "manual")
+    return store
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--train-batches", "batch_01,batch_02", "--valid-batches", "batch_02"], "overlap (batch_02)"),
+    (["--train-batches", "batch_03", "--valid-batches", "batch_02"], "no train labels"),
+    (["--train-batches", "batch_01", "--valid-batches", "batch_04"], "no valid labels"),
+    (["--train-batches", "batch_77", "--valid-batches", "batch_02"], "batch_77 not found"),
+    (["--train-batches", "batch_01", "--valid-batches", "batch_02", "--sources", "guessed"],
+     "unknown label source"),
+    (["--train-batches", "batch_01", "--valid-batches", "batch_02", "--sources", "propagated"],
+     "no train labels"),
+    (["--train-batches", "batch_01", "--valid-batches", "batch_02", "--epochs", "0", "--frozen-epochs", "0"],
+     "not both 0"),
+])
+def test_bad_input_is_one_line_before_training(labelled, home, args, message):
+    result = CliRunner().invoke(main, ["train", *args])
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (home / "mlflow.db").exists() or _no_runs()
+
+
+def _no_runs() -> bool:
+    import mlflow
+
+    from roomclf.settings import setup_mlflow
+
+    setup_mlflow()
+    return len(mlflow.search_runs(search_all_experiments=True)) == 0
+
+
+def test_class_without_examples_and_missing_photo(home, ground_truth, corpus_root):
+    from roomclf.training import TrainingError, select_data
+
+    store = LabelStore()
+    rows = [(p, c) for p, c in pick_photos(ground_truth, "batch_01", 40) if c != "interior"]
+    store.set_labels(rows, "imported")
+    store.set_labels(pick_photos(ground_truth, "batch_02", 10), "manual")
+    with pytest.raises(TrainingError, match="no training examples of interior"):
+        select_data(store, corpus_root, ["batch_01"], ["batch_02"], ("imported", "manual"))
+    store.set_label("batch_01/listing_9999/photo_01.jpg", "interior", "imported")
+    with pytest.raises(TrainingError, match="do not exist.*listing_9999"):
+        select_data(store, corpus_root, ["batch_01"], ["batch_02"], ("imported", "manual"))
+
+
+def test_leak_guard_drops_exact_duplicates(tmp_path, corpus_root, ground_truth):
+    from roomclf.training import TrainData, drop_leaks
+
+    picked = pick_photos(ground_truth, "batch_01", 6)
+    for i, (p, _) in enumerate(picked):
+        dst = tmp_path / ("batch_01" if i < 4 else "batch_02") / "listing_0001" / f"photo_{i:02d}.jpg"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(corpus_root / p, dst)
+    relisted = tmp_path / "batch_02" / "listing_0002" / "photo_01.jpg"
+    relisted.parent.mkdir(parents=True)
+    shutil.copy(corpus_root / picked[0][0], relisted)       # the same photo relisted in the validation batch
+    train = [(f"batch_01/listing_0001/photo_{i:02d}.jpg", picked[i][1]) for i in range(4)]
+    valid = [(f"batch_02/listing_0001/photo_{i:02d}.jpg", picked[i][1]) for i in (4, 5)]
+    valid.append(("batch_02/listing_0002/photo_01.jpg", picked[0][1]))
+    data = drop_leaks(tmp_path, TrainData(train, valid), near=False)
+    assert data.leaks == ["batch_02/listing_0002/photo_01.jpg"]
+    assert len(data.valid) == 2
+
+
+def test_class_weights_favour_the_rare_class():
+    from roomclf.training import class_weights
+
+    w = class_weights(["kitchen"] * 50 + ["interior"] * 5 + [c for c in CLASSES])
+    assert w[CLASSES.index("interior")] > 5 * w[CLASSES.index("kitchen")]
+    assert np.isclose(w.mean(), 1.0)
