@@ -5,13 +5,16 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# With no internet, the demo reads the corpus beside the project instead of downloading the sample archive.
+ROOMCLF_SAMPLE_SOURCE ?= $(if $(wildcard ../shared/data/labels.csv),../shared/data,)
+export ROOMCLF_SAMPLE_SOURCE
 
 .PHONY: demo test setup browser bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade-strategy only-if-needed -e '.[dev]'
+	$(BIN)/pip install -q --upgrade-strategy only-if-needed -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prop_common import PROJECT, table, write_section  # noqa: E402
+from common import PROJECT, table, write_section  # noqa: E402
 
 QUERIES, RECALL_QUERIES, K = 2000, 200, 10
 

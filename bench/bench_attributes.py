@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import re
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ from roomclf.attributes import (attribute_targets, fit_attribute_head, format_re
                                 import_attributes, scores_metrics)
 from roomclf.labelstore import LabelStore  # noqa: E402
 from roomclf.taxonomy import ATTRIBUTE_KEYS  # noqa: E402
+from common import write_section  # noqa: E402
 
 SPLITS = {"train": range(1, 13), "val": range(13, 17), "test": range(17, 20)}
 CONCEPTS = ("bannister", "bathtub", "desk", "desktop computer", "dishwasher", "entertainment center",
@@ -100,18 +99,6 @@ def macro(metrics: dict[str, dict], keys: list[str]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def write_section(text: str, path: Path = PROJECT / "docs" / "benchmarks.md") -> None:
-    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    block = f"{start}\n{text.strip()}\n{end}"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(new)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(PROJECT.parent / "shared" / "data"))
@@ -163,7 +150,7 @@ def main() -> None:
     ])
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

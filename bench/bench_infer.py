@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from common import write_section  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
@@ -117,7 +118,6 @@ def quick_model(work: Path, root: Path, labels: dict) -> Path:
 
 def quantize(fp32: Path, root: Path, calib_paths: list[str], out: Path) -> Path:
     """Static int8 (QDQ, per channel) as NOTES-stack recommends; the metadata is kept."""
-    import numpy as np
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -209,21 +209,6 @@ def accuracy(out: Path, labels: dict, exclude: str = "batch_01") -> tuple[float,
     df = df[df.error.isna() & ~df.path.str.startswith(exclude + "/")]
     hits = [labels.get(p) == lab for p, lab in zip(df.path, df.label) if labels.get(p)]
     return (sum(hits) / len(hits) if hits else float("nan")), len(hits)
-
-
-def write_section(text: str) -> None:
-    doc = PROJECT / "docs" / "benchmarks.md"
-    doc.parent.mkdir(exist_ok=True)
-    old = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    if start in old and end in old:
-        new = old[:old.index(start)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    tmp = doc.with_name(f".{doc.name}.tmp{os.getpid()}")
-    tmp.write_text(new)
-    os.replace(tmp, doc)
 
 
 def main():
@@ -329,7 +314,7 @@ def main():
         lines[-1] += f" With {per_core:.0f} photos/s per core: ~{380_000 / (per_core * 128) / 60:.0f} min."
     text = "\n".join(lines)
     print("\n" + text)
-    write_section(text)
+    write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prop_common import PROJECT, table, write_section  # noqa: E402
+from common import PROJECT, table, write_section  # noqa: E402
 
 CONFIGS = [("pull", 5), ("pull", 10), ("pull", 20), ("push", 5), ("push", 10), ("push", 20)]
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import sys
 import tempfile
 import threading
@@ -33,6 +32,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from serving.launch import roomclf_serve  # noqa: E402
+from common import write_section  # noqa: E402
 
 SECTION = "serving"
 
@@ -168,18 +168,6 @@ def format_table(results: list[tuple[str, list[dict]]], n_photos: int, mean_kb: 
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = PROJECT / "docs" / "benchmarks.md") -> None:
-    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    block = f"{start}\n{text.strip()}\n{end}"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(new)
-    os.replace(tmp, path)
-
-
 def bench_server(model: str, threads: int, slots: int, photos: list, levels: list[int], requests: int,
                  log: Path) -> list[dict]:
     extra = ["--poll", "0", "--threads", str(threads), "--slots", str(slots), "--log-level", "warning"]
@@ -237,7 +225,7 @@ def main() -> None:
                         service_int8)
     print("\n" + text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

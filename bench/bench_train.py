@@ -11,28 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from common import write_section  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 SECTION = "train"
-
-
-def write_section(text: str, doc: Path = PROJECT / "docs" / "benchmarks.md") -> None:
-    """Replace only this script's section of the benchmarks page (atomically)."""
-    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    old = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    tmp = doc.with_name(f".{doc.name}.tmp{os.getpid()}")
-    tmp.write_text(new)
-    os.replace(tmp, doc)
 
 
 def main() -> None:
@@ -115,7 +102,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,12 @@ import sys
 
 
 def run(command) -> None:
-    """Call a click command with sys.argv, dropping options given as empty strings."""
+    """Run a roomclf command with sys.argv, dropping options given as empty strings.
+
+    It goes through the ``roomclf`` group, so bad input is one line, as on the command line.
+    """
+    from roomclf.cli import main
+
     args, argv = [], sys.argv[1:]
     i = 0
     while i < len(argv):
@@ -15,4 +20,4 @@ def run(command) -> None:
             continue
         args.append(argv[i])
         i += 1
-    command.main(args=args, prog_name=f"mlflow run . -e {command.name}")
+    main.main(args=[command.name, *args], prog_name="roomclf")

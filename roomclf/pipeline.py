@@ -166,8 +166,8 @@ def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str]
         f"outputs: {out}/photos/*.parquet, {out}/listings/*.parquet",
         f"label store: {store.path}",
         f"MLflow UI:    roomclf ui     (or: mlflow ui --backend-store-uri {settings.tracking_uri()})",
-        f"labelling app: roomclf label --batch batch_02",
-        f"serve:        roomclf serve",
+        "labelling app: roomclf label --batch batch_02",
+        "serve:        roomclf serve",
         f"total time: {time.perf_counter() - t_start:.0f}s",
     ]
     for line in filter(None, lines):

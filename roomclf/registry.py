@@ -80,5 +80,5 @@ def model_version_info(uri: str) -> dict:
             mv = client.get_model_version(name, version)
     except Exception as exc:
         raise ModelNotFound(f"no model version at {uri} ({str(exc).splitlines()[0][:200]})") from None
-    return {"name": mv.name, "version": mv.version, "tags": dict(mv.tags), "aliases": list(mv.aliases),
+    return {"name": mv.name, "version": str(mv.version), "tags": dict(mv.tags), "aliases": list(mv.aliases),
             "run_id": mv.run_id}

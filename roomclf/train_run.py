@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -130,6 +129,14 @@ def _register_torch(onnx_path: Path, learner_path: Path, state_path: Path, tags:
     return version
 
 
+def _log_params(mlflow, run, params: dict) -> None:
+    """Log params, skipping the ones ``mlflow run`` already logged (in its own spelling:
+    MLflow refuses to change a param), and keep the resolved values in ``params.json``."""
+    present = mlflow.get_run(run.info.run_id).data.params
+    mlflow.log_params({k: v for k, v in params.items() if k not in present})
+    mlflow.log_dict({k: str(v) for k, v in params.items()}, "params.json")
+
+
 def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
     """Train, track, export, register and gate; returns what happened."""
     import mlflow
@@ -157,7 +164,7 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
     use_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=cfg.run_name) as run, tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        mlflow.log_params({"train_batches": ",".join(cfg.train_batches),
+        _log_params(mlflow, run, {"train_batches": ",".join(cfg.train_batches),
                            "valid_batches": ",".join(cfg.valid_batches), "sources": ",".join(cfg.sources),
                            "backbone": cfg.backbone, "image_size": cfg.image_size,
                            "frozen_epochs": cfg.frozen_epochs, "epochs": cfg.epochs,

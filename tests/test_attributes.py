@@ -1,7 +1,6 @@
 """Attribute heads: real photos, real labels from attributes.csv, real ONNX export and MLflow store."""
 from __future__ import annotations
 
-import csv
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Shared by bench_annoy.py and bench_propagation.py: their sections of docs/benchmarks.md."""
+"""Shared by the bench scripts: each writes only its own section of docs/benchmarks.md."""
 from __future__ import annotations
 
 import os
