@@ -5,7 +5,7 @@ batch_11-batch_13 (near-duplicates of training photos dropped), with the
 same functions ``roomclf train`` uses. Prints a table and writes the section
 ``train`` of docs/benchmarks.md. Runs tens of minutes on 2 CPU cores:
 
-    nohup python bench/bench_train.py --image-size 160 --epochs 2 > /tmp/bench_train.log 2>&1 &
+    nohup python bench/bench_train.py > var/bench_train.log 2>&1 &
 """
 from __future__ import annotations
 
@@ -28,11 +28,11 @@ def main() -> None:
     ap.add_argument("--train", default="batch_01-batch_10")
     ap.add_argument("--valid", default="batch_11-batch_13")
     ap.add_argument("--backbone", default="efficientnet_lite0")
-    ap.add_argument("--image-size", type=int, default=160)
-    ap.add_argument("--frozen-epochs", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--frozen-epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=1.6e-3)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = ap.parse_args()

