@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from roomclf.errors import RoomclfError
-from roomclf.photos import PhotoError, open_photo, square_crop, to_rgb
+from roomclf.photos import PhotoError, model_pixels, to_array
 from roomclf.registry import DEFAULT_ONNX_URI, ONNX_NAME
 from roomclf.taxonomy import CLASSES
 
@@ -97,14 +97,10 @@ def resolve_model(uri: str = DEFAULT_ONNX_URI, quantized: bool = False) -> Model
 
 # --------------------------------------------------------------------------- the plain functions
 
-def decode(path: str | os.PathLike, size: int) -> np.ndarray:
-    """One photo -> uint8 size x size x 3 (``photos.model_input`` without the float conversion)."""
-    return np.asarray(square_crop(to_rgb(open_photo(path, target=size)), size), dtype=np.uint8)
-
-
-def to_model_input(pixels: np.ndarray) -> np.ndarray:
-    """uint8 N x S x S x 3 -> float32 N x 3 x S x S in [0, 1], exactly as ``photos.to_array``."""
-    return np.ascontiguousarray((pixels.astype(np.float32) / 255.0).transpose(0, 3, 1, 2))
+# The shared preprocessing, in two halves: decode to compact uint8 pixels (shipped between Ray
+# tasks), then float conversion right before the model.
+decode = model_pixels
+to_model_input = to_array
 
 
 def decode_batch(batch: dict, root: str, size: int) -> dict:

@@ -126,16 +126,21 @@ def square_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
-def to_array(img: Image.Image) -> np.ndarray:
-    """RGB PIL image -> float32 CHW in [0, 1]."""
+def to_array(img: Image.Image | np.ndarray) -> np.ndarray:
+    """RGB image (PIL or uint8 HWC, or a uint8 NHWC stack) -> float32 CHW (NCHW) in [0, 1]."""
     arr = np.asarray(img, dtype=np.float32) / 255.0
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return np.ascontiguousarray(np.moveaxis(arr, -1, -3))
+
+
+def model_pixels(src: str | os.PathLike | bytes | Image.Image, size: int) -> np.ndarray:
+    """The model's view of a photo as uint8 size x size x 3 (compact, e.g. to ship between processes)."""
+    img = src if isinstance(src, Image.Image) else open_photo(src, target=size)
+    return np.asarray(square_crop(to_rgb(img), size), dtype=np.uint8)
 
 
 def model_input(src: str | os.PathLike | bytes | Image.Image, size: int) -> np.ndarray:
     """The model-input preprocessing: photo -> float32 3 x size x size in [0, 1]."""
-    img = src if isinstance(src, Image.Image) else open_photo(src, target=size)
-    return to_array(square_crop(to_rgb(img), size))
+    return to_array(model_pixels(src, size))
 
 
 def thumbnail(src: str | os.PathLike | bytes, size: int = 256) -> Image.Image:

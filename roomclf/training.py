@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from roomclf.errors import RoomclfError
-from roomclf.photos import PhotoError, open_photo, square_crop
+from roomclf.photos import PhotoError, model_pixels, open_photo
 from roomclf.taxonomy import CLASSES
 
 DEFAULT_SOURCES = ("manual", "imported", "propagated")
@@ -171,8 +171,7 @@ class PhotoReader:
     def __call__(self, item):
         from fastai.vision.core import PILImage
 
-        img = square_crop(open_photo(os.path.join(self.root, item[0]), target=self.size), self.size)
-        return PILImage.create(np.asarray(img))
+        return PILImage.create(model_pixels(os.path.join(self.root, item[0]), self.size))
 
 
 def room_splitter(model):

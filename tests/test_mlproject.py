@@ -15,7 +15,7 @@ def test_every_entry_point_is_one_call_into_the_package():
     assert set(spec["entry_points"]) >= {"embed", "prelabel", "label", "propagate", "train", "infer", "serve"}
     for name, entry in spec["entry_points"].items():
         module = entry["command"].split()[2]
-        assert entry["command"].startswith(f"python -m mlproject.") and (PROJECT / (module.replace(".", "/") + ".py")).is_file()
+        assert entry["command"].startswith("python -m mlproject.") and (PROJECT / (module.replace(".", "/") + ".py")).is_file()
         body = [l for l in (PROJECT / (module.replace(".", "/") + ".py")).read_text().splitlines()
                 if l.strip() and not l.startswith(('"""', "from", "import", "if __name__"))]
         assert body == ["    run(" + body[0].strip()[4:]], name      # just `run(command)`
