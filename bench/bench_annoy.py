@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PROJECT, table, write_section  # noqa: E402
+from common import PROJECT, table, write_section
 
 QUERIES, RECALL_QUERIES, K = 2000, 200, 10
 
@@ -141,11 +141,11 @@ def main() -> None:
     text = "\n".join([
         "## Annoy at crawl scale — `bench/bench_annoy.py`",
         "",
-        f"{base.shape[0]} real efficientnet_lite0 embeddings ({args.batches}, {base.shape[1]}-d) replicated with "
+        (f"{base.shape[0]} real efficientnet_lite0 embeddings ({args.batches}, {base.shape[1]}-d) replicated with "
         "noise (copy ≈ cosine 0.95 to its original), angular, one build thread, on this 2-core machine. Query time: "
         f"median of {QUERIES:,} sampled 10-NN queries (default search_k); \"for all\" extrapolates their mean to one "
         f"query per photo; recall@10 against brute force on {RECALL_QUERIES}. RSS growth = annoy's memory "
-        "(its copy of the vectors + trees). The 380k row is projected from the largest measured size.",
+        "(its copy of the vectors + trees). The 380k row is projected from the largest measured size."),
         "",
         table(header, [fmt(r) for r in rows] + [fmt(proj, " (projected)")]),
         "",

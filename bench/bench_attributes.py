@@ -25,11 +25,11 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from roomclf.attributes import (attribute_targets, fit_attribute_head, format_report, head_scores,  # noqa: E402
+from roomclf.attributes import (attribute_targets, fit_attribute_head, format_report, head_scores,
                                 import_attributes, scores_metrics)
-from roomclf.labelstore import LabelStore  # noqa: E402
-from roomclf.taxonomy import ATTRIBUTE_KEYS  # noqa: E402
-from common import write_section  # noqa: E402
+from roomclf.labelstore import LabelStore
+from roomclf.taxonomy import ATTRIBUTE_KEYS
+from common import write_section
 
 SPLITS = {"train": range(1, 13), "val": range(13, 17), "test": range(17, 20)}
 CONCEPTS = ("bannister", "bathtub", "desk", "desktop computer", "dishwasher", "entertainment center",
@@ -132,21 +132,21 @@ def main() -> None:
     val_table = format_report(main_fit)
     text = "\n".join([
         "## Attribute tags (`bench/bench_attributes.py`)", "",
-        f"Backbone {args.backbone}, frozen pretrained features, linear masked-BCE heads. Train batch_01..12, "
+        (f"Backbone {args.backbone}, frozen pretrained features, linear masked-BCE heads. Train batch_01..12, "
         "thresholds on validation batch_13..16 (F1-max with precision >= 0.8 where reachable), test batch_17..19 "
         "with the validation thresholds. Negatives follow the evidence policy of `roomclf/attributes.py` "
         "(appliance zeros kept; subtype positives imply negatives only for exclusive subtypes). "
-        f"Import: {rep.summary()}.", "",
-        f"Macro-F1 over the emitted keys among those with >= 20 labelled positives ({len(keys20)} keys: {', '.join(keys20)}); "
-        "keys whose head ranks no better than chance (AUC < 0.7) are not emitted, the no-gate row emits them all:", "",
+        f"Import: {rep.summary()}."), "",
+        (f"Macro-F1 over the emitted keys among those with >= 20 labelled positives ({len(keys20)} keys: {', '.join(keys20)}); "
+        "keys whose head ranks no better than chance (AUC < 0.7) are not emitted, the no-gate row emits them all:"), "",
         *variants, "",
         "Validation (thresholds chosen here, so optimistic), default settings; for keys not emitted the row shows the rejected head:", "", val_table, "",
         "Test (held out), default settings, validation thresholds, emitted keys:", "", *test_rows, "",
-        "Caveat: interior/exterior keys are judged against other scene subtypes of the same class (the only "
+        ("Caveat: interior/exterior keys are judged against other scene subtypes of the same class (the only "
         "sound negatives in the labels), which is easier than finding, say, a driveway in any exterior photo; "
-        "the appliance heads are dropped because, against the annotation zeros, they rank no better than chance.", "",
-        f"Untrained (never emitted): {', '.join(k for k in main_fit.untrained if main_fit.report[k]['positives'] or main_fit.report[k]['negatives']) or 'none'} "
-        "(plus every key without any label).",
+        "the appliance heads are dropped because, against the annotation zeros, they rank no better than chance."), "",
+        (f"Untrained (never emitted): {', '.join(k for k in main_fit.untrained if main_fit.report[k]['positives'] or main_fit.report[k]['negatives']) or 'none'} "
+        "(plus every key without any label)."),
     ])
     print(text)
     if not args.no_write:

@@ -10,9 +10,13 @@ docs/benchmarks.md.
 The model: `models:/roomclf-onnx@champion` (and `roomclf-onnx-int8@champion`)
 when registered in $ROOMCLF_HOME, else a quick one built here (pretrained
 EfficientNet-Lite0 body, logistic-regression head on 150 photos of batch_01)
-and an int8 copy quantised here (static QDQ, per channel, 64 calibration photos).
+and an int8 copy quantised here with `roomclf.quantize` (static QDQ, 64 calibration photos).
 
-    python bench/bench_infer.py [--batches all] [--scaling 1,2,4,8,19] [--fastai-photos 40]
+``--model DIR/model.onnx`` uses a network saved by ``bench/bench_train.py --save DIR``
+instead (its ``roomnet.pt`` beside it serves the learn.predict row; accuracy
+then excludes the batches in its ``train_batches`` metadata).
+
+    python bench/bench_infer.py [--model var/bench/train/model.onnx] [--batches all] [--scaling 1,2,4,8,19]
 """
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from common import write_section  # noqa: E402
+
+from common import write_section
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
@@ -117,30 +122,10 @@ def quick_model(work: Path, root: Path, labels: dict) -> Path:
 
 
 def quantize(fp32: Path, root: Path, calib_paths: list[str], out: Path) -> Path:
-    """Static int8 (QDQ, per channel) as NOTES-stack recommends; the metadata is kept."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    """Static int8 with roomclf's own quantiser (what `roomclf train --quantize` registers)."""
+    from roomclf.quantize import quantize_static_int8
 
-    from roomclf.photos import model_input
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{"image": model_input(root / p, 224)[None]} for p in calib_paths])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    pre = out.with_name("pre.onnx")
-    quant_pre_process(str(fp32), str(pre))
-    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    src, dst = onnx.load(str(fp32)), onnx.load(str(out))
-    del dst.metadata_props[:]
-    for prop in src.metadata_props:
-        dst.metadata_props.add(key=prop.key, value=prop.value)
-    onnx.save(dst, str(out))
-    return out
+    return quantize_static_int8(fp32, out, root, calib_paths, 224)
 
 
 def registered(uri: str) -> bool:
@@ -202,11 +187,12 @@ def bench_fastai(root: Path, work: Path, paths: list[str]) -> dict:
 
 # --------------------------------------------------------------------------- report
 
-def accuracy(out: Path, labels: dict, exclude: str = "batch_01") -> tuple[float, int]:
+def accuracy(out: Path, labels: dict, exclude: list[str]) -> tuple[float, int]:
+    """Accuracy of the predictions against labels.csv, leaving out the batches the model was fitted on."""
     from roomclf.infer_output import read_photos
 
     df = read_photos(out)
-    df = df[df.error.isna() & ~df.path.str.startswith(exclude + "/")]
+    df = df[df.error.isna() & ~df.path.str.split("/").str[0].isin(exclude)]
     hits = [labels.get(p) == lab for p, lab in zip(df.path, df.label) if labels.get(p)]
     return (sum(hits) / len(hits) if hits else float("nan")), len(hits)
 
@@ -217,6 +203,8 @@ def main():
     ap.add_argument("--scaling", default="1,2,4,8,19", help="numbers of batches for the Ray scaling runs")
     ap.add_argument("--fastai-photos", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=1, help="runs per engine (the median is reported)")
+    ap.add_argument("--model", help="an ONNX file saved by bench/bench_train.py --save (default: the champion, "
+                                    "else a quick model built here)")
     args = ap.parse_args()
 
     from roomclf.corpus import discover, list_batches
@@ -231,7 +219,20 @@ def main():
     fp32 = "models:/roomclf-onnx@champion"
     int8 = "models:/roomclf-onnx-int8@champion"
     notes = []
-    if registered(fp32):
+    if args.model:
+        from roomclf.onnx_model import OnnxModel
+
+        fp32 = str(Path(args.model).resolve())
+        trained_on = list(OnnxModel(fp32).meta.get("train_batches") or [])
+        head = Path(fp32).with_name("roomnet.pt")
+        if head.exists():
+            (work / "quick_head.pt").write_bytes(head.read_bytes())
+        calib = sorted(p for p, lab in labels.items() if p.split("/")[0] in trained_on and lab)[1::25][:64]
+        int8 = str(quantize(Path(fp32), root, calib, work / "model-int8.onnx"))
+        notes.append(f"model: `{args.model}` (fast.ai-trained by `bench/bench_train.py`, fitted on "
+                     f"{trained_on[0]}-{trained_on[-1]}) and its static-int8 copy quantised here "
+                     "with `roomclf.quantize` (64 calibration photos of its training batches)")
+    elif registered(fp32):
         notes.append(f"model: the registered champion `{fp32}`")
         int8 = int8 if registered(int8) else None
         trained_on = None
@@ -241,7 +242,7 @@ def main():
         fp32 = str(quick_model(work, root, labels))
         calib = sorted(p for p, lab in labels.items() if p.startswith("batch_01/") and lab)[1::6][:64]
         int8 = str(quantize(Path(fp32), root, calib, work / "quick-int8.onnx"))
-        trained_on = "batch_01"
+        trained_on = ["batch_01"]
         notes.append("model: no champion registered here, so a quick one (pretrained EfficientNet-Lite0 + "
                      "logistic-regression head on 150 photos of batch_01) and its static-int8 copy")
     corpus = discover(root, args.batches)
@@ -259,14 +260,14 @@ def main():
             text, wall, peak = run_watched(infer_cmd(model, out, args.batches, engine))
             s = parse_summary(text)
             rates.append(s["rate"]); walls.append(wall); peaks.append(peak)
-        acc = accuracy(out, labels, trained_on or "-")
+        acc = accuracy(out, labels, trained_on or [])
         results[(engine, prec)] = {"name": name, "rate": statistics.median(rates), "wall": statistics.median(walls),
                                    "peak": max(peaks), "acc": acc, "errors": s["errors"]}
         print(f"{name:24} {prec}: {results[(engine, prec)]['rate']:.1f} photos/s, peak {max(peaks):.0f} MB, "
               f"accuracy {acc[0]:.3f} on {acc[1]}", flush=True)
 
     fa = None
-    if trained_on and args.fastai_photos:
+    if (work / "quick_head.pt").exists() and args.fastai_photos:
         sample = [p for p in corpus.paths if labels.get(p)][::max(1, n // args.fastai_photos)][:args.fastai_photos]
         fa = bench_fastai(root, work, sample)
         print(f"fastai learn.predict fp32: {fa['rate']:.1f} photos/s on {fa['photos']} photos, peak {fa['peak']:.0f} MB",
@@ -285,10 +286,10 @@ def main():
         print(f"scaling {k} batches: {s['photos']} photos, {wall:.1f}s wall, {s['rate']:.1f} photos/s", flush=True)
 
     loop = results[("loop", "fp32")]["rate"]
-    lines = [f"## infer-all ({n} photos, batches `{args.batches}`, {os.cpu_count()} CPUs; "
-             f"run {time.strftime('%Y-%m-%d')})", "", *[f"- {x}" for x in notes],
-             "- each engine is its own process (`roomclf infer-all ... --force`); photos/s from its summary "
-             "(includes Ray start-up); peak = largest sum of PSS over the process tree (Ray's workers included)", "",
+    lines = [(f"## infer-all ({n} photos, batches `{args.batches}`, {os.cpu_count()} CPUs; "
+             f"run {time.strftime('%Y-%m-%d')})"), "", *[f"- {x}" for x in notes],
+             ("- each engine is its own process (`roomclf infer-all ... --force`); photos/s from its summary "
+             "(includes Ray start-up); peak = largest sum of PSS over the process tree (Ray's workers included)"), "",
              "| engine | precision | photos/s | × plain loop fp32 | wall s | peak MB | accuracy (not-trained batches) |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for (engine, prec), r in results.items():
@@ -304,11 +305,11 @@ def main():
               "", "Infer time vs number of batches (Ray, fp32):", "",
               "| batches | photos | wall s | photos/s |", "|---:|---:|---:|---:|"]
     lines += [f"| {k} | {p} | {w:.1f} | {r:.1f} |" for k, p, w, r in scaling]
-    lines += ["", "Projection for 380k photos (~1,000 batches): throughput is per-core bound (decode + one "
+    lines += ["", ("Projection for 380k photos (~1,000 batches): throughput is per-core bound (decode + one "
               "onnxruntime thread per actor) and Ray adds a fixed ~10 s start-up, so time ≈ photos / "
               "(per-core photos/s × cores). From the int8 rate here on 2 cores, a cluster of 8 nodes × 16 cores "
               "(128 cores) would take about 380,000 / (int8 rate / 2 × 128) seconds; the output is per batch, so "
-              "a lost node costs at most the batches in flight, and a rerun resumes."]
+              "a lost node costs at most the batches in flight, and a rerun resumes.")]
     if int8 and ("ray", "int8") in results:
         per_core = results[("ray", "int8")]["rate"] / (os.cpu_count() or 2)
         lines[-1] += f" With {per_core:.0f} photos/s per core: ~{380_000 / (per_core * 128) / 60:.0f} min."

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from common import write_section  # noqa: E402
+from common import write_section
 
 PROJECT = Path(__file__).resolve().parent.parent
 DOC = PROJECT / "docs" / "benchmarks.md"

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PROJECT, table, write_section  # noqa: E402
+from common import PROJECT, table, write_section
 
 CONFIGS = [("pull", 5), ("pull", 10), ("pull", 20), ("push", 5), ("push", 10), ("push", 20)]
 
@@ -86,10 +86,10 @@ def main() -> None:
     text = "\n".join([
         "## Label propagation (annoy kNN vote) — `bench/bench_propagation.py`",
         "",
-        f"{len(manual)} ground-truth labels of batch_01 as `manual`, propagated over batch_01–batch_03 "
+        (f"{len(manual)} ground-truth labels of batch_01 as `manual`, propagated over batch_01–batch_03 "
         f"({default.candidates} other photos), efficientnet_lite0 ImageNet embeddings, annoy 50 trees. "
         "Thresholds picked per run by 5-fold cross-validation on the manual labels (most coverage at ≥ 90% "
-        "CV precision); *real* = against the ground truth of the other photos (itself ~5% noisy).",
+        "CV precision); *real* = against the ground truth of the other photos (itself ~5% noisy)."),
         "",
         table(header, rows),
         "",
@@ -97,9 +97,9 @@ def main() -> None:
         "",
         table(["vote share ≥", "precision", "coverage"], curve),
         "",
-        f"Near-duplicate pairs (cosine ≥ 0.97) in batch_01–batch_03: {len(default.duplicates)}. "
+        (f"Near-duplicate pairs (cosine ≥ 0.97) in batch_01–batch_03: {len(default.duplicates)}. "
         f"Suspect labels among the {len(manual)} (neighbours vote ≥ 70% for another class, k=10): "
-        f"{len(default.suspects)}.",
+        f"{len(default.suspects)}."),
     ])
     print()
     print(text)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_section  # noqa: E402
+from common import write_section
 
 
 def imagenet_probs(root: Path, batch: str, embedder) -> tuple[list[str], np.ndarray]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 
 class BackboneError(RuntimeError):
@@ -113,7 +113,7 @@ def build_backbone(name: str, pretrained: bool = True):
 
 def split_backbone(name: str, model):
     """(body, pool, imagenet_head): body maps images to feature maps, pool to a vector."""
-    import torch.nn as nn
+    from torch import nn
 
     if name.startswith("efficientnet_lite"):
         body = nn.Sequential(model.conv_stem, model.bn1, model.blocks, model.conv_head, model.bn2)

@@ -141,5 +141,18 @@ def list_versions(names=(TORCH_NAME, ONNX_NAME)) -> list[dict]:
     return sorted(rows, key=lambda r: (r["name"], -int(r["version"])))
 
 
-__all__ = ["CHAMPION", "CHALLENGER", "DEFAULT_ONNX_URI", "GatingError", "Score", "GateResult", "evaluate",
-           "is_better", "current_champion", "gate", "set_alias", "promote", "list_versions"]
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "DEFAULT_ONNX_URI",
+    "GateResult",
+    "GatingError",
+    "Score",
+    "current_champion",
+    "evaluate",
+    "gate",
+    "is_better",
+    "list_versions",
+    "promote",
+    "set_alias",
+]

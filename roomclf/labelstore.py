@@ -20,10 +20,10 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from roomclf.corpus import is_photo_name
 from roomclf.taxonomy import CLASSES, UnknownName, attribute_key, canonical_class

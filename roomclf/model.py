@@ -12,7 +12,7 @@ output of ``roomclf.photos.model_input``.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 import torch.nn.functional as F
 
 from roomclf.backbones import build_backbone, get_spec, split_backbone

@@ -45,7 +45,7 @@ class NeighbourIndex:
         return len(self.paths)
 
     @classmethod
-    def build(cls, paths: list[str], vectors: np.ndarray, n_trees: int = 50, seed: int = 0) -> "NeighbourIndex":
+    def build(cls, paths: list[str], vectors: np.ndarray, n_trees: int = 50, seed: int = 0) -> NeighbourIndex:
         """An angular annoy index over ``vectors`` (row i is photo ``paths[i]``)."""
         from annoy import AnnoyIndex
 
@@ -79,7 +79,7 @@ class NeighbourIndex:
         return ann, meta
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> "NeighbourIndex":
+    def load(cls, folder: str | os.PathLike) -> NeighbourIndex:
         from annoy import AnnoyIndex
 
         folder = Path(folder)

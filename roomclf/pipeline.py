@@ -15,7 +15,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from roomclf import settings
 
@@ -160,8 +160,8 @@ def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str]
         f"validation accuracy ({VALID_BATCHES}): {m.get('val_accuracy', float('nan')):.1%}   macro-F1: {m.get('val_macro_f1', float('nan')):.3f}",
         "per-class F1: " + ", ".join(f"{c} {v:.2f}" for c, v in per_class.items()),
         f"cold-start prelabel accuracy on {MANUAL_BATCH}: {pre['accuracy']:.1%}" if pre.get("accuracy") is not None else "",
-        f"propagation: precision {t['precision']:.1%}, coverage {t['coverage']:.1%} ({prop['accepted']} labels, "
-        f"{prop['suspects']} suspect labels flagged)",
+        (f"propagation: precision {t['precision']:.1%}, coverage {t['coverage']:.1%} ({prop['accepted']} labels, "
+        f"{prop['suspects']} suspect labels flagged)"),
         f"infer-all: {summary.photos} photos this run" + (f" at {rate:.1f} photos/s" if summary.photos else " (all batches reused)"),
         f"outputs: {out}/photos/*.parquet, {out}/listings/*.parquet",
         f"label store: {store.path}",

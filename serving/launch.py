@@ -30,7 +30,7 @@ class ServerProcess:
                                      start_new_session=True)
         self.ready_path = ready_path
 
-    def wait_ready(self, timeout: float = 90.0) -> "ServerProcess":
+    def wait_ready(self, timeout: float = 90.0) -> ServerProcess:
         import httpx
 
         deadline = time.monotonic() + timeout

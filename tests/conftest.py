@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,20 @@ def home(tmp_path, monkeypatch, embedding_cache, corpus_root) -> Path:
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     return h
+
+
+@contextmanager
+def isolated_store(home: Path):
+    """For module-scoped fixtures (the ``home`` fixture is per test): ROOMCLF_HOME and an MLflow
+    SQLite store in ``home`` while the block runs; yields the variables set, for subprocesses."""
+    env = {"ROOMCLF_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
+            mp.delenv(key, raising=False)
+        yield env
 
 
 def pick_photos(ground_truth: dict, batch: str, n: int, seed: int = 0) -> list[tuple[str, str]]:

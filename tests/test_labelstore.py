@@ -43,10 +43,9 @@ def test_unknown_class_or_source_writes_nothing(store):
 
 
 def test_a_failing_transaction_rolls_back(store):
-    with pytest.raises(RuntimeError):
-        with store.transaction() as db:
-            store.set_labels([("a.jpg", "kitchen")], "propagated", db=db)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), store.transaction() as db:
+        store.set_labels([("a.jpg", "kitchen")], "propagated", db=db)
+        raise RuntimeError("boom")
     assert store.labels() == {}
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import pick_photos
+from conftest import isolated_store, pick_photos
 
 TRUNCATED = "batch_19/listing_0001/photo_91.jpg"
 
@@ -23,17 +23,11 @@ def store(tmp_path_factory, quick_onnx):
     from roomclf.settings import setup_mlflow
 
     home = tmp_path_factory.mktemp("pyfunc_home")
-    env = {"ROOMCLF_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-           "MLFLOW_DISABLE_TELEMETRY": "true"}
     learner = home / "learner.pkl"
     learner.write_bytes(b"a fastai learner would be here" * 10)
     report = home / "report.json"
     report.write_text(json.dumps({"accuracy": 0.9}))
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
-            mp.delenv(k, raising=False)
+    with isolated_store(home) as env:
         setup_mlflow()
         info = log_roomclf_pyfunc(quick_onnx, learner_path=learner, extra_artifacts={"report": report},
                                   tags={"val_accuracy": 0.9}, alias="champion")

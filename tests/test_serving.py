@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import pick_photos
+from conftest import isolated_store, pick_photos
 
 MB = 1024 * 1024
 B19 = "batch_19"
@@ -37,13 +37,7 @@ def store(tmp_path_factory, quick_onnx):
     from roomclf.settings import setup_mlflow
 
     home = tmp_path_factory.mktemp("serve_home")
-    env = {"ROOMCLF_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-           "MLFLOW_DISABLE_TELEMETRY": "true"}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
-            mp.delenv(k, raising=False)
+    with isolated_store(home) as env:
         setup_mlflow()
         v1 = register_onnx_file(quick_onnx, tags={"val_accuracy": 0.875, "trained_on": "batch_01"}, alias="champion")
         model = onnx.load(str(quick_onnx))

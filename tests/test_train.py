@@ -44,7 +44,7 @@ def trained(tmp_path_factory, corpus_root, ground_truth, embedding_cache):
         good_19 = [(p, r["label"]) for p, r in sorted(ground_truth.items())
                    if p.startswith("batch_19/") and r["label"]][:4]
         store.set_labels(good_19 + [(p, "interior") for p in BROKEN], "manual")
-        first = run_training(_cfg(corpus_root, run_name="good"), store, echo=lambda *_: None)
+        first = run_training(_cfg(corpus_root, run_name="good", quantize=True), store, echo=lambda *_: None)
         second = run_training(_cfg(corpus_root, frozen_epochs=1, epochs=0, lr=1e-7, run_name="worse"),
                               store, echo=lambda *_: None)
         yield {"home": home, "first": first, "second": second, "store": store, "n_train": len(train),
@@ -99,10 +99,11 @@ def test_parity_is_logged_and_holds(trained):
 def test_both_forms_registered_with_tags(trained):
     from mlflow import MlflowClient
 
+    from roomclf.quantize import INT8_NAME
     from roomclf.registry import ONNX_NAME, TORCH_NAME
 
     first = trained["first"]
-    assert set(first.versions) == {ONNX_NAME, TORCH_NAME}
+    assert set(first.versions) == {ONNX_NAME, TORCH_NAME, INT8_NAME}    # the good run asked for --quantize
     client = MlflowClient()
     for name, version in first.versions.items():
         mv = client.get_model_version(name, version)
@@ -112,6 +113,26 @@ def test_both_forms_registered_with_tags(trained):
         assert tags["image_size"] == "96" and tags["valid_batches"] == "batch_02"
         assert float(tags["val_accuracy"]) == pytest.approx(first.metrics["val_accuracy"], abs=1e-4)
         assert "val_macro_f1" in tags and tags["train_batches"] == "batch_01,batch_19"
+
+
+@pytest.mark.slow
+def test_quantized_twin_is_registered_with_its_accuracy_and_runs(trained, corpus_root, ground_truth):
+    import onnx
+
+    from roomclf.onnx_model import OnnxModel
+    from roomclf.registry import fetch_model
+
+    _, run = _run(trained["first"].run_id)
+    m = run.data.metrics
+    assert 0.0 <= m["int8_accuracy"] <= 1.0 and 0.0 <= m["int8_top1_agreement"] <= 1.0
+    # fp32 accuracy recomputed through onnxruntime on the same validation photos = fastai's figure
+    assert m["int8_fp32_accuracy"] == pytest.approx(m["val_accuracy"], abs=0.02)
+    int8 = OnnxModel(fetch_model("models:/roomclf-onnx-int8@champion"))     # what infer-all --quantized loads
+    ops = {node.op_type for node in onnx.load(str(int8.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    picked = pick_photos(ground_truth, "batch_03", 4)
+    preds = int8.predict_sources([corpus_root / p for p, _ in picked])
+    assert all(p.label in CLASSES and p.error is None for p in preds)
 
 
 @pytest.mark.slow
@@ -260,3 +281,17 @@ def test_class_weights_favour_the_rare_class():
     w = class_weights(["kitchen"] * 50 + ["interior"] * 5 + [c for c in CLASSES])
     assert w[CLASSES.index("interior")] > 5 * w[CLASSES.index("kitchen")]
     assert np.isclose(w.mean(), 1.0)
+
+
+def test_splitter_gives_early_body_late_body_and_head_each_parameter_once():
+    from roomclf.model import RoomNet
+    from roomclf.training import room_splitter
+
+    net = RoomNet("efficientnet_lite0", pretrained=False)
+    early, late, head = room_splitter(net)
+    ids = [id(p) for group in (early, late, head) for p in group]
+    assert sorted(ids) == sorted(id(p) for p in net.parameters())   # every parameter, exactly once
+    assert {id(p) for p in head} == {id(p) for p in net.head.parameters()}
+    first_conv = next(net.body.parameters())
+    last_bn = list(net.body.parameters())[-1]
+    assert any(p is first_conv for p in early) and any(p is last_bn for p in late)
