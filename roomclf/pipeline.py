@@ -27,6 +27,7 @@ VALID_BATCHES = "batch_04"
 IMAGE_SIZE = 224      # the backbone's own size: smaller inputs cost accuracy (measured)
 FROZEN_EPOCHS = 2
 EPOCHS = 1
+LR = 1.6e-3           # the training bench's rate; lr_find would cost ~70 s here
 
 
 def _state_file() -> Path:
@@ -130,14 +131,14 @@ def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str]
          f"against ground truth (cross-validated estimate {prop['cv_precision']:.1%} / {prop['cv_coverage']:.1%})")
 
     head(5, f"train on {TRAIN_BATCHES}, validate on {VALID_BATCHES}; register fast.ai + ONNX models")
-    train_inputs = {**inputs, "size": IMAGE_SIZE, "epochs": [FROZEN_EPOCHS, EPOCHS]}
+    train_inputs = {**inputs, "size": IMAGE_SIZE, "epochs": [FROZEN_EPOCHS, EPOCHS], "lr": LR}
     trained = steps.get("train", train_inputs)
     if trained is None:
         from roomclf.train_run import run_training
         from roomclf.training import TrainConfig
         cfg = TrainConfig(data=str(root), train_batches=TRAIN_BATCHES, valid_batches=VALID_BATCHES,
                           sources=("manual", "imported", "propagated"), image_size=IMAGE_SIZE,
-                          frozen_epochs=FROZEN_EPOCHS, epochs=EPOCHS, run_name="demo")
+                          frozen_epochs=FROZEN_EPOCHS, epochs=EPOCHS, lr=LR, run_name="demo")
         result = run_training(cfg, store=store, echo=echo)
         trained = steps.put("train", train_inputs, {"run_id": result.run_id, "metrics": result.metrics,
                                                     "versions": result.versions, "alias": result.alias})
