@@ -25,11 +25,11 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from roomclf.attributes import (attribute_targets, fit_attribute_head, format_report, head_scores,
+from roomclf.attributes import (attribute_targets, fit_attribute_head, format_report, head_scores,  # noqa: E402
                                 import_attributes, scores_metrics)
-from roomclf.labelstore import LabelStore
-from roomclf.taxonomy import ATTRIBUTE_KEYS
-from common import write_section
+from roomclf.labelstore import LabelStore  # noqa: E402
+from roomclf.taxonomy import ATTRIBUTE_KEYS  # noqa: E402
+from common import write_section  # noqa: E402
 
 SPLITS = {"train": range(1, 13), "val": range(13, 17), "test": range(17, 20)}
 CONCEPTS = ("bannister", "bathtub", "desk", "desktop computer", "dishwasher", "entertainment center",
@@ -53,7 +53,8 @@ def load(data: Path, backbone: str, drop_zeros=()):
     from roomclf.embeddings import embed
 
     root = data / "listings"
-    truth = {r["path"]: r["label"] for r in csv.DictReader(open(data / "labels.csv", newline="")) if r["label"]}
+    with open(data / "labels.csv", newline="") as f:
+        truth = {r["path"]: r["label"] for r in csv.DictReader(f) if r["label"]}
     with tempfile.TemporaryDirectory() as tmp:
         store = LabelStore(Path(tmp) / "labels.sqlite")
         store.import_csv(data / "labels.csv", corpus_root=root)

@@ -177,10 +177,11 @@ print(json.dumps({"photos": len(fn), "seconds": time.perf_counter() - t0}))
 """
 
 
-def bench_fastai(root: Path, work: Path, paths: list[str]) -> dict:
+def bench_fastai(root: Path, work: Path, weights: Path, paths: list[str]) -> dict:
+    """learn.predict per photo, in its own process, with a RoomNet state_dict."""
     script = work / "fastai_predict.py"
     script.write_text(FASTAI_SCRIPT)
-    output, wall, peak = run_watched([sys.executable, str(script), str(root), str(work / "quick_head.pt"), *paths])
+    output, wall, peak = run_watched([sys.executable, str(script), str(root), str(weights), *paths])
     res = json.loads(output.strip().splitlines()[-1])
     return {"rate": res["photos"] / res["seconds"], "wall": wall, "peak": peak, "photos": res["photos"]}
 
@@ -224,9 +225,8 @@ def main():
 
         fp32 = str(Path(args.model).resolve())
         trained_on = list(OnnxModel(fp32).meta.get("train_batches") or [])
-        head = Path(fp32).with_name("roomnet.pt")
-        if head.exists():
-            (work / "quick_head.pt").write_bytes(head.read_bytes())
+        weights = Path(fp32).with_name("roomnet.pt")
+        weights = weights if weights.exists() else None
         calib = sorted(p for p, lab in labels.items() if p.split("/")[0] in trained_on and lab)[1::25][:64]
         int8 = str(quantize(Path(fp32), root, calib, work / "model-int8.onnx"))
         notes.append(f"model: `{args.model}` (fast.ai-trained by `bench/bench_train.py`, fitted on "
@@ -235,14 +235,14 @@ def main():
     elif registered(fp32):
         notes.append(f"model: the registered champion `{fp32}`")
         int8 = int8 if registered(int8) else None
-        trained_on = None
+        trained_on, weights = None, None
         if int8 is None:
             notes.append("int8: no `roomclf-onnx-int8@champion` registered, so no int8 rows")
     else:
         fp32 = str(quick_model(work, root, labels))
         calib = sorted(p for p, lab in labels.items() if p.startswith("batch_01/") and lab)[1::6][:64]
         int8 = str(quantize(Path(fp32), root, calib, work / "quick-int8.onnx"))
-        trained_on = ["batch_01"]
+        trained_on, weights = ["batch_01"], work / "quick_head.pt"
         notes.append("model: no champion registered here, so a quick one (pretrained EfficientNet-Lite0 + "
                      "logistic-regression head on 150 photos of batch_01) and its static-int8 copy")
     corpus = discover(root, args.batches)
@@ -267,9 +267,9 @@ def main():
               f"accuracy {acc[0]:.3f} on {acc[1]}", flush=True)
 
     fa = None
-    if (work / "quick_head.pt").exists() and args.fastai_photos:
+    if weights and args.fastai_photos:
         sample = [p for p in corpus.paths if labels.get(p)][::max(1, n // args.fastai_photos)][:args.fastai_photos]
-        fa = bench_fastai(root, work, sample)
+        fa = bench_fastai(root, work, weights, sample)
         print(f"fastai learn.predict fp32: {fa['rate']:.1f} photos/s on {fa['photos']} photos, peak {fa['peak']:.0f} MB",
               flush=True)
 

@@ -31,8 +31,8 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from serving.launch import roomclf_serve
-from common import write_section
+from serving.launch import roomclf_serve  # noqa: E402
+from common import write_section  # noqa: E402
 
 SECTION = "serving"
 

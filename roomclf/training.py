@@ -177,8 +177,8 @@ class PhotoReader:
 def room_splitter(model):
     """Parameter groups for discriminative learning rates: early body, late body, head.
 
-    As fastai splits its own CNN learners, so ``slice(lr / 100, lr)`` gives the early
-    layers lr/100, the late layers lr/10 and the head lr. With two groups the whole body
+    The body is halved the way fastai splits its own CNN learners, so ``slice(lr / 100, lr)``
+    gives the early layers lr/100, the late layers lr/10 and the head lr. With two groups the whole body
     got lr/100 and barely moved (bench/bench_train.py: 88.9% with 2 unfrozen epochs;
     90.7% with this split and 3).
     """

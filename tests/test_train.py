@@ -3,6 +3,7 @@ store and registry, real onnxruntime; bad input refused before any training."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,7 +85,7 @@ def test_run_is_tracked_with_params_metrics_and_report(trained):
     assert {"report/confusion_matrix.png", "report/top_losses.png", "report/classification_report.txt",
             "report/per_class.json"} <= files
     text = client.download_artifacts(run.info.run_id, "report/classification_report.txt")
-    assert "interior" in open(text).read()
+    assert "interior" in Path(text).read_text()
 
 
 @pytest.mark.slow
