@@ -5,7 +5,9 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# With no internet, the demo reads the corpus beside the project instead of downloading the sample archive.
+# Where ../shared/data exists (this workplace, CI), the demo reads that corpus in place. Elsewhere the variable
+# is empty and the demo downloads the pinned sample (`roomclf sample-data`: a few batches of all 7 classes,
+# every file checked against its SHA-256) into $ROOMCLF_HOME/sample. Set it to an existing corpus to use that.
 ROOMCLF_SAMPLE_SOURCE ?= $(if $(wildcard ../shared/data/labels.csv),../shared/data,)
 export ROOMCLF_SAMPLE_SOURCE
 

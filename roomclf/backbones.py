@@ -13,9 +13,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from roomclf.errors import RoomclfError
 
 
-class BackboneError(RuntimeError):
+class BackboneError(RoomclfError, RuntimeError):
     """Unknown backbone, or its pretrained weights cannot be found."""
 
 
@@ -63,18 +66,27 @@ def _efficientnet_lite(variant: int):
     return build
 
 
-def _torchvision(name: str, weights_enum: str, filename: str):
+def _torchvision(name: str, weights_enum: str):
+    """torchvision's ImageNet weights: from torch's hub cache, else downloaded as torchvision does
+    (into that cache, checked against the hash in the file name); offline, a one-line error."""
     def build(pretrained: bool = True):
+        import torch
         import torchvision
 
         if not pretrained:
             return getattr(torchvision.models, name)(weights=None)
-        hub = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch") / "hub" / "checkpoints"
-        if not (hub / filename).is_file():
-            raise BackboneError(
-                f"{name} needs torchvision's ImageNet weights: put {filename} in {hub} "
-                f"(or set TORCH_HOME); they cannot be downloaded here")
         weights = getattr(torchvision.models, weights_enum).IMAGENET1K_V1
+        hub = Path(torch.hub.get_dir()) / "checkpoints"
+        filename = os.path.basename(urlsplit(weights.url).path)
+        if not (hub / filename).is_file():
+            try:
+                weights.get_state_dict(progress=True, check_hash=True)   # downloads into the cache
+            except Exception as exc:
+                why = "its hash does not match" if "hash" in str(exc).lower() else f"{type(exc).__name__}: {exc}"
+                why = " ".join(why.split())[:200]
+                raise BackboneError(
+                    f"{name} needs torchvision's ImageNet weights and they could not be downloaded ({why}): "
+                    f"put {filename} from {weights.url} in {hub} (or set TORCH_HOME)") from None
         return getattr(torchvision.models, name)(weights=weights)
     return build
 
@@ -90,11 +102,11 @@ BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet_lite2": BackboneSpec("efficientnet_lite2", 260, feature_dim=1280,
                                        weights=_LITE_WEIGHTS.format(2), builder=_efficientnet_lite(2), **_LITE_STATS),
     "resnet50": BackboneSpec("resnet50", 224, IMAGENET_MEAN, IMAGENET_STD, 2048,
-                             "ImageNet-1k, torchvision cache ($TORCH_HOME/hub/checkpoints)",
-                             _torchvision("resnet50", "ResNet50_Weights", "resnet50-0676ba61.pth")),
+                             "ImageNet-1k, torchvision (cached in $TORCH_HOME/hub/checkpoints, else downloaded)",
+                             _torchvision("resnet50", "ResNet50_Weights")),
     "densenet121": BackboneSpec("densenet121", 224, IMAGENET_MEAN, IMAGENET_STD, 1024,
-                                "ImageNet-1k, torchvision cache ($TORCH_HOME/hub/checkpoints)",
-                                _torchvision("densenet121", "DenseNet121_Weights", "densenet121-a639ec97.pth")),
+                                "ImageNet-1k, torchvision (cached in $TORCH_HOME/hub/checkpoints, else downloaded)",
+                                _torchvision("densenet121", "DenseNet121_Weights")),
 }
 
 

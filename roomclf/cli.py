@@ -34,7 +34,7 @@ COMMANDS = {
     "ui": "roomclf.commands.models:ui",
     "infer-all": "roomclf.commands.infer:infer_all",
     "serve": "roomclf.commands.serve:serve",
-    "sample-data": "roomclf.commands.demo:sample_data",
+    "sample-data": "roomclf.commands.data:sample_data",
     "demo": "roomclf.commands.demo:demo",
 }
 
@@ -67,6 +67,12 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except user_errors + (FileNotFoundError,) as exc:
             raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            from roomclf.registry import is_unreachable, unreachable
+
+            if is_unreachable(exc):
+                raise click.ClickException(str(unreachable(exc, f"roomclf {ctx.invoked_subcommand}"))) from None
+            raise
 
 
 @click.group(cls=LazyGroup, help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})

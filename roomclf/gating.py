@@ -1,11 +1,12 @@
-"""Champion / challenger: who serves, decided on the same validation photos.
+"""Champion / challenger: who serves, decided on validation photos neither model trained on.
 
 ``evaluate`` scores an ONNX model (a file, folder or ``models:/`` URI) on
 labelled photos; ``is_better`` compares two scores (accuracy, ties broken by
 macro-F1); ``gate`` evaluates a new model against the current champion and
 moves the alias on every registered name of the run (``roomclf`` and
 ``roomclf-onnx`` always point at the same run). ``list_versions`` and
-``promote`` back ``roomclf models`` and ``roomclf promote``.
+``promote`` back ``roomclf models`` and ``roomclf promote``; ``promote`` too moves
+the alias on every form of the version's run.
 """
 from __future__ import annotations
 
@@ -16,10 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from roomclf.errors import RoomclfError
-from roomclf.registry import DEFAULT_ONNX_URI, ONNX_NAME, TORCH_NAME, ModelNotFound, fetch_model
+from roomclf.registry import (
+    CHALLENGER,
+    CHAMPION,
+    DEFAULT_ONNX_URI,
+    ONNX_NAME,
+    TORCH_NAME,
+    ModelNotFound,
+    fetch_model,
+    set_aliases,
+    versions_of_run,
+)
 from roomclf.settings import setup_mlflow
 
-CHAMPION, CHALLENGER = "champion", "challenger"
+TRAIN_LIST = "data/train.csv"     # a training run's photo list (path,label,source), see train_run
 
 
 class GatingError(RoomclfError):
@@ -73,48 +84,89 @@ class GateResult:
     new: Score
     champion: Score | None
     champion_version: str | None
+    compared_on: int = 0                  # photos neither model trained on
+    champion_unfair: str = ""             # why the champion could not be compared fairly ("" if it could)
+
+
+MIN_FAIR_SHARE = 0.5   # below this share of the validation photos left, the champion cannot be judged
+
+
+def training_photos(version: str, name: str = ONNX_NAME) -> tuple[set[str], list[str]]:
+    """(photos, batches) a registered version was trained on: the run's ``data/train.csv``
+    when it has one, and the version's ``train_batches`` tag."""
+    import csv
+    import tempfile
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    mv = MlflowClient().get_model_version(name, version)
+    batches = [b for b in (mv.tags or {}).get("train_batches", "").split(",") if b]
+    photos: set[str] = set()
+    if mv.run_id:
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=TRAIN_LIST,
+                                                           dst_path=tmp)
+                with open(path, newline="") as f:
+                    photos = {row["path"] for row in csv.DictReader(f)}
+        except Exception:   # a version logged before training lists were kept
+            photos = set()
+    return photos, batches
+
+
+def fair_items(items: list[tuple[str, str]], trained_photos: set[str], trained_batches: list[str]):
+    """The validation items a model did not train on (by photo list, else by batch)."""
+    if trained_photos:
+        return [it for it in items if it[0] not in trained_photos]
+    return [it for it in items if it[0].split("/", 1)[0] not in set(trained_batches)]
 
 
 def gate(new_onnx: str | os.PathLike, versions: dict[str, str], root: str | os.PathLike,
          items: list[tuple[str, str]]) -> GateResult:
-    """Score the new model and the current champion on ``items``; give ``versions``
-    ({registered name: version}) the alias ``champion`` if the new one is better, else ``challenger``."""
-    new = evaluate(new_onnx, root, items)
+    """Score the new model and the current champion on the photos of ``items`` that neither
+    trained on; give ``versions`` ({registered name: version}) the alias ``champion`` if the
+    new one is better, else ``challenger``. A champion that trained on most of these photos
+    cannot be judged on them: it is flagged and does not block the new model."""
     champ_version = current_champion(ONNX_NAME)
     if champ_version is not None and champ_version == versions.get(ONNX_NAME):
         champ_version = None
-    champ = None
+    fair, unfair = items, ""
     if champ_version is not None:
+        photos, batches = training_photos(champ_version)
+        fair = fair_items(items, photos, batches)
+        if len(fair) < MIN_FAIR_SHARE * len(items):
+            unfair = (f"champion v{champ_version} trained on {len(items) - len(fair)} of the "
+                      f"{len(items)} validation photos (batches {','.join(batches) or '?'})")
+            fair = items
+    new = evaluate(new_onnx, root, fair)
+    champ = None
+    if champ_version is not None and not unfair:
         try:
-            champ = evaluate(f"models:/{ONNX_NAME}/{champ_version}", root, items)
+            champ = evaluate(f"models:/{ONNX_NAME}/{champ_version}", root, fair)
         except ModelNotFound:
             champ = None
     alias = CHAMPION if is_better(new, champ) else CHALLENGER
-    for name, version in versions.items():
-        set_alias(name, version, alias)
-    return GateResult(alias, new, champ, champ_version)
+    set_aliases(versions, alias)
+    return GateResult(alias, new, champ, champ_version, len(fair), unfair)
 
 
-def set_alias(name: str, version: str, alias: str) -> None:
-    setup_mlflow()
-    from mlflow import MlflowClient
-
-    MlflowClient().set_registered_model_alias(name, alias, str(version))
-
-
-def promote(name: str, version: str, alias: str = CHAMPION) -> dict:
-    """Move ``alias`` to ``name`` version ``version`` by hand; returns that version's info."""
+def promote(name: str, version: str, alias: str = CHAMPION) -> dict[str, str]:
+    """Move ``alias`` by hand to version ``version`` of ``name`` and to every other form the
+    same training run registered (so ``roomclf`` and ``roomclf-onnx`` never part); returns
+    {registered name: version} of what moved."""
     setup_mlflow()
     from mlflow import MlflowClient
 
     client = MlflowClient()
     try:
-        client.get_model_version(name, str(version))
+        mv = client.get_model_version(name, str(version))
     except Exception:
         raise GatingError(f"no version {version} of registered model {name!r} "
                           f"(see `roomclf models`)") from None
-    client.set_registered_model_alias(name, alias, str(version))
-    return {"name": name, "version": str(version), "alias": alias}
+    together = {**(versions_of_run(mv.run_id) if mv.run_id else {}), name: str(version)}
+    set_aliases(together, alias)
+    return together
 
 
 def list_versions(names=(TORCH_NAME, ONNX_NAME)) -> list[dict]:
@@ -154,5 +206,6 @@ __all__ = [
     "is_better",
     "list_versions",
     "promote",
-    "set_alias",
+    "training_photos",
+    "fair_items",
 ]

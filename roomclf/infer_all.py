@@ -26,11 +26,11 @@ import numpy as np
 
 from roomclf.errors import RoomclfError
 from roomclf.photos import PhotoError, model_pixels, to_array
-from roomclf.registry import DEFAULT_ONNX_URI, ONNX_NAME
+from roomclf.registry import DEFAULT_ONNX_URI, INT8_NAME, ONNX_NAME
 from roomclf.taxonomy import CLASSES
 
-INT8_NAME = f"{ONNX_NAME}-int8"
 ENGINES = ("ray", "loop")
+LOCAL_NODE = "local"
 
 
 class InferError(RoomclfError):
@@ -124,7 +124,7 @@ def decode_batch(batch: dict, root: str, size: int) -> dict:
 def row_columns(with_embedding: bool) -> list[str]:
     cols = (["batch", "listing", "path", "label", "confidence"] + [f"prob_{c}" for c in CLASSES]
             + ["tags", "tag_probs"])
-    return cols + (["embedding"] if with_embedding else []) + ["model_name", "model_version", "error"]
+    return cols + (["embedding"] if with_embedding else []) + ["model_name", "model_version", "node", "error"]
 
 
 def row_schema(with_embedding: bool):
@@ -136,8 +136,10 @@ def row_schema(with_embedding: bool):
     return pa.schema([(name, types.get(name, pa.string())) for name in row_columns(with_embedding)])
 
 
-def predict_batch(model, batch: dict, model_name: str, model_version: str, with_embedding: bool = False):
-    """A decoded batch -> a pandas DataFrame, one row per photo; unreadable photos get an error and no prediction."""
+def predict_batch(model, batch: dict, model_name: str, model_version: str, with_embedding: bool = False,
+                  node: str = LOCAL_NODE):
+    """A decoded batch -> a pandas DataFrame, one row per photo; unreadable photos get an error and no prediction.
+    ``node``: where it ran (the Ray node id, or ``local`` for the loop engine)."""
     import pandas as pd
 
     errors = [str(e) for e in batch["error"]]
@@ -148,7 +150,7 @@ def predict_batch(model, batch: dict, model_name: str, model_version: str, with_
         row = {"batch": str(batch["batch"][i]), "listing": str(batch["listing"][i]), "path": str(rel),
                "label": None, "confidence": None, **{f"prob_{c}": None for c in CLASSES},
                "tags": None, "tag_probs": None, "model_name": model_name, "model_version": model_version,
-               "error": errors[i] or None}
+               "node": node, "error": errors[i] or None}
         if with_embedding:
             row["embedding"] = None
         rows.append(row)
@@ -190,6 +192,38 @@ def run_loop(root: Path, items: list[dict], model_ref: ModelRef, with_embedding:
         cols = {k: [it[k] for it in chunk] for k in ("path", "batch", "listing")}
         yield predict_batch(model, decode_batch(cols, str(root), model.input_size),
                             model_ref.name, model_ref.version, with_embedding)
+
+
+def with_stall_timeout(stream, seconds: float):
+    """Yield from ``stream`` (iterated in a thread), raising ``InferError`` when nothing
+    arrives for ``seconds``: a cluster that lost every node able to run the model waits
+    forever otherwise."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=4)
+    done = object()
+
+    def pump():
+        try:
+            for item in stream:
+                q.put(item)
+        except BaseException as exc:   # handed to the consumer
+            q.put(exc)
+        q.put(done)
+
+    threading.Thread(target=pump, daemon=True, name="infer-all-stream").start()
+    while True:
+        try:
+            item = q.get(timeout=seconds)
+        except queue.Empty:
+            raise InferError(f"no prediction for {seconds:.0f} s: the cluster may have lost the nodes that run "
+                             "the model (check `ray status`); finished batches are kept, rerun to do the rest")
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 # --------------------------------------------------------------------------- the run
@@ -242,12 +276,14 @@ def _commit(out: Path, plan: BatchPlan, frames: list, model_ref: ModelRef, engin
     from roomclf.listings import listing_schema, summarize
 
     photos = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=row_columns(with_embedding)))
-    photos = photos.sort_values("path", kind="stable").reset_index(drop=True)
+    photos = (photos.drop_duplicates("path", keep="last")            # a retried task may repeat rows
+              .sort_values("path", kind="stable").reset_index(drop=True))
     ok = photos[photos["error"].isna()]
     record = {"batch": plan.name, "photos": len(photos), "predictions": len(ok), "errors": len(photos) - len(ok),
               "skipped": plan.skipped, "per_class": {c: int(n) for c, n in ok["label"].value_counts().items()},
               "model_uri": model_ref.uri, "model_name": model_ref.name, "model_version": model_ref.version,
               "model_sha256": model_ref.sha256, "model_key": model_ref.key, "engine": engine,
+              "nodes": {str(n): int(k) for n, k in photos["node"].value_counts().items()},
               "with_embedding": with_embedding, "elapsed_s": round(seconds, 2),
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     commit_batch(out, plan.name, to_table(photos, row_schema(with_embedding)),
@@ -258,8 +294,13 @@ def _commit(out: Path, plan: BatchPlan, frames: list, model_ref: ModelRef, engin
 def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, model: str = DEFAULT_ONNX_URI,
               quantized: bool = False, engine: str = "ray", address: str | None = None, force: bool = False,
               with_embedding: bool = False, batch_size: int = 32, actors: int | None = None,
-              cpus: int | None = None, progress: bool = True, object_store_mb: int = 512) -> Summary:
-    """Predict every photo of the batches into ``out``, skipping batches already done with this model."""
+              cpus: int | None = None, progress: bool = True, object_store_mb: int = 512,
+              actor_resource: str | None = None, stall_timeout_s: float = 600.0) -> Summary:
+    """Predict every photo of the batches into ``out``, skipping batches already done with this model.
+
+    Finished batches are committed as they complete; if no prediction arrives for
+    ``stall_timeout_s`` (e.g. the only nodes able to run the model are gone), the run
+    stops with ``InferError`` and a rerun does what is left."""
     from tqdm import tqdm
 
     from roomclf.infer_output import clean_stale, is_done
@@ -287,7 +328,7 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
     items = [it for plan in todo for it in plan.photos]
     by_name = {p.name: p for p in todo}
     frames: dict[str, list] = {p.name: [] for p in todo}
-    seen = Counter()
+    seen: dict[str, set] = {p.name: set() for p in todo}
     t0 = time.perf_counter()
     started_ray = False
 
@@ -308,16 +349,19 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
             from roomclf.infer_ray import connect_ray, run_ray
 
             started_ray = connect_ray(address, cpus, object_store_mb)
-            stream = run_ray(root, items, model_ref, with_embedding, batch_size, actors, input_size)
+            stream = run_ray(root, items, model_ref, with_embedding, batch_size, actors, input_size, actor_resource)
         else:
             stream = run_loop(root, items, model_ref, with_embedding, batch_size, cpus)
+        stream = with_stall_timeout(stream, stall_timeout_s)
         with tqdm(total=len(items), unit="photo", disable=not progress, desc="infer-all",
                   dynamic_ncols=True) as bar:
             for frame in stream:
                 for name, part in frame.groupby("batch", sort=False):
+                    if name not in frames:        # a retried task's rows for a batch already committed
+                        continue
                     frames[name].append(part)
-                    seen[name] += len(part)
-                    if seen[name] == len(by_name[name].photos):
+                    seen[name].update(part["path"])
+                    if len(seen[name]) == len(by_name[name].photos):
                         finish(by_name[name])
                 bar.update(len(frame))
     finally:

@@ -19,11 +19,14 @@ class Predictor:
     through its object store, so a worker on another machine needs neither the registry nor our disk)."""
 
     def __init__(self, model_blob: bytes, model_name: str, model_version: str, with_embedding: bool, threads: int = 1):
+        import ray
+
         self.model = load_model_bytes(model_blob, threads=threads)
         self.args = (model_name, model_version, with_embedding)
+        self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict):
-        return predict_batch(self.model, batch, *self.args)
+        return predict_batch(self.model, batch, *self.args, node=self.node)
 
 
 def _quiet_ray() -> None:
@@ -57,15 +60,25 @@ def ray_runtime_env() -> dict:
     return {"py_modules": [str(Path(roomclf.__file__).parent)], "excludes": ["__pycache__", "*.pyc"]}
 
 
-def connect_ray(address: str | None, cpus: int | None = None, object_store_mb: int = 512) -> bool:
-    """Connect to a cluster (``auto`` or ``ray://host:port``), or start a small local Ray.
+def cluster_address(address: str | None) -> str | None:
+    """The cluster to join: ``--address``, else $RAY_ADDRESS, else None (start a local Ray).
+    Ray Client addresses (``ray://``) are refused in one line: Ray Data's streaming pipeline
+    runs its driver on a cluster node, so infer-all is started on one."""
+    address = (address or os.environ.get("RAY_ADDRESS") or "").strip() or None
+    if address and address.startswith("ray://"):
+        raise InferError(f"{address}: Ray Client (ray://) addresses are not supported by infer-all; run it on "
+                         "a node of the cluster with --address auto (or HOST:PORT of the head's GCS, port 6379)")
+    return address
 
-    Returns True if Ray was started here (and should be shut down afterwards).
-    """
+
+def connect_ray(address: str | None, cpus: int | None = None, object_store_mb: int = 512) -> bool:
+    """Join a cluster (``auto``, ``HOST:PORT``, or $RAY_ADDRESS when no address is given), or
+    start a small local Ray. Returns True if Ray was started here (and should be shut down)."""
     import ray
     import ray.data
 
     _quiet_ray()
+    address = cluster_address(address)
     if ray.is_initialized():
         return False
     try:
@@ -83,8 +96,11 @@ def connect_ray(address: str | None, cpus: int | None = None, object_store_mb: i
 
 
 def run_ray(root: Path, items: list[dict], model_ref: ModelRef, with_embedding: bool, batch_size: int = 32,
-            actors: int | None = None, input_size: int = 224):
-    """The Ray Data engine: decode tasks -> actor pool -> rows streamed back to the driver."""
+            actors: int | None = None, input_size: int = 224, actor_resource: str | None = None):
+    """The Ray Data engine: decode tasks -> actor pool -> rows streamed back to the driver.
+
+    ``actor_resource``: a custom Ray resource (``ray start --resources '{"NAME": N}'``) the
+    model actors need, so they run only on the nodes that have it."""
     import ray
 
     ctx = ray.data.DataContext.get_current()
@@ -92,7 +108,11 @@ def run_ray(root: Path, items: list[dict], model_ref: ModelRef, with_embedding: 
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
     _quiet_ray()
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+    resources = ray.cluster_resources()
+    if actor_resource and resources.get(actor_resource, 0) <= 0:
+        raise InferError(f"no node of the cluster has the resource {actor_resource!r} "
+                         f"(it has {', '.join(sorted(k for k in resources if '.' not in k and ':' not in k))})")
+    cpus = int(resources.get("CPU", 1))
     size = actors or max(1, cpus)
     blob = model_ref.path.read_bytes()
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 4 * size * 8)))
@@ -103,6 +123,7 @@ def run_ray(root: Path, items: list[dict], model_ref: ModelRef, with_embedding: 
                                                           "model_version": model_ref.version,
                                                           "with_embedding": with_embedding},
                         batch_size=batch_size, batch_format="numpy", num_cpus=0.5,
+                        resources={actor_resource: 0.01} if actor_resource else None,
                         compute=ray.data.ActorPoolStrategy(size=size))
     for frame in ds.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=2):
         yield frame

@@ -183,6 +183,23 @@ def prelabel(store: LabelStore, root: str | os.PathLike, batches: str | list[str
     return report
 
 
+def has_predictions(store: LabelStore, batch: str) -> bool:
+    """Whether any photo of ``batch`` has a ``predicted`` label (prelabel has run on it)."""
+    return bool(store.labels(("predicted",), prefix=batch.rstrip("/") + "/"))
+
+
+def ensure_prelabelled(store: LabelStore, root: str | os.PathLike, batch: str, mode: str = "auto",
+                       uri: str = DEFAULT_ONNX_URI, backbone: str = DEFAULT_BACKBONE,
+                       ground_truth: str | os.PathLike | None = None, limit: int | None = None,
+                       progress: bool = True) -> PrelabelReport | None:
+    """Prelabel ``batch`` (champion, else zero-shot in ``auto`` mode) when it has no predictions yet.
+
+    Returns the report, or None when the batch already had predictions (nothing done)."""
+    if has_predictions(store, batch):
+        return None
+    return prelabel(store, root, [batch], mode, uri, backbone, ground_truth, limit, progress)
+
+
 def log_to_mlflow(report: PrelabelReport) -> bool:
     """Inside ``mlflow run`` (MLFLOW_RUN_ID set), record what prelabel did on that run."""
     if not os.environ.get("MLFLOW_RUN_ID"):

@@ -203,10 +203,9 @@ def _write(store, result: PropagationResult, rows, paths: list[str], batches: li
 def _log_run(params: dict, table: list[dict], result: PropagationResult, files: dict, write) -> str:
     import mlflow
 
-    from roomclf.settings import use_experiment
+    from roomclf.settings import step_run
 
-    use_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name=f"propagate {params['batch_list']}") as run:
+    with step_run(EXPERIMENT, f"propagate {params['batch_list']}") as run:
         result.run_id = run.info.run_id
         # Under `mlflow run`, the entry point's parameters are already logged (as given): keep them.
         given = mlflow.get_run(run.info.run_id).data.params

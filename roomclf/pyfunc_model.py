@@ -113,6 +113,11 @@ class RoomclfPyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         return predict_frame(self.model, image_column(model_input))
 
+    def __getstate__(self):
+        """The session is rebuilt by ``load_context``: MLflow pickles this object after
+        running it once to infer the signature."""
+        return {k: v for k, v in self.__dict__.items() if k != "model"}
+
 
 def _requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
@@ -150,7 +155,8 @@ def _check_artifacts(onnx_path, learner_path, extra_artifacts) -> tuple[dict[str
 
 def log_roomclf_pyfunc(onnx_path: str | os.PathLike, registered_model_name: str | None = "roomclf",
                        learner_path: str | os.PathLike | None = None, extra_artifacts: dict | None = None,
-                       tags: dict | None = None, alias: str | None = None):
+                       tags: dict | None = None, alias: str | None = None, description: str | None = None,
+                       example_photo: bytes | None = None):
     """Log the photo-classifying pyfunc in the active MLflow run (one is started, and
     ended, in experiment ``roomclf`` if none is active) and register it.
 
@@ -159,8 +165,10 @@ def log_roomclf_pyfunc(onnx_path: str | os.PathLike, registered_model_name: str 
     stored as artifact ``learner`` so fine-tuning can continue from the registered
     version (``mlflow.artifacts.download_artifacts(uri)`` -> ``artifacts/``).
     ``extra_artifacts``: more {name: path}. ``registered_model_name``: ``None``
-    logs without registering. ``tags`` go on the model version, ``alias`` (e.g.
-    ``champion``) is moved to it. Returns MLflow's ``ModelInfo``
+    logs without registering. ``tags`` and ``description`` go on the model version,
+    ``alias`` (e.g. ``champion``) is moved to it. ``example_photo`` (JPEG bytes)
+    becomes the input example, from which MLflow infers the signature (default: a
+    small grey JPEG). Returns MLflow's ``ModelInfo``
     (``.model_uri``, ``.registered_model_version``).
     """
     from roomclf.settings import setup_mlflow, use_experiment
@@ -168,7 +176,7 @@ def log_roomclf_pyfunc(onnx_path: str | os.PathLike, registered_model_name: str 
     artifacts, meta = _check_artifacts(onnx_path, learner_path, extra_artifacts)
     setup_mlflow()
     import mlflow
-    from mlflow import MlflowClient
+    import pandas as pd
 
     started = mlflow.active_run() is None
     if started:
@@ -178,19 +186,30 @@ def log_roomclf_pyfunc(onnx_path: str | os.PathLike, registered_model_name: str 
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME_IN_RUN, python_model=RoomclfPyfunc(), artifacts=artifacts,
             registered_model_name=registered_model_name, pip_requirements=_requirements(),
+            input_example=pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(example_photo or _grey_jpeg()).decode()]}),
             metadata={"roomclf": {k: meta.get(k) for k in ("backbone", "input_size", "classes")},
                       "input": f"DataFrame column '{IMAGE_COLUMN}': photo bytes or base64 strings"})
     finally:
         if started:
             mlflow.end_run()
     if registered_model_name:
-        client = MlflowClient()
+        from roomclf.registry import finish_version, set_aliases
+
         version = str(info.registered_model_version)
-        for k, v in (tags or {}).items():
-            client.set_model_version_tag(registered_model_name, version, k, str(v))
+        finish_version(registered_model_name, version, tags, description)
         if alias:
-            client.set_registered_model_alias(registered_model_name, alias, version)
+            set_aliases({registered_model_name: version}, alias)
     return info
+
+
+def _grey_jpeg(size: int = 64) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (128, 128, 128)).save(buf, format="JPEG")
+    return buf.getvalue()
 
 
 def artifact_file(model_dir: str | os.PathLike, name: str = LEARNER_ARTIFACT) -> Path | None:

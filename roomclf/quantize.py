@@ -14,7 +14,6 @@ import numpy as np
 
 from roomclf.photos import PhotoError, model_input
 
-INT8_NAME = "roomclf-onnx-int8"
 
 # Measured on the fast.ai-trained efficientnet_lite0 of bench/bench_train.py (573 validation photos of
 # batch_11-13, fp32 90.8%): plain U8S8 per channel 86.6% (top-1 agreement with fp32 87.8%);

@@ -17,7 +17,8 @@ from roomclf.taxonomy import CLASSES
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """The current commit, or 'unknown' outside git."""
+    """The commit of roomclf's own checkout (whatever the working directory), or 'unknown' outside git."""
+    cwd = cwd or Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"

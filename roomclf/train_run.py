@@ -41,7 +41,7 @@ def prepare_data(cfg: T.TrainConfig, store) -> T.TrainData:
     root = Path(cfg.data)
     train_b, valid_b = parse_batches(cfg.train_batches, root), parse_batches(cfg.valid_batches, root)
     cfg.train_batches, cfg.valid_batches = train_b, valid_b
-    data = T.select_data(store, root, train_b, valid_b, cfg.sources)
+    data = T.select_data(store, root, train_b, valid_b, cfg.sources, cfg.valid_sources)
     data.train, broken_t = T.drop_broken(root, data.train, cfg.image_size)
     data.valid, broken_v = T.drop_broken(root, data.valid, cfg.image_size)
     data.broken = {**broken_t, **broken_v}
@@ -71,21 +71,25 @@ def parity_check(export_net, onnx_path: Path, root: Path, paths: list[str], size
 
 
 def attach_attributes(net, root: Path, data: T.TrainData, store, sources, size: int, seed: int):
-    """Fit the attribute head on the trained body's raw features, if ``roomclf.attributes`` is
-    installed and the store holds attribute labels for these photos; else None."""
+    """Fit the attribute head on the trained body's raw features of the photos that carry attribute
+    labels (any source in ``sources``: the labelling app's check-boxes, an imported CSV); None when
+    none of these photos has one (the model then emits no tags). Every taxonomy attribute with enough
+    labels trains; the others stay untrained and are never emitted (``roomclf.attributes``)."""
     if not importlib.util.find_spec("roomclf.attributes"):
         return None
     from roomclf.attributes import attribute_targets, fit_attribute_head
 
     labels = dict(data.train + data.valid)
-    if not any(p in labels for p in store.attributes(list(sources))):
-        return None
     train_p, valid_p = [p for p, _ in data.train], [p for p, _ in data.valid]
     Y, M = attribute_targets(train_p, store, labels, sources)
+    if not M.any():
+        return None
     vY, vM = attribute_targets(valid_p, store, labels, sources)
-    feats = T.raw_features(net, root, train_p, size)
-    vfeats = T.raw_features(net, root, valid_p, size)
-    return fit_attribute_head(feats, Y, M, vfeats, vY, vM, seed=seed)
+    keep, vkeep = M.any(1), vM.any(1)          # a photo without any known cell teaches the head nothing
+    feats = T.raw_features(net, root, [p for p, k in zip(train_p, keep) if k], size)
+    valid_p = [p for p, k in zip(valid_p, vkeep) if k]
+    vfeats = T.raw_features(net, root, valid_p, size) if valid_p else np.zeros((0, feats.shape[1]), np.float32)
+    return fit_attribute_head(feats, Y[keep], M[keep], vfeats, vY[vkeep], vM[vkeep], seed=seed)
 
 
 def _log_attribute_fit(mlflow, fit, out: Path) -> None:
@@ -94,8 +98,11 @@ def _log_attribute_fit(mlflow, fit, out: Path) -> None:
             if entry.get(metric) is not None:
                 mlflow.log_metric(f"attr_{metric}.{key}", float(entry[metric]))
     mlflow.log_metric("attr_trained", len(fit.trained))
+    # what `roomclf models` shows per version: which tags the model can emit and which it never will
+    mlflow.set_tags({"attributes.trained": ",".join(fit.trained) or "none",
+                     "attributes.untrained": ",".join(fit.untrained) or "none"})
     (out / "attributes_report.json").write_text(json.dumps(
-        {"thresholds": fit.thresholds, "report": fit.report}, indent=1, default=str))
+        {"thresholds": fit.thresholds, "untrained": fit.untrained, "report": fit.report}, indent=1, default=str))
     mlflow.log_artifact(str(out / "attributes_report.json"), "report")
 
 
@@ -104,29 +111,43 @@ def _data_summary(data: T.TrainData) -> dict:
             "per_source": data.sources, "broken": data.broken, "leaks": data.leaks}
 
 
-def _register_torch(onnx_path: Path, learner_path: Path, state_path: Path, tags: dict, net, size: int) -> str:
-    """The ``roomclf`` version: a photo-accepting pyfunc carrying the fast.ai learner when
-    ``roomclf.pyfunc_model`` is installed, else the PyTorch module itself."""
+def _register_torch(onnx_path: Path, learner_path: Path, state_path: Path, tags: dict, description: str,
+                    example_photo: bytes) -> str:
+    """The ``roomclf`` version: a photo-accepting pyfunc carrying the fast.ai learner and the state dict."""
+    from roomclf.pyfunc_model import log_roomclf_pyfunc
     from roomclf.registry import TORCH_NAME
 
-    if importlib.util.find_spec("roomclf.pyfunc_model"):
-        from roomclf.pyfunc_model import log_roomclf_pyfunc
+    info = log_roomclf_pyfunc(onnx_path, registered_model_name=TORCH_NAME, learner_path=learner_path,
+                              extra_artifacts={"state_dict": str(state_path)}, tags=tags,
+                              description=description, example_photo=example_photo)
+    return str(info.registered_model_version)
 
-        info = log_roomclf_pyfunc(onnx_path, registered_model_name=TORCH_NAME, learner_path=learner_path,
-                                  extra_artifacts={"state_dict": str(state_path)}, tags=tags)
-        return str(info.registered_model_version)
-    import mlflow
-    import torch
-    from mlflow import MlflowClient
 
-    info = mlflow.pytorch.log_model(net.eval(), name="pytorch-model", registered_model_name=TORCH_NAME,
-                                    serialization_format="pickle",
-                                    input_example=torch.rand(1, 3, size, size).numpy(),
-                                    extra_files=[str(learner_path), str(state_path)])
-    version = str(info.registered_model_version)
-    for k, v in tags.items():
-        MlflowClient().set_model_version_tag(TORCH_NAME, version, k, str(v))
-    return version
+def _log_data_lists(mlflow, root: Path, data: T.TrainData, sources_of: dict[str, str]) -> None:
+    """The photos of each split as run inputs (an MLflow dataset with a digest) and as CSV
+    artifacts (``data/train.csv``, ``data/valid.csv``: path,label,source), so any version's
+    data can be rebuilt after the label store has changed."""
+    import pandas as pd
+
+    for split, context in (("train", "training"), ("valid", "validation")):
+        frame = pd.DataFrame([{"path": p, "label": c, "source": sources_of.get(p, "")}
+                              for p, c in getattr(data, split)], columns=["path", "label", "source"])
+        mlflow.log_text(frame.to_csv(index=False), f"data/{split}.csv")
+        dataset = mlflow.data.from_pandas(frame, source=str(root), name=f"roomclf-{split}")
+        mlflow.log_input(dataset, context=context)
+
+
+def _version_description(cfg: T.TrainConfig, data: T.TrainData, metrics: dict, run_id: str) -> str:
+    """What a registered version is, in one paragraph (shown in the MLflow UI)."""
+    def per_source(split: str) -> str:
+        return ", ".join(f"{n} {s}" for s, n in sorted(data.sources.get(split, {}).items()))
+
+    return (f"Room classifier ({', '.join(CLASSES)}): {cfg.backbone} at {cfg.image_size} px, fast.ai "
+            f"{cfg.frozen_epochs} frozen + {cfg.epochs} unfrozen epochs. Trained on {','.join(cfg.train_batches)} "
+            f"({len(data.train)} photos: {per_source('train')}); validated on {','.join(cfg.valid_batches)} "
+            f"({len(data.valid)} photos: {per_source('valid')}): accuracy {metrics['val_accuracy']:.4f}, "
+            f"macro-F1 {metrics['val_macro_f1']:.4f}. MLflow run {run_id}; photo lists in its data/train.csv "
+            f"and data/valid.csv.")
 
 
 def _log_params(mlflow, run, params: dict) -> None:
@@ -143,13 +164,15 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
     import torch
     from fastai.torch_core import set_seed
 
+    from mlflow.exceptions import MlflowException
+
     from roomclf.backbones import get_spec
-    from roomclf.gating import gate
     from roomclf.labelstore import LabelStore
     from roomclf.model import ExportNet
     from roomclf.onnx_model import export_onnx
-    from roomclf.registry import ONNX_NAME, TORCH_NAME, register_onnx_file
-    from roomclf.settings import use_experiment
+    from roomclf.photos import model_input
+    from roomclf.registry import is_unreachable, unreachable
+    from roomclf.settings import step_run
     from roomclf.tracking import class_report, confusion_png, epoch_logger, git_commit, top_loss_grid
 
     spec = get_spec(cfg.backbone)          # an unknown backbone fails here, before any work
@@ -158,14 +181,16 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
     t0 = time.perf_counter()
     data = prepare_data(cfg, store)
     prep_s = time.perf_counter() - t0
-    echo(f"data: {len(data.train)} train / {len(data.valid)} valid photos, {len(data.broken)} unreadable "
-         f"skipped, {len(data.leaks)} validation duplicates of training photos dropped")
+    echo(f"data: {len(data.train)} train / {len(data.valid)} valid photos (validation labels: "
+         + ", ".join(f"{n} {s}" for s, n in sorted(data.sources["valid"].items()))
+         + f"), {len(data.broken)} unreadable skipped, {len(data.leaks)} validation duplicates of training "
+         "photos dropped")
 
-    use_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name=cfg.run_name) as run, tempfile.TemporaryDirectory() as tmp:
+    with step_run(EXPERIMENT, cfg.run_name) as run, tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         _log_params(mlflow, run, {"train_batches": ",".join(cfg.train_batches),
                            "valid_batches": ",".join(cfg.valid_batches), "sources": ",".join(cfg.sources),
+                           "valid_sources": ",".join(cfg.valid_sources),
                            "backbone": cfg.backbone, "image_size": cfg.image_size,
                            "frozen_epochs": cfg.frozen_epochs, "epochs": cfg.epochs,
                            "batch_size": cfg.batch_size, "lr": cfg.lr if cfg.lr else "lr_find",
@@ -173,6 +198,7 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
         mlflow.set_tags({"git_commit": git_commit(), "backbone": cfg.backbone})
         summary = _data_summary(data)
         mlflow.log_dict(summary, "data/summary.json")
+        _log_data_lists(mlflow, root, data, data.origin)
         mlflow.log_metrics({"n_train": len(data.train), "n_valid": len(data.valid),
                             "n_broken_skipped": len(data.broken), "n_valid_leaks_dropped": len(data.leaks),
                             **{f"n_train.{c}": n for c, n in summary["train_per_class"].items()},
@@ -233,36 +259,75 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
                 "val_accuracy": f"{metrics['val_accuracy']:.4f}", "val_macro_f1": f"{metrics['val_macro_f1']:.4f}",
                 "train_batches": ",".join(cfg.train_batches), "valid_batches": ",".join(cfg.valid_batches),
                 "git_commit": git_commit()}
-        versions = {ONNX_NAME: register_onnx_file(onnx_path, ONNX_NAME, tags)}
-        versions[TORCH_NAME] = _register_torch(onnx_path, learner_path, state_path, tags, net, cfg.image_size)
-        if cfg.quantize:
-            versions.update(_quantize_and_register(onnx_path, root, data, cfg, tags, out))
-
-        gated = gate(onnx_path, versions, root, data.valid)
+        description = _version_description(cfg, data, metrics, run.info.run_id)
+        example = (valid_paths[0], np.stack([model_input(root / valid_paths[0], cfg.image_size)]))
+        echo("registering roomclf-onnx and roomclf in the MLflow registry, then gating against the champion")
+        try:
+            versions, gated = _register_and_gate(onnx_path, learner_path, state_path, tags, description, example,
+                                                 root, data, cfg, out)
+        except (OSError, MlflowException) as exc:
+            if is_unreachable(exc):   # the tracking server stopped: no alias moved, rerun when it is back
+                raise unreachable(exc, "registration") from None
+            raise
         mlflow.log_metrics({"gate_new_accuracy": gated.new.accuracy, "gate_new_macro_f1": gated.new.macro_f1,
+                            "gate_compared_photos": gated.compared_on,
                             **({"gate_champion_accuracy": gated.champion.accuracy,
                                 "gate_champion_macro_f1": gated.champion.macro_f1} if gated.champion else {})})
         mlflow.set_tags({"alias": gated.alias, "compared_with_champion": gated.champion_version or "none",
+                         **({"gate_champion_unfair": gated.champion_unfair} if gated.champion_unfair else {}),
                          **{f"version.{n}": v for n, v in versions.items()}})
+        if gated.champion_unfair:
+            echo(f"note: {gated.champion_unfair}: it cannot be judged on them, so it does not block this model")
         echo(f"registered {', '.join(f'{n} v{v}' for n, v in versions.items())} as {gated.alias}"
-             + (f" (champion v{gated.champion_version}: accuracy {gated.champion.accuracy:.4f})"
+             + (f" (champion v{gated.champion_version}: accuracy {gated.champion.accuracy:.4f} vs "
+                f"{gated.new.accuracy:.4f} on {gated.compared_on} photos neither trained on)"
                 if gated.champion else ""))
         return TrainResult(run.info.run_id, metrics, versions, gated.alias, gated.champion_version, parity,
                            summary)
 
 
+def _register_and_gate(onnx_path: Path, learner_path: Path, state_path: Path, tags: dict, description: str,
+                       example: tuple[str, np.ndarray], root: Path, data: T.TrainData, cfg: T.TrainConfig, out: Path):
+    """Register every form (each with its signature, input example and description), then move
+    the alias on all of them together: an alias is set only once every version is complete."""
+    from roomclf.gating import gate
+    from roomclf.registry import ONNX_NAME, TORCH_NAME, register_onnx_file
+
+    photo, pixels = example
+    versions = {ONNX_NAME: register_onnx_file(onnx_path, ONNX_NAME, tags, description=description,
+                                              input_example=pixels)}
+    versions[TORCH_NAME] = _register_torch(onnx_path, learner_path, state_path, tags, description,
+                                           _example_jpeg(root / photo))
+    if cfg.quantize:
+        versions.update(_quantize_and_register(onnx_path, root, data, cfg, tags, out, description, pixels))
+    return versions, gate(onnx_path, versions, root, data.valid)
+
+
+def _example_jpeg(path: Path, size: int = 160) -> bytes:
+    """A small JPEG of a validation photo: the pyfunc's input example."""
+    import io
+
+    from roomclf.photos import thumbnail
+
+    buf = io.BytesIO()
+    thumbnail(path, size).save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
 def _quantize_and_register(onnx_path: Path, root: Path, data: T.TrainData, cfg: T.TrainConfig,
-                           tags: dict, out: Path) -> dict[str, str]:
+                           tags: dict, out: Path, description: str, pixels: np.ndarray) -> dict[str, str]:
     """Static int8 QDQ copy calibrated on training photos, registered as ``roomclf-onnx-int8``."""
     import mlflow
 
-    from roomclf.quantize import INT8_NAME, agreement, quantize_static_int8
-    from roomclf.registry import register_onnx_file
+    from roomclf.quantize import agreement, quantize_static_int8
+    from roomclf.registry import INT8_NAME, register_onnx_file
 
     calib = [p for p, _ in data.train][:: max(1, len(data.train) // 50)][:50]
     int8 = quantize_static_int8(onnx_path, out / "model.int8.onnx", root, calib, cfg.image_size)
     stats = agreement(onnx_path, int8, root, data.valid)
     mlflow.log_metrics({f"int8_{k}": v for k, v in stats.items()})
     version = register_onnx_file(int8, INT8_NAME, {**tags, "int8_accuracy": f"{stats['accuracy']:.4f}",
-                                                   "int8_top1_agreement": f"{stats['top1_agreement']:.4f}"})
+                                                   "int8_top1_agreement": f"{stats['top1_agreement']:.4f}"},
+                                 description=f"Static int8 of this run's roomclf-onnx. {description}",
+                                 input_example=pixels)
     return {INT8_NAME: version}

@@ -28,6 +28,10 @@ from roomclf.photos import PhotoError, model_pixels, open_photo
 from roomclf.taxonomy import CLASSES
 
 DEFAULT_SOURCES = ("manual", "imported", "propagated")
+# Validation counts only labels a person gave (or imported): propagated labels are the confident,
+# easy photos, and validating on them reads high (97.7% against 81% on human labels, measured).
+HUMAN_SOURCES = ("manual", "imported")
+MIN_VALID_PHOTOS = 20
 
 
 class TrainingError(RoomclfError):
@@ -40,6 +44,7 @@ class TrainConfig:
     train_batches: list[str]
     valid_batches: list[str]
     sources: tuple[str, ...] = DEFAULT_SOURCES
+    valid_sources: tuple[str, ...] = HUMAN_SOURCES
     backbone: str = "efficientnet_lite0"
     image_size: int = 224
     frozen_epochs: int = 1
@@ -59,6 +64,7 @@ class TrainData:
     sources: dict[str, dict[str, int]] = field(default_factory=dict)   # split -> source -> n photos
     broken: dict[str, str] = field(default_factory=dict)               # path -> reason (dropped)
     leaks: list[str] = field(default_factory=list)                     # valid paths dropped as duplicates
+    origin: dict[str, str] = field(default_factory=dict)               # path -> label source
 
     def class_counts(self, split: str) -> dict[str, int]:
         counts = Counter(label for _, label in getattr(self, split))
@@ -68,30 +74,32 @@ class TrainData:
 # ---- data selection and checks ----------------------------------------------------------
 
 def select_data(store, root: str | os.PathLike, train_batches: list[str], valid_batches: list[str],
-                sources=DEFAULT_SOURCES) -> TrainData:
-    """The effective labels of the train and valid batches, checked; raises ``TrainingError``."""
+                sources=DEFAULT_SOURCES, valid_sources=HUMAN_SOURCES) -> TrainData:
+    """The effective labels of the train and valid batches (``sources`` for training,
+    ``valid_sources`` for validation), checked; raises ``TrainingError``."""
     overlap = sorted(set(train_batches) & set(valid_batches))
     if overlap:
         raise TrainingError(f"train and validation batches overlap ({', '.join(overlap)}): "
                             "validate on a different batch")
     if not train_batches or not valid_batches:
         raise TrainingError("give at least one train batch and one validation batch")
-    sources = tuple(sources)
-    if not sources:
+    sources, valid_sources = tuple(sources), tuple(valid_sources)
+    if not sources or not valid_sources:
         raise TrainingError("no label sources given (e.g. manual,imported,propagated)")
     root = Path(root)
     data = TrainData([], [])
-    for split, batches in (("train", train_batches), ("valid", valid_batches)):
+    for split, batches, wanted in (("train", train_batches, sources), ("valid", valid_batches, valid_sources)):
         items, per_source = [], Counter()
         for batch in batches:
-            for path, lab in sorted(store.labels(sources, prefix=f"{batch}/").items()):
+            for path, lab in sorted(store.labels(wanted, prefix=f"{batch}/").items()):
                 if lab.label not in CLASSES:
                     raise TrainingError(f"unknown class {lab.label!r} for {path} (source {lab.source}); "
                                         f"classes are {', '.join(CLASSES)}")
                 items.append((path, lab.label))
                 per_source[lab.source] += 1
+                data.origin[path] = lab.source
         if not items:
-            raise TrainingError(f"no {split} labels from sources {','.join(sources)} in "
+            raise TrainingError(f"no {split} labels from sources {','.join(wanted)} in "
                                 f"{','.join(batches)} (import or label some first)")
         missing = [p for p, _ in items if not (root / p).is_file()]
         if missing:
@@ -103,7 +111,15 @@ def select_data(store, root: str | os.PathLike, train_batches: list[str], valid_
     if empty:
         raise TrainingError(f"no training examples of {', '.join(empty)} in {','.join(train_batches)}: "
                             "every class needs at least one")
+    check_validation_size(data.valid, valid_sources)
     return data
+
+
+def check_validation_size(valid: list, valid_sources, minimum: int = MIN_VALID_PHOTOS) -> None:
+    if len(valid) < minimum:
+        raise TrainingError(f"only {len(valid)} validation photos labelled by {','.join(valid_sources)}: at least "
+                            f"{minimum} are needed for a validation figure to mean anything (label more of the "
+                            "validation batches, or pass --valid-sources)")
 
 
 def drop_broken(root: str | os.PathLike, items: list[tuple[str, str]], size: int):

@@ -222,3 +222,189 @@ def test_report_goes_to_mlflow_and_grid_is_drawn(fit, labelled, corpus_root, hom
     img = Image.open(png)
     assert img.size[1] == len(fit.trained) * (64 + 18)
     assert np.asarray(img).std() > 10       # photos were pasted, not a blank sheet
+
+
+# ---- evidence by source -------------------------------------------------------------------
+def test_evidence_policy_leaves_out_annotation_zeros_where_better_evidence_exists(tmp_path, corpus_root, labels_csv):
+    """``reliable`` (the default): an object-annotation zero is unknown, not negative, when the same
+    photo has a better label for that attribute or the file holds by-eye negatives for it; where it
+    is the only negative evidence (microwave here) it stays. ``as_is`` keeps all, ``no_annotation_zeros`` none."""
+    from roomclf.attributes import select_evidence
+
+    base = LabelStore(tmp_path / "base.sqlite")
+    base.import_csv(labels_csv, corpus_root=corpus_root, batches=["batch_01"])
+    kitchens = sorted(p for p, lab in base.labels().items() if lab.label == "kitchen")[:4]
+    a, b, c, d = kitchens
+    f = tmp_path / "attrs.csv"
+    ann = "miniplaces_object_annotation"
+    f.write_text("path,attribute,value,method\n"
+                 f"{a},refrigerator,0,by_eye\n{b},refrigerator,0,{ann}\n{c},refrigerator,1,{ann}\n"
+                 f"{d},refrigerator,1,by_eye\n{d},refrigerator,0,{ann}\n"      # the same photo: by eye wins
+                 f"{b},microwave,0,{ann}\n{c},microwave,1,{ann}\n{a},kitchen_island,1,by_eye\n")
+    got = {}
+    for policy in ("reliable", "as_is", "no_annotation_zeros"):
+        store = LabelStore(tmp_path / f"{policy}.sqlite")
+        store.import_csv(labels_csv, corpus_root=corpus_root, batches=["batch_01"])
+        rep = import_attributes(store, f, corpus_root, evidence=policy)
+        got[policy] = (store.attributes(), rep)
+    rel, rep = got["reliable"]
+    assert rel[a] == {"kitchen.refrigerator": 0, "kitchen.kitchen_island": 1}
+    assert rel[b] == {"kitchen.microwave": 0}                           # fridge zero left out, microwave zero kept
+    assert rel[c] == {"kitchen.refrigerator": 1, "kitchen.microwave": 1}
+    assert rel[d] == {"kitchen.refrigerator": 1}
+    assert rep.dropped_zeros == {"refrigerator": 2} and "left out as unknown" in rep.summary()
+    assert got["as_is"][0][b] == {"kitchen.refrigerator": 0, "kitchen.microwave": 0}
+    assert got["as_is"][0][d] == {"kitchen.refrigerator": 0}            # as is: the file's last row wins
+    assert b not in got["no_annotation_zeros"][0]
+    assert got["no_annotation_zeros"][1].dropped_zeros == {"refrigerator": 2, "microwave": 1}
+    only, _ = select_evidence([{"path": a, "attribute": "tv", "value": "0", "method": "by_eye"},
+                               {"path": b, "attribute": "tv", "value": "0", "method": ann}], only=[b])
+    assert only == []                                                     # the policy still sees the whole file
+    with pytest.raises(AttributeDataError, match="unknown evidence policy"):
+        import_attributes(base, f, corpus_root, evidence="trust-me")
+
+
+# ---- a box ticked in the labelling app trains on the next `roomclf train` ----------------
+def test_a_box_ticked_in_the_labelling_app_trains_its_attribute(tmp_path, corpus_root, ground_truth, embedding_cache,
+                                                               monkeypatch):
+    """``interior.garage`` has no label anywhere in the corpus: ticked in the app on enough photos
+    (and unticked on others), the store -> targets -> head path trains it; basement, attic and
+    closet, never ticked, stay untrained."""
+    from roomclf.embeddings import embed
+    from roomclf.labelapp.session import LabelSession
+
+    monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(embedding_cache))
+    store = LabelStore(tmp_path / "labels.sqlite")
+    ticked = {}
+    for batch in ("batch_01", "batch_02", "batch_03", "batch_04", "batch_05", "batch_06"):
+        session = LabelSession(corpus_root, batch, store)
+        for p, r in sorted(ground_truth.items()):
+            if p.startswith(batch + "/") and r["label"] == "interior" and r["subtype"] in ("laundry", "staircase", "foyer"):
+                value = int(r["subtype"] == "laundry")          # this user files laundry rooms under garage
+                session.label(p, "interior", "alice", {"garage": value})
+                ticked[p] = value
+    paths = sorted(ticked)
+    emb = embed(corpus_root, paths, "efficientnet_lite0", normalize=False, progress=False)
+    rooms = {p: lab.label for p, lab in store.labels(["manual"]).items()}
+    Y, M = attribute_targets(emb.paths, store, rooms, ["manual"])
+    train = np.array([p < "batch_05" for p in emb.paths])
+    j = K["interior.garage"]
+    assert (Y[train, j] == 1).sum() >= 5 and (M[train, j] & (Y[train, j] == 0)).sum() >= 5
+    X = emb.vectors
+    fit = fit_attribute_head(X[train], Y[train], M[train], X[~train], Y[~train], M[~train], seed=0)
+    assert "interior.garage" in fit.trained and fit.thresholds["interior.garage"] is not None
+    assert fit.report["interior.garage"]["positives"] == int((Y[train, j] == 1).sum())
+    assert fit.report["interior.garage"]["f1"] >= 0.8
+    for key in ("interior.basement", "interior.attic", "interior.closet"):
+        assert key in fit.untrained and fit.report[key]["status"] == "untrained: 0 positives"
+
+
+# ---- the main job: a small train with attribute labels, then infer-all --------------------
+def _attribute_photos(shared_data, ground_truth, batches, classes=("exterior", "interior")) -> list[str]:
+    import csv
+
+    with open(shared_data / "attributes.csv", newline="") as f:
+        paths = {r["path"] for r in csv.DictReader(f)}
+    return sorted(p for p in paths if p.split("/")[0] in batches and ground_truth[p]["label"] in classes)
+
+
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory, shared_data, corpus_root, ground_truth, embedding_cache):
+    """One small tracked train (96 px, 1 frozen epoch) with attribute labels of the exterior and
+    interior photos of batch_01-02 (valid batch_03), then infer-all (loop engine) over three
+    listings of batch_03 with the registered ONNX version."""
+    from conftest import isolated_store, pick_photos
+
+    from roomclf.infer_all import infer_all
+    from roomclf.registry import ONNX_NAME
+    from roomclf.train_run import run_training
+    from roomclf.training import TrainConfig
+
+    home = tmp_path_factory.mktemp("tags_home")
+    with isolated_store(home), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROOMCLF_EMBEDDING_DIR", str(embedding_cache))
+        mp.setenv("ROOMCLF_DATA", str(corpus_root))
+        mp.delenv("ROOMCLF_LABEL_DB", raising=False)
+        store = LabelStore()
+        train_extra = _attribute_photos(shared_data, ground_truth, ("batch_01", "batch_02"))
+        valid_extra = _attribute_photos(shared_data, ground_truth, ("batch_03",))
+        store.set_labels(pick_photos(ground_truth, "batch_01", 30)
+                         + [(p, ground_truth[p]["label"]) for p in train_extra], "manual")
+        store.set_labels(pick_photos(ground_truth, "batch_03", 20)
+                         + [(p, ground_truth[p]["label"]) for p in valid_extra], "imported")
+        import_attributes(store, shared_data / "attributes.csv", corpus_root, paths=train_extra + valid_extra)
+        cfg = TrainConfig(data=str(corpus_root), train_batches="batch_01,batch_02", valid_batches="batch_03",
+                          image_size=96, frozen_epochs=1, epochs=0, batch_size=16, lr=1e-2, seed=0, run_name="tags")
+        result = run_training(cfg, store, echo=lambda *_: None)
+        # three listings of batch_03 with the most labelled exterior/interior photos, linked into a mini crawl
+        per_listing: dict[str, int] = {}
+        for p in valid_extra:
+            listing = "/".join(p.split("/")[:2])
+            per_listing[listing] = per_listing.get(listing, 0) + 1
+        listings = sorted(per_listing, key=lambda k: (-per_listing[k], k))[:3]
+        mini = home / "mini"
+        for listing in listings:
+            (mini / listing).parent.mkdir(parents=True, exist_ok=True)
+            (mini / listing).symlink_to(corpus_root / listing, target_is_directory=True)
+        version = result.versions[ONNX_NAME]
+        summary = infer_all(mini, home / "infer", batches="all", model=f"models:/{ONNX_NAME}/{version}",
+                            engine="loop", progress=False)
+        yield {"home": home, "result": result, "summary": summary, "listings": listings, "version": version}
+
+
+@pytest.mark.slow
+def test_small_train_with_attribute_labels_tags_photos_and_listings(tagged):
+    import pandas as pd
+
+    from roomclf.infer_all import resolve_model
+    from roomclf.onnx_model import OnnxModel
+    from roomclf.registry import ONNX_NAME
+
+    model = OnnxModel(resolve_model(f"models:/{ONNX_NAME}/{tagged['version']}").path)
+    trained = {k for k, t in model.thresholds.items() if t is not None}
+    assert {"exterior.front"} <= trained, model.thresholds
+    assert not trained & {"interior.basement", "interior.attic", "interior.closet", "interior.garage"}
+    out = tagged["home"] / "infer"
+    photos = pd.read_parquet(out / "photos" / "batch_03.parquet")
+    listings = pd.read_parquet(out / "listings" / "batch_03.parquet")
+    assert len(photos) == tagged["summary"].photos and photos["error"].isna().all()
+    emitted = [f"{lab}.{t}" for lab, tags in zip(photos["label"], photos["tags"]) for t in tags]
+    assert emitted, "no photo got a tag"
+    assert set(emitted) <= trained                       # only trained attributes of the predicted room
+    for row in listings.itertuples():
+        mine = photos[photos["listing"] == row.listing]
+        expected = sorted({f"{lab}.{t}" for lab, tags in zip(mine["label"], mine["tags"]) for t in tags})
+        assert list(row.tags) == expected
+    assert sorted(listings["listing"]) == sorted(k.split("/")[1] for k in tagged["listings"])
+    assert any(len(t) for t in listings["tags"])
+    for probs in photos["tag_probs"]:                    # per-photo scores only for trained attributes
+        assert set(json_keys(probs)) <= {k.split(".", 1)[1] for k in trained}
+
+
+def json_keys(text: str) -> list[str]:
+    import json
+
+    return list(json.loads(text or "{}"))
+
+
+@pytest.mark.slow
+def test_models_and_get_model_list_untrained_attributes(tagged):
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from roomclf.cli import main
+    from roomclf.registry import ONNX_NAME
+    from serving.app import create_app
+
+    res = CliRunner().invoke(main, ["models"])
+    assert res.exit_code == 0, res.output
+    block = res.output.split("attribute tags of", 1)[1]
+    trained_line = next(line for line in block.splitlines() if "trained (" in line and "untrained" not in line)
+    untrained_line = next(line for line in block.splitlines() if "untrained, never emitted" in line)
+    assert "exterior.front" in trained_line and "interior.basement" not in trained_line
+    for key in ("interior.basement", "interior.attic", "interior.closet", "interior.garage"):
+        assert key in untrained_line
+    with TestClient(create_app(f"models:/{ONNX_NAME}/{tagged['version']}")) as client:
+        info = client.get("/model").json()
+    assert "exterior.front" in info["attributes"]["trained"]
+    assert {"interior.basement", "interior.attic", "interior.closet", "interior.garage"} <= set(info["attributes"]["untrained"])

@@ -19,10 +19,64 @@ def test_registry_carries_preprocessing():
         get_spec("vgg11")
 
 
-def test_torchvision_backbone_without_cached_weights_fails_with_instructions(tmp_path, monkeypatch):
+WEIGHTS = {"resnet50": "ResNet50_Weights", "densenet121": "DenseNet121_Weights"}   # torchvision's weight enums
+
+
+@pytest.fixture()
+def no_network(monkeypatch):
+    """Downloads fail, as they do offline: every URL goes through a proxy on a port nobody listens on."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(var, dead)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    urllib.request.install_opener(None)      # urlopen builds its opener (and reads the proxies) anew
+    yield
+    urllib.request.install_opener(None)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "densenet121"])
+def test_torchvision_backbone_offline_is_one_line(name, tmp_path, monkeypatch, no_network):
+    import torchvision
+
+    from roomclf.errors import RoomclfError
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(BackboneError, match="resnet50-0676ba61.pth"):
-        build_backbone("resnet50")
+    with pytest.raises(BackboneError) as err:
+        build_backbone(name)
+    message = str(err.value)
+    assert isinstance(err.value, RoomclfError) and "\n" not in message
+    url = getattr(torchvision.models, WEIGHTS[name]).IMAGENET1K_V1.url
+    filename = url.rsplit("/", 1)[1]
+    assert f"{name} needs torchvision's ImageNet weights and they could not be downloaded" in message
+    assert filename in message and url in message and str(tmp_path / "hub" / "checkpoints") in message
+    assert not list(tmp_path.rglob("*.pth"))     # nothing half-written left in the cache
+
+
+@pytest.mark.parametrize("name", ["resnet50", "densenet121"])
+def test_torchvision_backbone_loads_from_the_hub_cache(name, tmp_path, monkeypatch, no_network):
+    """A checkpoint under the exact name torchvision expects is what the registry loads (no download)."""
+    import torch
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    url = getattr(torchvision.models, WEIGHTS[name]).IMAGENET1K_V1.url
+    torch.manual_seed(7)
+    saved = getattr(torchvision.models, name)(weights=None).state_dict()
+    ckpt = tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    ckpt.parent.mkdir(parents=True)
+    torch.save(saved, ckpt)
+    model = build_backbone(name)
+    loaded = model.state_dict()
+    assert loaded.keys() == saved.keys()
+    assert all(torch.equal(loaded[k], saved[k]) for k in saved)
+    assert not model.training
+    assert "downloaded" in get_spec(name).weights
 
 
 def test_pretrained_weights_are_loaded_not_random():

@@ -70,6 +70,15 @@ def test_registered_with_alias_tags_and_artifacts(store):
     assert artifact_file(local).read_bytes() == files["learner"].read_bytes()
     assert json.loads(artifact_file(local, "report").read_text()) == {"accuracy": 0.9}
     assert artifact_file(local, "onnx").suffix == ".onnx"
+    # what a user sees in the registry: a signature, an input example that runs, a description
+    from mlflow.models import Model
+
+    meta = Model.load(local)
+    assert meta.signature.inputs.input_names() == ["image"]
+    assert {"label", "confidence", "error"} <= set(meta.signature.outputs.input_names())
+    example = meta.load_input_example(local)
+    assert mlflow.pyfunc.load_model(local).predict(example)["error"].iloc[0] is None
+    assert "pyfunc" in MlflowClient().get_registered_model("roomclf").description
 
 
 def test_predicts_bytes_and_base64(store, photos, expected):
@@ -94,7 +103,7 @@ def test_bad_cells_get_errors_not_exceptions(store, photos, expected, corpus_roo
     assert list(out["error"]) == [None, "truncated image", "not base64 text", "empty file",
                                   "expected bytes or a base64 string, got int", None]
     assert list(out["label"]) == [expected[0].label, None, None, None, None, expected[0].label]
-    with pytest.raises(Exception, match="column 'image'"):
+    with pytest.raises(Exception, match=r"missing inputs \['image'\]"):    # the registered signature
         model.predict(pd.DataFrame({"a": [good], "b": [good]}))
 
 

@@ -100,7 +100,7 @@ def test_parity_is_logged_and_holds(trained):
 def test_both_forms_registered_with_tags(trained):
     from mlflow import MlflowClient
 
-    from roomclf.quantize import INT8_NAME
+    from roomclf.registry import INT8_NAME
     from roomclf.registry import ONNX_NAME, TORCH_NAME
 
     first = trained["first"]
@@ -210,13 +210,15 @@ def test_models_and_promote_commands(trained):
 def labelled(home, ground_truth):
     store = LabelStore()
     store.set_labels(pick_photos(ground_truth, "batch_01", 30), "imported")
-    store.set_labels(pick_photos(ground_truth, "batch_02", 10), "manual")
+    store.set_labels(pick_photos(ground_truth, "batch_02", 24), "manual")
+    store.set_labels(pick_photos(ground_truth, "batch_03", 30), "propagated")
+    store.set_labels(pick_photos(ground_truth, "batch_05", 5), "manual")
     return store
 
 
 @pytest.mark.parametrize("args, message", [
     (["--train-batches", "batch_01,batch_02", "--valid-batches", "batch_02"], "overlap (batch_02)"),
-    (["--train-batches", "batch_03", "--valid-batches", "batch_02"], "no train labels"),
+    (["--train-batches", "batch_06", "--valid-batches", "batch_02"], "no train labels"),
     (["--train-batches", "batch_01", "--valid-batches", "batch_04"], "no valid labels"),
     (["--train-batches", "batch_77", "--valid-batches", "batch_02"], "batch_77 not found"),
     (["--train-batches", "batch_01", "--valid-batches", "batch_02", "--sources", "guessed"],
@@ -225,6 +227,9 @@ def labelled(home, ground_truth):
      "no train labels"),
     (["--train-batches", "batch_01", "--valid-batches", "batch_02", "--epochs", "0", "--frozen-epochs", "0"],
      "not both 0"),
+    # validation counts human labels only, and enough of them
+    (["--train-batches", "batch_01", "--valid-batches", "batch_03"], "no valid labels from sources manual,imported"),
+    (["--train-batches", "batch_01", "--valid-batches", "batch_05"], "only 5 validation photos labelled by"),
 ])
 def test_bad_input_is_one_line_before_training(labelled, home, args, message):
     result = CliRunner().invoke(main, ["train", *args])
@@ -249,7 +254,7 @@ def test_class_without_examples_and_missing_photo(home, ground_truth, corpus_roo
     store = LabelStore()
     rows = [(p, c) for p, c in pick_photos(ground_truth, "batch_01", 40) if c != "interior"]
     store.set_labels(rows, "imported")
-    store.set_labels(pick_photos(ground_truth, "batch_02", 10), "manual")
+    store.set_labels(pick_photos(ground_truth, "batch_02", 24), "manual")
     with pytest.raises(TrainingError, match="no training examples of interior"):
         select_data(store, corpus_root, ["batch_01"], ["batch_02"], ("imported", "manual"))
     store.set_label("batch_01/listing_9999/photo_01.jpg", "interior", "imported")

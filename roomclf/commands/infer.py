@@ -15,19 +15,24 @@ from roomclf.commands.options import batches_option, data_option
 @click.option("--engine", type=click.Choice(["ray", "loop"]), default="ray", show_default=True,
               help="ray: Ray Data pipeline (local or a cluster); loop: plain single process, no Ray.")
 @click.option("--address", default=None,
-              help="Ray cluster to use: auto (the running cluster, or $RAY_ADDRESS), HOST:PORT, or ray://HOST:PORT "
-                   "(needs the ray[client] extra). "
-                   "Default: start a local Ray. Data root and --out must be storage every node sees.")
+              help="Ray cluster to join from one of its nodes: auto (the running cluster) or HOST:PORT of the head. "
+                   "Default: $RAY_ADDRESS if set, else start a local Ray. Ray Client (ray://) addresses are not "
+                   "supported. Data root and --out must be storage every node sees.")
 @click.option("--force", is_flag=True, help="Redo batches already finished with this model.")
 @click.option("--with-embedding", is_flag=True, help="Also store each photo's L2-normalised embedding.")
 @click.option("--batch-size", default=32, show_default=True, help="Photos per model call.")
 @click.option("--actors", type=int, default=None, help="Model actors in the Ray pool [default: cluster CPUs].")
+@click.option("--actor-resource", default=None, metavar="NAME",
+              help="Run the model actors only on nodes with this custom Ray resource "
+                   "(started with `ray start --resources '{\"NAME\": N}'`).")
+@click.option("--stall-timeout", default=600.0, show_default=True,
+              help="Stop (keeping finished batches) when no prediction arrives for this many seconds.")
 @click.option("--cpus", type=int, default=None,
               help="CPUs of a local Ray (default: all); with --engine loop, onnxruntime threads.")
 @click.option("--object-store-mb", default=512, show_default=True, help="Object store size of a local Ray.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def infer_all(data, out, model, quantized, batches, engine, address, force, with_embedding, batch_size, actors,
-              cpus, object_store_mb, no_progress):
+              actor_resource, stall_timeout, cpus, object_store_mb, no_progress):
     """Run the registered ONNX room model over every photo of the batches.
 
     Writes one Parquet row per photo (class, probabilities, tags, error) and
@@ -45,7 +50,8 @@ def infer_all(data, out, model, quantized, batches, engine, address, force, with
 
     s = run(data, out, batches=batches, model=model, quantized=quantized, engine=engine, address=address,
             force=force, with_embedding=with_embedding, batch_size=batch_size, actors=actors, cpus=cpus,
-            progress=not no_progress, object_store_mb=object_store_mb)
+            progress=not no_progress, object_store_mb=object_store_mb, actor_resource=actor_resource,
+            stall_timeout_s=stall_timeout)
     click.echo(format_summary(s))
 
 

@@ -3,6 +3,8 @@ import click
 
 from roomclf.commands.options import batches_option
 from roomclf.commands.prelabel import prelabel_options, run_prelabel
+from roomclf.registry import DEFAULT_ONNX_URI
+from roomclf.settings import DEFAULT_BACKBONE
 
 
 @click.command()
@@ -11,8 +13,9 @@ from roomclf.commands.prelabel import prelabel_options, run_prelabel
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. The default serves only this machine; anything else exposes the app.")
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--prelabel/--no-prelabel", "do_prelabel", default=False, show_default=True,
-              help="Run prelabel on the batch first (the MLproject entry point does).")
+@click.option("--prelabel/--no-prelabel", "do_prelabel", default=None,
+              help="Prelabel the batch first: always (--prelabel, as the MLproject entry point does), never "
+                   "(--no-prelabel), or by default only when the batch has no predictions yet.")
 @click.option("--warm-thumbs/--no-warm-thumbs", default=True, show_default=True,
               help="Make the batch's grid thumbnails in the background at start (cached under $ROOMCLF_HOME/thumbs).")
 @click.option("--who", default="web", show_default=True,
@@ -32,18 +35,38 @@ def label(batches, data, backbone, mode, model_uri, ground_truth, limit, host, p
     """
     import uvicorn
 
-    from roomclf.corpus import parse_batches
-    from roomclf.labelapp.app import create_app
-    from roomclf.labelstore import LabelStore
-
-    parse_batches(batches, data)  # a bad batch is reported before anything is created
-    if do_prelabel:
-        run_prelabel(data, batches, backbone, mode, model_uri, ground_truth, limit)
-    app = create_app(data, batches, LabelStore(), limit=limit, default_who=who, warm_thumbs=warm_thumbs)
-    if not app.state.session.suggestions():
-        click.echo(f"no suggestions for {app.state.session.batch} yet: run `roomclf prelabel --batch "
-                   f"{app.state.session.batch}` (or pass --prelabel) to pre-select a class for each photo", err=True)
+    app = prepare(batches, data, backbone, mode, model_uri, ground_truth, limit, do_prelabel, who, warm_thumbs)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}: anyone who can reach it can read the photos and write labels", err=True)
     click.echo(f"labelling {app.state.session.batch} ({len(app.state.session.order)} photos) at http://{host}:{port}/")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def prepare(batches, data, backbone=DEFAULT_BACKBONE, mode="auto", model_uri=DEFAULT_ONNX_URI, ground_truth=None,
+            limit=None, do_prelabel=None, who="web", warm_thumbs=False, echo=click.echo):
+    """Everything `roomclf label` does before serving: check the batch, prelabel it when asked or when
+    it has no predictions yet (the champion model, else zero-shot), and build the app."""
+    from roomclf.corpus import parse_batches
+    from roomclf.labelapp.app import create_app
+    from roomclf.labelapp.session import AppError
+    from roomclf.labelstore import LabelStore
+    from roomclf.prelabel import ensure_prelabelled, has_predictions
+
+    names = parse_batches(batches, data)  # a bad batch is reported before anything is created
+    if len(names) != 1:
+        raise AppError(f"the labelling app serves one batch at a time, got {', '.join(names)}")
+    batch, store = names[0], LabelStore()
+    if do_prelabel:
+        run_prelabel(data, batch, backbone, mode, model_uri, ground_truth, limit)
+    elif do_prelabel is None and not has_predictions(store, batch):
+        how = {"auto": "the champion model if one is registered, else zero-shot",
+               "champion": "the champion model", "zeroshot": "zero-shot"}.get(mode, mode)
+        echo(f"{batch} has no predictions yet: prelabelling it first ({how})")
+        report = ensure_prelabelled(store, data, batch, mode, model_uri, backbone, ground_truth, limit)
+        if report is not None:
+            echo(report.summary())
+    app = create_app(data, batch, store, limit=limit, default_who=who, warm_thumbs=warm_thumbs)
+    if not app.state.session.suggestions():
+        click.echo(f"no suggestions for {batch}: run `roomclf prelabel --batch {batch}` (or pass --prelabel) "
+                   "to pre-select a class for each photo", err=True)
+    return app

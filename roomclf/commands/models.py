@@ -4,22 +4,63 @@ import click
 
 @click.command()
 @click.option("--name", "names", multiple=True, help="Registered model names  [default: roomclf, roomclf-onnx].")
-def models(names):
-    """List registered versions with their metrics and aliases."""
+@click.option("--attributes", "all_attributes", is_flag=True,
+              help="List the trained and untrained attribute tags of every version (default: the champions').")
+def models(names, all_attributes):
+    """List registered versions with their metrics and aliases, and which attribute tags they emit."""
+    from mlflow import MlflowClient
+
     from roomclf.gating import list_versions
     from roomclf.registry import ONNX_NAME, TORCH_NAME
+    from roomclf.taxonomy import ATTRIBUTE_KEYS
 
     rows = list_versions(names or (TORCH_NAME, ONNX_NAME))
     if not rows:
         click.echo("no registered models yet (run `roomclf train`)")
         return
+    client, runs = MlflowClient(), {}
+
+    def tag_lists(run_id):
+        """(trained keys, untrained keys) of a training run; trained None when the run did not record them."""
+        if run_id not in runs:
+            try:
+                run = client.get_run(run_id).data
+            except Exception:
+                run = None
+            if run is None:
+                runs[run_id] = (None, [])
+            elif "attributes.trained" in run.tags:
+                def split(v):
+                    return [] if v in ("", "none") else v.split(",")
+                runs[run_id] = (split(run.tags["attributes.trained"]), split(run.tags.get("attributes.untrained", "")))
+            elif "attr_trained" not in run.metrics:       # no attribute labels at all: no heads
+                runs[run_id] = ([], list(ATTRIBUTE_KEYS))
+            else:
+                runs[run_id] = (None, [])
+        return runs[run_id]
+
     click.echo(f"{'name':<20}{'version':>8}  {'aliases':<22}{'val_acc':>8}{'val_f1':>8}  {'backbone':<20}"
-               f"{'size':>5}  train -> valid")
+               f"{'size':>5}  {'tags':>6}  train -> valid")
     for r in rows:
         t = r["tags"]
+        trained, _ = tag_lists(r["run_id"])
+        n_tags = "?" if trained is None else f"{len(trained)}/{len(ATTRIBUTE_KEYS)}"
         click.echo(f"{r['name']:<20}{r['version']:>8}  {','.join(r['aliases']) or '-':<22}"
                    f"{t.get('val_accuracy', '-'):>8}{t.get('val_macro_f1', '-'):>8}  {t.get('backbone', '-'):<20}"
-                   f"{t.get('image_size', '-'):>5}  {t.get('train_batches', '-')} -> {t.get('valid_batches', '-')}")
+                   f"{t.get('image_size', '-'):>5}  {n_tags:>6}  {t.get('train_batches', '-')} -> {t.get('valid_batches', '-')}")
+    shown = set()
+    for r in rows:
+        if r["run_id"] in shown or not (all_attributes or "champion" in r["aliases"]):
+            continue
+        shown.add(r["run_id"])
+        trained, untrained = tag_lists(r["run_id"])
+        forms = ", ".join(f"{x['name']} v{x['version']}" for x in rows if x["run_id"] == r["run_id"])
+        click.echo(f"\nattribute tags of {forms}:")
+        if trained is None:
+            click.echo("  not recorded by this run (trained before tags were listed per run)")
+            continue
+        click.echo(f"  trained ({len(trained)}): {', '.join(trained) or 'none (no attribute labels)'}")
+        click.echo(f"  untrained, never emitted ({len(untrained)}): {', '.join(untrained) or 'none'}")
 
 
 @click.command()
@@ -27,28 +68,34 @@ def models(names):
 @click.argument("version")
 @click.option("--alias", default="champion", show_default=True)
 def promote(name, version, alias):
-    """Move an alias (default champion) to version VERSION of registered model NAME."""
+    """Move an alias (default champion) to version VERSION of registered model NAME, and to
+    every other form the same training run registered (roomclf and roomclf-onnx move together)."""
     from roomclf.gating import promote as run
 
-    info = run(name, version, alias)
-    click.echo(f"{info['name']} v{info['version']} is now @{info['alias']}")
+    moved = run(name, version, alias)
+    click.echo(f"@{alias} now on " + ", ".join(f"{n} v{v}" for n, v in sorted(moved.items()))
+               + " (one training run)")
 
 
 @click.command()
 @click.option("--port", default=5000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 def ui(port, host):
-    """Start the MLflow UI on roomclf's tracking store (Ctrl-C stops it)."""
-    import subprocess
-    import sys
+    """The MLflow UI on roomclf's tracking store.
 
-    from roomclf.settings import artifact_root, setup_mlflow
+    With a local store it starts one (Ctrl-C or SIGTERM stops it and everything it
+    started); with a tracking server ($MLFLOW_TRACKING_URI=http://...) it says where
+    that server's own UI is.
+    """
+    from roomclf.settings import is_remote_tracking, setup_mlflow, ui_link
+    from roomclf.tracking_ui import run_local_ui
 
     uri = setup_mlflow()
-    click.echo(f"MLflow UI for {uri}: http://{host}:{port}  (starting takes ~30 s)")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--default-artifact-root", artifact_root(), "--host", host, "--port", str(port)]
-    try:
-        raise SystemExit(subprocess.call(cmd))
-    except KeyboardInterrupt:
-        pass
+    if is_remote_tracking(uri):
+        click.echo(f"roomclf's runs and models are on the tracking server {uri}; its own UI: {ui_link(uri)} "
+                   f"(models: {ui_link(uri, 'models')}); nothing to start here")
+        return
+    base = f"http://{host}:{port}"
+    click.echo(f"MLflow UI for {uri}: {ui_link(base)}  (models: {ui_link(base, 'models')}; starting takes "
+               "~10-30 s; Ctrl-C stops it)")
+    raise SystemExit(run_local_ui(uri, host, port))

@@ -28,6 +28,9 @@ INT = WholeNumber()
               help="Batches to validate on: different from the training batches.")
 @click.option("--sources", default="manual,imported,propagated", show_default=True,
               help="Label sources that count (comma list of manual, imported, propagated, predicted).")
+@click.option("--valid-sources", default="manual,imported", show_default=True,
+              help="Label sources that count for validation: labels a person gave. Propagated labels are the "
+                   "easy photos and would read high.")
 @backbone_option
 @click.option("--image-size", type=INT, default=None, help="Input size in pixels  [default: the backbone's].")
 @click.option("--frozen-epochs", type=INT, default=1, show_default=True, help="Epochs with the body frozen.")
@@ -39,7 +42,7 @@ INT = WholeNumber()
 @click.option("--quantize", type=bool, is_flag=False, flag_value=True, default=False,
               help="Also register a static-int8 ONNX (roomclf-onnx-int8); `--quantize` or `--quantize true`.")
 @click.option("--run-name", default=None, help="MLflow run name.")
-def train(data, train_batches, valid_batches, sources, backbone, image_size, frozen_epochs, epochs, batch_size,
+def train(data, train_batches, valid_batches, sources, valid_sources, backbone, image_size, frozen_epochs, epochs, batch_size,
           lr, seed, workers, quantize, run_name):
     """Train the room classifier from the label store and register it.
 
@@ -57,7 +60,8 @@ def train(data, train_batches, valid_batches, sources, backbone, image_size, fro
     if batch_size < 1 or (image_size is not None and image_size < 32):
         raise TrainingError("--batch-size must be >= 1 and --image-size >= 32")
     cfg = TrainConfig(data=data, train_batches=train_batches, valid_batches=valid_batches,
-                      sources=tuple(s.strip() for s in sources.split(",") if s.strip()), backbone=backbone,
+                      sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
+                      valid_sources=tuple(s.strip() for s in valid_sources.split(",") if s.strip()), backbone=backbone,
                       image_size=image_size or get_spec(backbone).input_size, frozen_epochs=frozen_epochs,
                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, workers=workers,
                       quantize=quantize, run_name=run_name)

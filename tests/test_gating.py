@@ -1,0 +1,51 @@
+"""The champion/challenger gate compares on photos neither model trained on, in a real
+SQLite MLflow registry with real onnxruntime sessions."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import isolated_store, pick_photos
+
+
+def test_fair_items_by_photo_list_else_by_batch():
+    from roomclf.gating import fair_items
+
+    items = [("batch_02/l/1.jpg", "kitchen"), ("batch_02/l/2.jpg", "bedroom"), ("batch_03/l/3.jpg", "bedroom")]
+    assert fair_items(items, {"batch_02/l/1.jpg"}, ["batch_02"]) == items[1:]       # the photo list wins
+    assert fair_items(items, set(), ["batch_02"]) == items[2:]                      # else whole batches
+    assert fair_items(items, set(), []) == items
+
+
+def _register_champion(quick_onnx, trained_on: list[str]) -> str:
+    """quick_onnx registered from a run whose training list is ``trained_on``; returns the version."""
+    import mlflow
+
+    from roomclf.registry import register_onnx_file
+    from roomclf.settings import step_run
+
+    with step_run("roomclf-train", "champion"):
+        mlflow.log_text("path,label,source\n" + "".join(f"{p},x,manual\n" for p in trained_on), "data/train.csv")
+        return register_onnx_file(quick_onnx, tags={"train_batches": "batch_01"}, alias="champion")
+
+
+@pytest.mark.parametrize("champion_saw_validation", [False, True])
+def test_gate_on_photos_neither_model_trained_on(tmp_path, quick_onnx, corpus_root, ground_truth,
+                                                 champion_saw_validation):
+    from roomclf.gating import gate
+    from roomclf.registry import ONNX_NAME, model_version_info, register_onnx_file
+
+    items = pick_photos(ground_truth, "batch_02", 24)
+    seen = [p for p, _ in items[:20]] if champion_saw_validation else [p for p, _ in pick_photos(ground_truth, "batch_01", 10)]
+    with isolated_store(tmp_path):
+        v1 = _register_champion(quick_onnx, seen)
+        v2 = register_onnx_file(quick_onnx)           # the same network: a tie on any photos
+        result = gate(quick_onnx, {ONNX_NAME: v2}, corpus_root, items)
+        champion = model_version_info(f"models:/{ONNX_NAME}@champion")["version"]
+    assert result.champion_version == v1
+    if champion_saw_validation:      # 20 of 24 photos seen: cannot be judged, does not block
+        assert "trained on 20 of the 24 validation photos" in result.champion_unfair
+        assert result.alias == "champion" and champion == v2 and result.champion is None
+    else:                            # a fair tie keeps the champion
+        assert result.champion_unfair == "" and result.compared_on == 24
+        assert result.alias == "challenger" and champion == v1
+        assert result.champion.accuracy == pytest.approx(result.new.accuracy)

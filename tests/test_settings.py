@@ -1,0 +1,88 @@
+"""Where runs go: one experiment per step in a real SQLite store, remote vs local stores,
+which Ray cluster infer-all joins. No photos needed."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROOMCLF_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path / "home"
+
+
+def test_each_step_gets_its_own_experiment_whatever_ran_before(store):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from roomclf.settings import MODEL_TRAINING_KIND, step_run
+
+    with step_run("roomclf-propagate", "first") as first:
+        pass
+    with step_run("roomclf-train", "second") as second:     # set_experiment exported the first id meanwhile
+        pass
+    client = MlflowClient()
+    names = {client.get_experiment(r.info.experiment_id).name for r in (first, second)}
+    assert names == {"roomclf-propagate", "roomclf-train"}
+    for name in names:
+        exp = client.get_experiment_by_name(name)
+        assert exp.tags["mlflow.experimentKind"] == MODEL_TRAINING_KIND
+        assert exp.artifact_location == (store / "mlartifacts" / name).as_uri()   # local store: our folder
+    assert client.get_run(second.info.run_id).info.status == "FINISHED"
+    assert mlflow.active_run() is None
+
+
+def test_a_failing_step_ends_its_run_as_failed(store):
+    from mlflow import MlflowClient
+
+    from roomclf.settings import step_run
+
+    with pytest.raises(ValueError), step_run("roomclf-train", "broken") as run:
+        raise ValueError("bad")
+    assert MlflowClient().get_run(run.info.run_id).info.status == "FAILED"
+
+
+def test_an_existing_experiment_gets_marked_for_the_model_training_view(store):
+    from mlflow import MlflowClient
+
+    from roomclf.settings import setup_mlflow, use_experiment
+
+    setup_mlflow()
+    exp_id = MlflowClient().create_experiment("roomclf-train")
+    assert use_experiment("roomclf-train") == exp_id
+    assert MlflowClient().get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+@pytest.mark.parametrize("uri, remote", [("http://mlflow:5000", True), ("https://m.example", True),
+                                         ("sqlite:////x/mlflow.db", False), ("file:///x", False)])
+def test_remote_tracking(uri, remote):
+    from roomclf.settings import is_remote_tracking
+
+    assert is_remote_tracking(uri) is remote
+
+
+def test_cluster_address_from_flag_or_environment(monkeypatch):
+    from roomclf.infer_all import InferError
+    from roomclf.infer_ray import cluster_address
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert cluster_address(None) is None                      # start a local Ray
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert cluster_address(None) == "10.0.0.5:6379"           # join, without --address
+    assert cluster_address("auto") == "auto"
+    with pytest.raises(InferError, match="Ray Client"):
+        cluster_address("ray://head:10001")
+
+
+def test_unreachable_server_is_recognised():
+    from mlflow.exceptions import MlflowException
+
+    from roomclf.registry import is_unreachable
+
+    down = MlflowException("API request to http://127.0.0.1:1/api/2.0/mlflow/runs/get failed with exception "
+                           "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url")
+    assert is_unreachable(down) and is_unreachable(ConnectionRefusedError())
+    assert not is_unreachable(MlflowException("RESOURCE_DOES_NOT_EXIST: Registered Model not found"))
