@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 ROOMCLF_SAMPLE_SOURCE ?= $(if $(wildcard ../shared/data/labels.csv),../shared/data,)
 export ROOMCLF_SAMPLE_SOURCE
 
-.PHONY: demo test setup browser bench clean
+.PHONY: demo test test-fast setup browser bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -30,6 +30,10 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The quick lane while working: no end-to-end (slow) or browser tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

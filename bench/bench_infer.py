@@ -4,8 +4,12 @@ Every engine runs as its own process (`roomclf infer-all ...`, wall time include
 imports and Ray start-up), watched for the peak memory of its whole process
 tree (sum of PSS, so shared pages such as Ray's object store count once).
 Also: infer time vs number of batches (Ray), and accuracy against labels.csv on
-the batches the model was not fitted on. Writes the `infer` section of
-docs/benchmarks.md.
+the honest split of ``bench/common.py``: TUNE (batch_11-13, where choices are
+made) and TEST (batch_14-19, reported only), near-duplicates of batch_01-10
+photos removed. Writes the `infer` section of docs/benchmarks.md.
+
+``--accuracy-only`` skips the speed runs: fp32 vs int8 accuracy on TUNE and
+TEST with infer-all's plain loop engine, in its own section `infer-accuracy`.
 
 The model: `models:/roomclf-onnx@champion` (and `roomclf-onnx-int8@champion`)
 when registered in $ROOMCLF_HOME, else a quick one built here (pretrained
@@ -16,7 +20,8 @@ and an int8 copy quantised here with `roomclf.quantize` (static QDQ, 64 calibrat
 instead (its ``roomnet.pt`` beside it serves the learn.predict row; accuracy
 then excludes the batches in its ``train_batches`` metadata).
 
-    python bench/bench_infer.py [--model var/bench/train/model.onnx] [--batches all] [--scaling 1,2,4,8,19]
+    python bench/bench_infer.py [--model var/bench/train-default/model.onnx] [--batches all] [--scaling 1,2,4,8,19]
+    python bench/bench_infer.py --accuracy-only --model var/bench/train-default/model.onnx
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import write_section
+from common import SPLIT_NOTE, honest_split, split_summary, table, write_section
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
@@ -188,14 +193,60 @@ def bench_fastai(root: Path, work: Path, weights: Path, paths: list[str]) -> dic
 
 # --------------------------------------------------------------------------- report
 
-def accuracy(out: Path, labels: dict, exclude: list[str]) -> tuple[float, int]:
-    """Accuracy of the predictions against labels.csv, leaving out the batches the model was fitted on."""
+def accuracy(out: Path, items: list[tuple[str, str]]) -> dict:
+    """Accuracy and macro-F1 of infer-all's predictions on ``items`` ([(path, class)], one split of
+    ``common.honest_split``); a labelled photo without a prediction counts as wrong."""
     from roomclf.infer_output import read_photos
+    from roomclf.taxonomy import CLASSES
+    from roomclf.tracking import class_report
 
     df = read_photos(out)
-    df = df[df.error.isna() & ~df.path.str.split("/").str[0].isin(exclude)]
-    hits = [labels.get(p) == lab for p, lab in zip(df.path, df.label) if labels.get(p)]
-    return (sum(hits) / len(hits) if hits else float("nan")), len(hits)
+    got = {p: lab for p, lab, err in zip(df.path, df.label, df.error) if err is None or err != err}
+    y = [CLASSES.index(c) for _, c in items]
+    pred = [CLASSES.index(got[p]) if got.get(p) in CLASSES else -1 for p, _ in items]
+    rep = class_report(y, pred)
+    return {"acc": rep["accuracy"], "macro_f1": rep["macro_f1"], "n": len(items),
+            "missing": sum(1 for v in pred if v < 0)}
+
+
+def split_scores(out: Path, split: dict | None) -> dict:
+    """{"tune": ..., "test": ...} for the honest split (empty without one)."""
+    return {k: accuracy(out, split[k]) for k in ("tune", "test")} if split else {}
+
+
+def fmt_acc(scores: dict, key: str) -> str:
+    s = scores.get(key)
+    return f"{s['acc']:.3f} (n={s['n']})" if s else "-"
+
+
+def accuracy_only(args, root: Path, fp32: str, int8: str | None, notes: list[str], split: dict, work: Path) -> None:
+    """fp32 vs int8 accuracy on TUNE and TEST with the plain loop engine (what infer-all computes), and
+    its own section ``infer-accuracy`` of docs/benchmarks.md."""
+    batches = ",".join(split["batches"]["tune"] + split["batches"]["test"])
+    res = {}
+    for prec, model in (("fp32", fp32), ("int8", int8)):
+        if not model:
+            continue
+        out = work / f"acc-{prec}"
+        text, wall, _ = run_watched(infer_cmd(model, out, batches, "loop"))
+        res[prec] = split_scores(out, split)
+        print(f"{prec}: TUNE {fmt_acc(res[prec], 'tune')}, TEST {fmt_acc(res[prec], 'test')} ({wall:.0f}s)",
+              flush=True)
+    rows = [[prec, f"{r['tune']['acc']:.4f}", f"{r['tune']['macro_f1']:.4f}", f"**{r['test']['acc']:.4f}**",
+             f"{r['test']['macro_f1']:.4f}"] for prec, r in res.items()]
+    lines = ["## infer-all accuracy by split, fp32 vs int8 (`bench/bench_infer.py --accuracy-only`)", "",
+             *[f"- {x}" for x in notes],
+             f"- split: {SPLIT_NOTE}. {split_summary(split)}",
+             "- the plain onnxruntime loop engine of `roomclf infer-all` over batch_11–19, scored against labels.csv; "
+             "a photo without a prediction counts as wrong", "",
+             table(["precision", "TUNE acc", "TUNE macro-F1", "TEST acc", "TEST macro-F1"], rows)]
+    if "int8" in res:
+        gap = 100 * (res["fp32"]["test"]["acc"] - res["int8"]["test"]["acc"])
+        lines += ["", f"int8 costs {gap:.2f} points on TEST (target: within 0.5)."]
+    text = "\n".join(lines)
+    print("\n" + text)
+    if not args.no_write:
+        write_section(SECTION + "-accuracy", text)
 
 
 def main():
@@ -204,6 +255,9 @@ def main():
     ap.add_argument("--scaling", default="1,2,4,8,19", help="numbers of batches for the Ray scaling runs")
     ap.add_argument("--fastai-photos", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=1, help="runs per engine (the median is reported)")
+    ap.add_argument("--accuracy-only", action="store_true",
+                    help="only fp32 vs int8 accuracy on TUNE and TEST (plain loop engine; section infer-accuracy)")
+    ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     ap.add_argument("--model", help="an ONNX file saved by bench/bench_train.py --save (default: the champion, "
                                     "else a quick model built here)")
     args = ap.parse_args()
@@ -235,7 +289,16 @@ def main():
     elif registered(fp32):
         notes.append(f"model: the registered champion `{fp32}`")
         int8 = int8 if registered(int8) else None
-        trained_on, weights = None, None
+        weights = None
+        try:   # the registered ONNX carries its training batches in its metadata
+            from roomclf.onnx_model import OnnxModel, find_onnx
+            from roomclf.registry import fetch_model
+
+            trained_on = list(OnnxModel(find_onnx(fetch_model(fp32))).meta.get("train_batches") or []) or None
+        except Exception:
+            trained_on = None
+        if trained_on is None:
+            notes.append("accuracy: the champion's training batches are unknown, so no accuracy")
         if int8 is None:
             notes.append("int8: no `roomclf-onnx-int8@champion` registered, so no int8 rows")
     else:
@@ -245,6 +308,17 @@ def main():
         trained_on, weights = ["batch_01"], work / "quick_head.pt"
         notes.append("model: no champion registered here, so a quick one (pretrained EfficientNet-Lite0 + "
                      "logistic-regression head on 150 photos of batch_01) and its static-int8 copy")
+    # accuracy is reported on the honest split: TUNE (batch_11-13) and TEST (batch_14-19), near-duplicates
+    # of batch_01-10 photos removed; batches the model was fitted on never count
+    split = honest_split(root.parent) if trained_on else None
+    fitted = set(trained_on or [])
+    if split and fitted & set(split["batches"]["tune"] + split["batches"]["test"]):
+        notes.append(f"accuracy: the model was fitted on some TUNE/TEST batches ({sorted(fitted)}), so no accuracy")
+        split = None
+    if args.accuracy_only and not split:
+        raise SystemExit("no honest split for this model (see above): " + "; ".join(notes))
+    if args.accuracy_only:
+        return accuracy_only(args, root, fp32, int8, notes, split, work)
     corpus = discover(root, args.batches)
     n = len(corpus.photos)
     print(f"{n} photos in {args.batches}; work folder {work}", flush=True)
@@ -260,11 +334,11 @@ def main():
             text, wall, peak = run_watched(infer_cmd(model, out, args.batches, engine))
             s = parse_summary(text)
             rates.append(s["rate"]); walls.append(wall); peaks.append(peak)
-        acc = accuracy(out, labels, trained_on or [])
+        acc = split_scores(out, split)
         results[(engine, prec)] = {"name": name, "rate": statistics.median(rates), "wall": statistics.median(walls),
                                    "peak": max(peaks), "acc": acc, "errors": s["errors"]}
         print(f"{name:24} {prec}: {results[(engine, prec)]['rate']:.1f} photos/s, peak {max(peaks):.0f} MB, "
-              f"accuracy {acc[0]:.3f} on {acc[1]}", flush=True)
+              f"TUNE {fmt_acc(acc, 'tune')}, TEST {fmt_acc(acc, 'test')}", flush=True)
 
     fa = None
     if weights and args.fastai_photos:
@@ -290,14 +364,16 @@ def main():
              f"run {time.strftime('%Y-%m-%d')})"), "", *[f"- {x}" for x in notes],
              ("- each engine is its own process (`roomclf infer-all ... --force`); photos/s from its summary "
              "(includes Ray start-up); peak = largest sum of PSS over the process tree (Ray's workers included)"), "",
-             "| engine | precision | photos/s | × plain loop fp32 | wall s | peak MB | accuracy (not-trained batches) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             (f"- accuracy: {SPLIT_NOTE}; TUNE = batch_11–13, TEST = batch_14–19" if split else
+              "- accuracy: not reported (see above)"), "",
+             "| engine | precision | photos/s | × plain loop fp32 | wall s | peak MB | TUNE acc | TEST acc |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for (engine, prec), r in results.items():
         lines.append(f"| {r['name']} | {prec} | {r['rate']:.1f} | {r['rate'] / loop:.2f} | {r['wall']:.0f} | "
-                     f"{r['peak']:.0f} | {r['acc'][0]:.3f} (n={r['acc'][1]}) |")
+                     f"{r['peak']:.0f} | {fmt_acc(r['acc'], 'tune')} | {fmt_acc(r['acc'], 'test')} |")
     if fa:
         lines.append(f"| fastai `learn.predict` per photo ({fa['photos']} photos) | fp32 | {fa['rate']:.1f} | "
-                     f"{fa['rate'] / loop:.2f} | {fa['wall']:.0f} | {fa['peak']:.0f} | - |")
+                     f"{fa['rate'] / loop:.2f} | {fa['wall']:.0f} | {fa['peak']:.0f} | - | - |")
     ray32 = results[("ray", "fp32")]["rate"]
     lines += ["", f"Ray / plain loop (fp32): **{ray32 / loop:.2f}×**"
               + (f"; Ray / learn.predict: **{ray32 / fa['rate']:.1f}×**" if fa else "")
@@ -315,7 +391,8 @@ def main():
         lines[-1] += f" With {per_core:.0f} photos/s per core: ~{380_000 / (per_core * 128) / 60:.0f} min."
     text = "\n".join(lines)
     print("\n" + text)
-    write_section(SECTION, text)
+    if not args.no_write:
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -27,3 +27,80 @@ def table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+# ---- the honest split ---------------------------------------------------------------------------
+# Every bench that reports room accuracy uses the same three disjoint sets of batches:
+#   TRAIN  batch_01-batch_10  what models are fitted on (and where the labelling simulation picks photos);
+#   TUNE   batch_11-batch_13  every choice (recipe, epochs, thresholds, int8 settings) is made here;
+#   TEST   batch_14-batch_19  reported only, never used to choose anything.
+# Photos of TUNE and TEST that duplicate a TRAIN photo (same bytes, or the same picture by embedding
+# similarity, roomclf.training.duplicate_paths) are left out of both.
+TRAIN_BATCHES = "batch_01-batch_10"
+TUNE_BATCHES = "batch_11-batch_13"
+TEST_BATCHES = "batch_14-batch_19"
+SPLIT_NOTE = ("TRAIN = batch_01–10 (fitted on), TUNE = batch_11–13 (every choice made here), "
+              "TEST = batch_14–19 (reported only, never used to choose); near-duplicates of TRAIN photos "
+              "removed from TUNE and TEST")
+
+
+def default_data() -> Path:
+    """The shared corpus folder (the one holding ``listings/`` and ``labels.csv``)."""
+    return Path(os.environ.get("ROOMCLF_TEST_DATA") or PROJECT.parent / "shared" / "data")
+
+
+def ground_truth(data: Path | None = None) -> dict[str, str]:
+    """path -> class from the corpus's labels.csv (rows without a label, i.e. broken files, left out)."""
+    import csv
+
+    with open(Path(data or default_data()) / "labels.csv", newline="") as f:
+        return {r["path"]: r["label"] for r in csv.DictReader(f) if (r.get("label") or "").strip()}
+
+
+def honest_split(data: Path | None = None, train: str = TRAIN_BATCHES, tune: str = TUNE_BATCHES,
+                 test: str = TEST_BATCHES, backbone: str = "efficientnet_lite0", check_size: int | None = None,
+                 near: bool = True) -> dict:
+    """The labelled photos of each split as ``[(path, class)]``, leak-filtered against TRAIN.
+
+    Returns ``{"train", "tune", "test": [(path, class)], "batches": {split: [batch]}, "leaks": {split:
+    [path]}, "broken": {path: reason}}``. ``check_size``: open every photo once with the shared loader at
+    that size and drop the ones that fail (what training does). Near-duplicates use the embedding cache
+    (computed where missing).
+    """
+    from roomclf.corpus import parse_batches
+    from roomclf.training import drop_broken, duplicate_paths
+
+    data = Path(data or default_data())
+    root = data / "listings"
+    labels = ground_truth(data)
+    batches = {name: parse_batches(spec, root) for name, spec in (("train", train), ("tune", tune), ("test", test))}
+    seen: set[str] = set()
+    for name, bs in batches.items():
+        if seen & set(bs):
+            raise ValueError(f"split {name} shares batches with another split: {sorted(seen & set(bs))}")
+        seen |= set(bs)
+    out: dict = {"batches": batches, "leaks": {}, "broken": {}}
+    for name, bs in batches.items():
+        wanted = set(bs)
+        items = sorted((p, c) for p, c in labels.items() if p.split("/", 1)[0] in wanted)
+        if check_size:
+            items, broken = drop_broken(root, items, check_size)
+            out["broken"].update(broken)
+        out[name] = items
+    train_paths = [p for p, _ in out["train"]]
+    held = [p for name in ("tune", "test") for p, _ in out[name]]
+    dup = set(duplicate_paths(root, train_paths, held, near=near, backbone=backbone))
+    for name in ("tune", "test"):
+        out["leaks"][name] = sorted(p for p, _ in out[name] if p in dup)
+        out[name] = [(p, c) for p, c in out[name] if p not in dup]
+    return out
+
+
+def split_summary(split: dict) -> str:
+    """One line: photos per split and what was removed."""
+    b = split["batches"]
+    return (f"TRAIN {b['train'][0]}–{b['train'][-1]} {len(split['train'])} photos; "
+            f"TUNE {b['tune'][0]}–{b['tune'][-1]} {len(split['tune'])} photos "
+            f"({len(split['leaks']['tune'])} near-duplicates of TRAIN photos removed); "
+            f"TEST {b['test'][0]}–{b['test'][-1]} {len(split['test'])} photos "
+            f"({len(split['leaks']['test'])} removed); {len(split['broken'])} unreadable photos dropped")

@@ -33,6 +33,23 @@ class BackboneSpec:
     builder: Callable      # (pretrained: bool) -> torch.nn.Module with the ImageNet head
 
 
+def normalizer(spec: BackboneSpec):
+    """The backbone's input normalisation, ``(x - mean) / std`` over N×3×H×W tensors in [0, 1], as a
+    torch module (its constants bake into an ONNX export): the one place it is written."""
+    import torch
+
+    class Normalize(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+
+        def forward(self, x):
+            return (x - self.mean) / self.std
+
+    return Normalize()
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -15,9 +15,10 @@ Working data (label store, embeddings, MLflow store) lives in $ROOMCLF_HOME
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 import click
+
+from roomclf.errors import RoomclfError
 
 # command name -> "module:function". Each module is a thin shell over the package.
 COMMANDS = {
@@ -38,11 +39,6 @@ COMMANDS = {
     "demo": "roomclf.commands.demo:demo",
 }
 
-# Errors that mean "bad input": shown as one line, never as a traceback.
-USER_ERRORS = ("roomclf.corpus:CorpusError", "roomclf.labelstore:LabelError", "roomclf.photos:PhotoError",
-               "roomclf.backbones:BackboneError", "roomclf.taxonomy:UnknownName", "roomclf.errors:RoomclfError",
-               "roomclf.registry:ModelNotFound")
-
 
 def _resolve(ref: str):
     module, _, attr = ref.partition(":")
@@ -53,19 +49,16 @@ class LazyGroup(click.Group):
     """Imports a subcommand's module only when it is used (fastai and torch are slow to import)."""
 
     def list_commands(self, ctx):
-        return [n for n, ref in COMMANDS.items() if importlib.util.find_spec(ref.split(":")[0])]
+        return list(COMMANDS)
 
     def get_command(self, ctx, name):
         ref = COMMANDS.get(name)
-        if ref is None or not importlib.util.find_spec(ref.split(":")[0]):
-            return None
-        return _resolve(ref)
+        return _resolve(ref) if ref else None
 
     def invoke(self, ctx):
-        user_errors = tuple(_resolve(r) for r in USER_ERRORS if importlib.util.find_spec(r.split(":")[0]))
         try:
             return super().invoke(ctx)
-        except user_errors + (FileNotFoundError,) as exc:
+        except (RoomclfError, FileNotFoundError) as exc:   # bad input: one line, never a traceback
             raise click.ClickException(str(exc)) from None
         except Exception as exc:
             from roomclf.registry import is_unreachable, unreachable

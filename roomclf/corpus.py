@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from roomclf.photos import PHOTO_EXTENSIONS
+from roomclf.errors import RoomclfError
 
 
-class CorpusError(ValueError):
+class CorpusError(RoomclfError, ValueError):
     """A corpus root or batch that does not exist or holds nothing."""
 
 
@@ -33,9 +34,6 @@ class Corpus:
     @property
     def paths(self) -> list[str]:
         return [p.path for p in self.photos]
-
-    def abspath(self, rel: str) -> Path:
-        return self.root / rel
 
 
 def is_photo_name(name: str) -> bool:

@@ -40,20 +40,19 @@ class Embedder:
     def __init__(self, backbone: str = DEFAULT_BACKBONE):
         import torch
 
-        from roomclf.backbones import build_backbone, get_spec, split_backbone
+        from roomclf.backbones import build_backbone, get_spec, normalizer, split_backbone
 
         self.spec = get_spec(backbone)
         body, pool, head = split_backbone(backbone, build_backbone(backbone, pretrained=True))
         self.features = torch.nn.Sequential(body, pool).eval()
         self.head = head.eval()
-        self.mean = torch.tensor(self.spec.mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(self.spec.std).view(1, 3, 1, 1)
+        self.normalize = normalizer(self.spec)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            x = (torch.from_numpy(batch) - self.mean) / self.std
+            x = self.normalize(torch.from_numpy(batch))
             return self.features(x).numpy().astype(np.float32)
 
     def imagenet_logits(self, raw: np.ndarray) -> np.ndarray:

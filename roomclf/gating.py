@@ -24,7 +24,7 @@ from roomclf.registry import (
     ONNX_NAME,
     TORCH_NAME,
     ModelNotFound,
-    fetch_model,
+    local_onnx,
     set_aliases,
     versions_of_run,
 )
@@ -44,14 +44,14 @@ class Score:
     n: int
 
 
-def evaluate(model: str | os.PathLike, root: str | os.PathLike, items: list[tuple[str, str]]) -> Score:
+def evaluate(model: str | os.PathLike, root: str | os.PathLike, items: list[tuple[str, str]],
+             label: str | None = None) -> Score:
     """Accuracy and macro-F1 of an ONNX room model on (path, class) items; unreadable photos count as wrong."""
     from roomclf.onnx_model import OnnxModel
     from roomclf.tracking import class_report
 
-    location = fetch_model(str(model)) if str(model).startswith("models:/") else model
-    onnx = OnnxModel(location)
-    preds = onnx.predict_sources([Path(root) / p for p, _ in items])
+    onnx = OnnxModel(local_onnx(str(model)))
+    preds = onnx.predict_sources([Path(root) / p for p, _ in items], progress=label)
     classes = onnx.classes
     y = np.array([classes.index(c) for _, c in items])
     pred = np.array([classes.index(p.label) if p.label in classes else -1 for p in preds])
@@ -139,11 +139,12 @@ def gate(new_onnx: str | os.PathLike, versions: dict[str, str], root: str | os.P
             unfair = (f"champion v{champ_version} trained on {len(items) - len(fair)} of the "
                       f"{len(items)} validation photos (batches {','.join(batches) or '?'})")
             fair = items
-    new = evaluate(new_onnx, root, fair)
+    new = evaluate(new_onnx, root, fair, label="gate: the new model")
     champ = None
     if champ_version is not None and not unfair:
         try:
-            champ = evaluate(f"models:/{ONNX_NAME}/{champ_version}", root, fair)
+            champ = evaluate(f"models:/{ONNX_NAME}/{champ_version}", root, fair,
+                             label=f"gate: champion v{champ_version}")
         except ModelNotFound:
             champ = None
     alias = CHAMPION if is_better(new, champ) else CHALLENGER

@@ -1,51 +1,47 @@
 """Run a registered ONNX room model over whole batches of the corpus, resumably.
 
-The same three plain functions serve both engines:
-
-* ``decode_batch``: relative paths -> uint8 pixels (the shared photo loader's
-  preprocessing: upright RGB, shorter side to the input size, centre crop) and
-  an error per photo that cannot be read;
-* ``predict_batch``: pixels -> one row per photo (class, probabilities, tags,
-  optional embedding, model name/version, error), via ``OnnxModel``;
-* ``roomclf.infer_output.commit_batch``: one atomic commit per finished batch.
-
+Both engines run the plain functions of ``roomclf.infer_batch`` (decode, predict,
+rows); ``roomclf.infer_output.commit_batch`` commits each finished batch atomically.
 ``engine="ray"`` runs them as a Ray Data pipeline (``roomclf.infer_ray``);
 ``engine="loop"`` runs them in this process, one chunk after another.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
-from roomclf.errors import RoomclfError
-from roomclf.photos import PhotoError, model_pixels, to_array
-from roomclf.registry import DEFAULT_ONNX_URI, INT8_NAME, ONNX_NAME
-from roomclf.taxonomy import CLASSES
+from roomclf.infer_batch import InferError, decode_batch, predict_batch, row_columns, row_schema
+from roomclf.registry import DEFAULT_ONNX_URI, INT8_NAME, ONNX_NAME, ModelNotFound, ModelRef, local_onnx, resolve
 
 ENGINES = ("ray", "loop")
-LOCAL_NODE = "local"
-
-
-class InferError(RoomclfError):
-    """Bad input to infer-all (model, engine, cluster address)."""
 
 
 # --------------------------------------------------------------------------- the model
 
 @dataclass(frozen=True)
-class ModelRef:
-    uri: str          # what the user asked for
-    name: str         # registered model name, or the file name
-    version: str      # registry version, or "sha256:<12 hex>" for a file
+class ModelFile:
+    """The model infer-all runs: the registry's reference, the local file and its digest."""
+    ref: ModelRef
     path: Path        # the local .onnx file
     sha256: str
+
+    @property
+    def uri(self) -> str:
+        return self.ref.uri
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def version(self) -> str:
+        """The registry version, or ``sha256:<12 hex>`` for a file."""
+        return self.ref.version or f"sha256:{self.sha256[:12]}"
 
     @property
     def key(self) -> str:
@@ -73,115 +69,22 @@ def quantized_uri(uri: str) -> str:
                      "pass the int8 model's URI or path with --model instead")
 
 
-def resolve_model(uri: str = DEFAULT_ONNX_URI, quantized: bool = False) -> ModelRef:
-    """Find the model: a ``models:/`` URI is looked up in the registry and downloaded; a path is used as is."""
-    from roomclf.onnx_model import find_onnx
-    from roomclf.registry import ModelNotFound, fetch_model, model_version_info
-
+def resolve_model(uri: str = DEFAULT_ONNX_URI, quantized: bool = False) -> ModelFile:
+    """The model to run: a ``models:/`` URI is looked up in the registry and downloaded; a path is used as is."""
     if quantized:
         uri = quantized_uri(uri)
-    if uri.startswith("models:/"):
-        try:
-            info = model_version_info(uri)
-        except ModelNotFound as exc:
-            hint = f" (register an int8 model as {INT8_NAME} with alias champion, or pass --model)" if quantized else ""
-            raise ModelNotFound(f"{exc}{hint}") from None
-        path = find_onnx(fetch_model(uri))
-        return ModelRef(uri, info["name"], str(info["version"]), path, _sha256(path))
-    if "://" in uri or not Path(uri).exists():
-        raise InferError(f"model not found: {uri} (give models:/NAME@ALIAS, models:/NAME/VERSION, or a .onnx path)")
-    path = find_onnx(uri).resolve()
-    digest = _sha256(path)
-    return ModelRef(uri, path.stem, f"sha256:{digest[:12]}", path, digest)
-
-
-# --------------------------------------------------------------------------- the plain functions
-
-# The shared preprocessing, in two halves: decode to compact uint8 pixels (shipped between Ray
-# tasks), then float conversion right before the model.
-decode = model_pixels
-to_model_input = to_array
-
-
-def decode_batch(batch: dict, root: str, size: int) -> dict:
-    """{'path', 'batch', 'listing'} columns -> the same plus 'pixels' (uint8) and 'error' ('' when fine)."""
-    paths = list(batch["path"])
-    pixels = np.zeros((len(paths), size, size, 3), np.uint8)
-    errors = []
-    for i, rel in enumerate(paths):
-        try:
-            pixels[i] = decode(Path(root) / rel, size)
-            errors.append("")
-        except PhotoError as exc:
-            errors.append(exc.reason)
-        except Exception as exc:  # never let one photo stop a run
-            errors.append(f"cannot read photo ({type(exc).__name__}: {exc})"[:300])
-    return {"path": np.asarray(paths, dtype=object), "batch": np.asarray(list(batch["batch"]), dtype=object),
-            "listing": np.asarray(list(batch["listing"]), dtype=object), "pixels": pixels,
-            "error": np.asarray(errors, dtype=object)}
-
-
-def row_columns(with_embedding: bool) -> list[str]:
-    cols = (["batch", "listing", "path", "label", "confidence"] + [f"prob_{c}" for c in CLASSES]
-            + ["tags", "tag_probs"])
-    return cols + (["embedding"] if with_embedding else []) + ["model_name", "model_version", "node", "error"]
-
-
-def row_schema(with_embedding: bool):
-    """The Parquet schema of the per-photo rows."""
-    import pyarrow as pa
-
-    types = {"confidence": pa.float64(), "tags": pa.list_(pa.string()), "embedding": pa.list_(pa.float32()),
-             **{f"prob_{c}": pa.float64() for c in CLASSES}}
-    return pa.schema([(name, types.get(name, pa.string())) for name in row_columns(with_embedding)])
-
-
-def predict_batch(model, batch: dict, model_name: str, model_version: str, with_embedding: bool = False,
-                  node: str = LOCAL_NODE):
-    """A decoded batch -> a pandas DataFrame, one row per photo; unreadable photos get an error and no prediction.
-    ``node``: where it ran (the Ray node id, or ``local`` for the loop engine)."""
-    import pandas as pd
-
-    errors = [str(e) for e in batch["error"]]
-    ok = [i for i, e in enumerate(errors) if not e]
-    out = model.run(to_model_input(np.asarray(batch["pixels"])[ok])) if ok else {}
-    rows = []
-    for i, rel in enumerate(batch["path"]):
-        row = {"batch": str(batch["batch"][i]), "listing": str(batch["listing"][i]), "path": str(rel),
-               "label": None, "confidence": None, **{f"prob_{c}": None for c in CLASSES},
-               "tags": None, "tag_probs": None, "model_name": model_name, "model_version": model_version,
-               "node": node, "error": errors[i] or None}
-        if with_embedding:
-            row["embedding"] = None
-        rows.append(row)
-    for k, i in enumerate(ok):
-        attrs = out["attributes"][k] if "attributes" in out else None
-        pred = model.decode(out["probs"][k], attrs)
-        trained = {key.partition(".")[2]: round(float(p), 4) for key, p in zip(model.attribute_keys, attrs)
-                   if model.thresholds.get(key) is not None and key.startswith(pred.label + ".")} if attrs is not None else {}
-        rows[i].update({"label": pred.label, "confidence": pred.confidence,
-                        **{f"prob_{c}": float(p) for c, p in zip(model.classes, out["probs"][k])},
-                        "tags": sorted(pred.tags), "tag_probs": json.dumps(trained, sort_keys=True)})
-        if with_embedding:
-            rows[i]["embedding"] = out["embedding"][k].astype(np.float32).tolist()
-    return pd.DataFrame(rows, columns=row_columns(with_embedding))
-
-
-def load_model_bytes(blob: bytes, threads: int = 1):
-    """An ``OnnxModel`` from the ONNX file's bytes (written to a private temp file, then removed)."""
-    import tempfile
-
-    from roomclf.onnx_model import OnnxModel
-
-    with tempfile.TemporaryDirectory(prefix="roomclf-model-") as d:
-        path = Path(d) / "model.onnx"
-        path.write_bytes(blob)
-        return OnnxModel(path, threads=threads)
+    try:
+        ref = resolve(uri)
+    except ModelNotFound as exc:
+        hint = f" (register an int8 model as {INT8_NAME} with alias champion, or pass --model)" if quantized else ""
+        raise ModelNotFound(f"{exc}{hint}") from None
+    path = local_onnx(ref)
+    return ModelFile(ref, path, _sha256(path))
 
 
 # --------------------------------------------------------------------------- the engines
 
-def run_loop(root: Path, items: list[dict], model_ref: ModelRef, with_embedding: bool, batch_size: int = 32,
+def run_loop(root: Path, items: list[dict], model_ref: ModelFile, with_embedding: bool, batch_size: int = 32,
              threads: int | None = None):
     """The in-process engine: yields a DataFrame of rows per chunk of ``batch_size`` photos."""
     from roomclf.onnx_model import OnnxModel
@@ -268,7 +171,7 @@ def plan_batches(root: str | os.PathLike, batches) -> tuple[Path, list[BatchPlan
     return corpus.root, sorted(plans.values(), key=lambda b: b.name)
 
 
-def _commit(out: Path, plan: BatchPlan, frames: list, model_ref: ModelRef, engine: str, with_embedding: bool,
+def _commit(out: Path, plan: BatchPlan, frames: list, model_ref: ModelFile, engine: str, with_embedding: bool,
             seconds: float) -> dict:
     import pandas as pd
 

@@ -20,6 +20,8 @@ import os
 import shutil
 from pathlib import Path
 
+from roomclf.processes import pid_alive
+
 PHOTOS, LISTINGS, DONE = "photos", "listings", "_done"
 TMP_PREFIX = ".tmp-"
 
@@ -43,16 +45,6 @@ def is_done(out: str | os.PathLike, batch: str, model_key: str, with_embedding: 
     return bool(rec.get("with_embedding")) or not with_embedding
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale(out: str | os.PathLike) -> list[str]:
     """Remove the ``.tmp-`` folders left by runs that died; returns their names."""
     removed = []
@@ -63,7 +55,7 @@ def clean_stale(out: str | os.PathLike) -> list[str]:
         if not d.name.startswith(TMP_PREFIX):
             continue
         pid = d.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
             continue
         shutil.rmtree(d, ignore_errors=True)
         removed.append(d.name)

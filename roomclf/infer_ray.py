@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from roomclf.infer_all import InferError, ModelRef, decode_batch, load_model_bytes, predict_batch
+from roomclf.infer_batch import InferError, decode_batch, load_model_bytes, predict_batch
 
 
 class Predictor:
@@ -95,9 +95,10 @@ def connect_ray(address: str | None, cpus: int | None = None, object_store_mb: i
     return not address
 
 
-def run_ray(root: Path, items: list[dict], model_ref: ModelRef, with_embedding: bool, batch_size: int = 32,
+def run_ray(root: Path, items: list[dict], model_ref, with_embedding: bool, batch_size: int = 32,
             actors: int | None = None, input_size: int = 224, actor_resource: str | None = None):
     """The Ray Data engine: decode tasks -> actor pool -> rows streamed back to the driver.
+    ``model_ref``: infer-all's resolved model (``.path``, ``.name``, ``.version``).
 
     ``actor_resource``: a custom Ray resource (``ray start --resources '{"NAME": N}'``) the
     model actors need, so they run only on the nodes that have it."""

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from roomclf.corpus import is_photo_name
 from roomclf.taxonomy import CLASSES, UnknownName, attribute_key, canonical_class
+from roomclf.errors import RoomclfError
 
 SOURCES = ("manual", "imported", "propagated", "predicted")
 SOURCE_PRIORITY = {s: i for i, s in enumerate(SOURCES)}  # lower wins
@@ -50,7 +51,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 
-class LabelError(ValueError):
+class LabelError(RoomclfError, ValueError):
     """Bad label input (unknown class or source, missing file...)."""
 
 

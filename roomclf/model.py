@@ -15,7 +15,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from roomclf.backbones import build_backbone, get_spec, split_backbone
+from roomclf.backbones import build_backbone, get_spec, normalizer, split_backbone
 from roomclf.taxonomy import ATTRIBUTE_KEYS, CLASSES
 
 
@@ -57,11 +57,10 @@ class ExportNet(nn.Module):
         self.net = net
         self.attribute_head = attribute_head
         self.n_keys = len(ATTRIBUTE_KEYS)
-        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+        self.normalize = normalizer(spec)
 
     def forward(self, image: torch.Tensor):
-        feats = self.net.features((image - self.mean) / self.std)
+        feats = self.net.features(self.normalize(image))
         probs = torch.softmax(self.net.head(feats), dim=1)
         if self.attribute_head is not None:
             attrs = torch.sigmoid(self.attribute_head(feats))

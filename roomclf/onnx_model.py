@@ -67,6 +67,7 @@ class Prediction:
     probabilities: dict[str, float] = field(default_factory=dict)
     tags: dict[str, float] = field(default_factory=dict)   # attribute -> probability, above threshold
     error: str | None = None
+    error_kind: str | None = None                          # PhotoError.kind when the photo could not be read
 
     def as_dict(self) -> dict:
         return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities,
@@ -112,17 +113,21 @@ class OnnxModel:
                     tags[name] = round(float(p), 4)
         return Prediction(label, float(probs[i]), {c: float(v) for c, v in zip(self.classes, probs)}, tags)
 
-    def predict_sources(self, sources: list, batch_size: int = 32) -> list[Prediction]:
-        """Paths or bytes -> Predictions; a photo that cannot be read gets an error, not an exception."""
+    def predict_sources(self, sources: list, batch_size: int = 32, progress: str | None = None) -> list[Prediction]:
+        """Paths or bytes -> Predictions; a photo that cannot be read gets an error, not an exception.
+        ``progress``: a label for a progress bar (shown on a terminal), or None for none."""
+        from tqdm import tqdm
+
         results: list[Prediction | None] = [None] * len(sources)
-        for start in range(0, len(sources), batch_size):
+        starts = range(0, len(sources), batch_size)
+        for start in tqdm(starts, desc=progress, unit="batch", disable=None if progress else True, leave=False):
             arrays, idx = [], []
             for j, src in enumerate(sources[start:start + batch_size], start):
                 try:
                     arrays.append(model_input(src, self.input_size))
                     idx.append(j)
                 except PhotoError as exc:
-                    results[j] = Prediction(None, None, error=exc.reason)
+                    results[j] = Prediction(None, None, error=exc.reason, error_kind=exc.kind)
             if arrays:
                 out = self.run(np.stack(arrays))
                 attrs = out.get("attributes")

@@ -16,19 +16,25 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from roomclf.errors import RoomclfError
+
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 MAX_PIXELS = 60_000_000          # decompression-bomb limit (a 6000x4500 photo is 27 MP)
 MAX_BYTES = 100 * 1024 * 1024    # no listing photo is bigger than this
 MIN_SIDE = 8                     # smaller than this is not a photo
 
 
-class PhotoError(Exception):
-    """A file that cannot be used as a photo. ``reason`` is one short phrase."""
+class PhotoError(RoomclfError):
+    """A file that cannot be used as a photo. ``reason`` is one short phrase; ``kind`` says
+    which sort of problem it is, for callers that map it (serving: to an HTTP status)."""
 
-    def __init__(self, reason: str, source: str = ""):
+    EMPTY, NOT_IMAGE, TOO_LARGE, UNREADABLE, UNDECODABLE = "empty", "not_image", "too_large", "unreadable", "undecodable"
+
+    def __init__(self, reason: str, source: str = "", kind: str = "undecodable"):
         super().__init__(f"{source}: {reason}" if source else reason)
         self.reason = reason
         self.source = source
+        self.kind = kind
 
 
 def _read_bytes(src: str | os.PathLike | bytes) -> tuple[bytes, str]:
@@ -38,9 +44,9 @@ def _read_bytes(src: str | os.PathLike | bytes) -> tuple[bytes, str]:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise PhotoError(f"cannot read file ({exc.strerror or exc})", str(path)) from None
+        raise PhotoError(f"cannot read file ({exc.strerror or exc})", str(path), PhotoError.UNREADABLE) from None
     if size > MAX_BYTES:
-        raise PhotoError(f"file too large ({size / 1e6:.0f} MB)", str(path))
+        raise PhotoError(f"file too large ({size / 1e6:.0f} MB)", str(path), PhotoError.TOO_LARGE)
     return path.read_bytes(), str(path)
 
 
@@ -65,7 +71,7 @@ def open_photo(src: str | os.PathLike | bytes, target: int | None = None) -> Ima
     data, name = _read_bytes(src)
     reason = _sniff_non_image(data)
     if reason:
-        raise PhotoError(reason, name)
+        raise PhotoError(reason, name, PhotoError.EMPTY if not data else PhotoError.NOT_IMAGE)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -82,7 +88,7 @@ def open_photo(src: str | os.PathLike | bytes, target: int | None = None) -> Ima
     except PhotoError:
         raise
     except UnidentifiedImageError:
-        raise PhotoError("not an image (unknown format)", name) from None
+        raise PhotoError("not an image (unknown format)", name, PhotoError.NOT_IMAGE) from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise PhotoError("too many pixels, refusing a possible decompression bomb", name) from None
     except OSError as exc:

@@ -222,21 +222,23 @@ def _file_stamp(path: Path | None) -> list | None:
 
 
 def _f1(tp: int, fp: int, fn: int) -> dict:
-    p = tp / (tp + fp) if tp + fp else None
-    r = tp / (tp + fn) if tp + fn else None
-    f = 2 * p * r / (p + r) if p and r else (0.0 if p is not None and r is not None else None)
-    return {"precision": p, "recall": r, "f1": f}
+    """Precision (None without a tagged photo), recall and F1 (None without a positive)."""
+    precision = tp / (tp + fp) if tp + fp else None
+    if tp + fn == 0:
+        return {"precision": precision, "recall": None, "f1": None}
+    return {"precision": precision, "recall": tp / (tp + fn), "f1": 2 * tp / (2 * tp + fp + fn)}
 
 
-def tag_summary(out: Path, store, valid: list[str], thresholds: dict[str, float | None]) -> dict:
-    """What infer-all wrote about tags: per attribute, photos tagged over every batch, and
-    precision/recall/F1 on the validation batches' labelled photos, end to end (the predicted
-    room must be the attribute's class for its tag to appear)."""
+def tag_summary(out: Path, store, valid: list[str], thresholds: dict[str, float | None],
+                batches: list[str] | None = None) -> dict:
+    """What infer-all wrote about tags: per attribute, photos tagged over ``batches`` (default: every
+    batch in ``out``), and precision/recall/F1 on the validation batches' labelled photos, end to end
+    (the predicted room must be the attribute's class for its tag to appear)."""
     from roomclf.attributes import attribute_targets
     from roomclf.infer_output import read_listings, read_photos
     from roomclf.taxonomy import ATTRIBUTE_KEYS
 
-    photos, listings = read_photos(out), read_listings(out)
+    photos, listings = read_photos(out, batches), read_listings(out, batches)
     tagged: dict[str, int] = {}
     predicted: dict[str, set[str]] = {}
     if not photos.empty:
@@ -328,7 +330,7 @@ def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str]
                                            "summary": report.summary()})
     echo(pre["summary"])
 
-    head(3, f"label: {manual_labels} 'manual' labels of {plan.span('manual')}, with attribute check-boxes")
+    head(3, f"label: up to {manual_labels} 'manual' labels of {plan.span('manual')}, with attribute check-boxes")
     echo("(the demo stands in for a person in the browser: it imports ground truth from the corpus's labels.csv"
          + (" and the attribute check-boxes of the photos it labels from attributes.csv)" if attrs_csv else
             "; there is no attributes.csv beside it, so no attribute check-boxes and no tags)"))
@@ -362,7 +364,7 @@ def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str]
     head(4, f"propagate over {plan.span('train')} (annoy nearest neighbours)")
     prop = steps.get("propagate", inputs)
     if prop is None:
-        from roomclf.propagation import run_propagation
+        from roomclf.propagation_run import run_propagation
         result = run_propagation(root, plan.train, store=store, echo=echo)
         measured = _propagation_truth(store, truth, plan.train)
         prop = steps.put("propagate", inputs, {"cv_precision": result.cv_precision, "cv_coverage": result.cv_coverage,
@@ -403,7 +405,7 @@ def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str]
          f"{summary.skipped} skipped" + (f", {rate:.1f} photos/s" if summary.photos else "")
          + (f"; {len(summary.batches_skipped)} batches already done" if summary.batches_skipped else ""))
     thresholds = OnnxModel(resolve_model(model_uri).path).thresholds
-    tags = tag_summary(out, store, plan.valid, thresholds)
+    tags = tag_summary(out, store, plan.valid, thresholds, sorted({p.split("/", 1)[0] for p in present}))
 
     head(7, "summary")
     per_class = {k[len("val_f1."):]: v for k, v in m.items() if k.startswith("val_f1.")}

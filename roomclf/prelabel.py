@@ -86,13 +86,11 @@ def champion(root: str | os.PathLike, paths: list[str], uri: str = DEFAULT_ONNX_
 
     from roomclf.onnx_model import OnnxModel
     from roomclf.photos import PhotoError, model_input
-    from roomclf.registry import fetch_model, model_version_info
+    from roomclf.registry import local_onnx, resolve
 
-    model = OnnxModel(fetch_model(uri))
-    name = uri
-    if uri.startswith("models:/"):
-        info = model_version_info(uri)
-        name = f"{info['name']} v{info['version']}"
+    ref = resolve(uri)
+    model = OnnxModel(local_onnx(ref))
+    name = f"{ref.name} v{ref.version}" if ref.version else str(ref.location)
     done, probs, vecs, errors = [], [], [], {}
     root = Path(root)
     with tqdm(total=len(paths), desc=f"prelabel ({name})", unit="photo", disable=not progress) as bar:

@@ -196,10 +196,3 @@ def suspect_labels(paths: list[str], vectors: np.ndarray, labels: list[str], cla
                     "share": round(float(votes.share[i]), 4),
                     "neighbours": [str(paths[j]) for j in found.items[i][:3] if j >= 0]})
     return sorted(out, key=lambda s: (-s["share"], s["path"]))
-
-
-def run_propagation(*args, **kwargs):
-    """One full run over the corpus and the label store: see ``roomclf.propagation_run``."""
-    from roomclf.propagation_run import run_propagation as run
-
-    return run(*args, **kwargs)

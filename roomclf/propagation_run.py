@@ -203,7 +203,7 @@ def _write(store, result: PropagationResult, rows, paths: list[str], batches: li
 def _log_run(params: dict, table: list[dict], result: PropagationResult, files: dict, write) -> str:
     import mlflow
 
-    from roomclf.settings import step_run
+    from roomclf.experiments import step_run
 
     with step_run(EXPERIMENT, f"propagate {params['batch_list']}") as run:
         result.run_id = run.info.run_id

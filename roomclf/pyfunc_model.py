@@ -171,7 +171,8 @@ def log_roomclf_pyfunc(onnx_path: str | os.PathLike, registered_model_name: str 
     small grey JPEG). Returns MLflow's ``ModelInfo``
     (``.model_uri``, ``.registered_model_version``).
     """
-    from roomclf.settings import setup_mlflow, use_experiment
+    from roomclf.experiments import use_experiment
+    from roomclf.settings import setup_mlflow
 
     artifacts, meta = _check_artifacts(onnx_path, learner_path, extra_artifacts)
     setup_mlflow()

@@ -6,6 +6,7 @@ exported graph). The alias ``champion`` marks the version in service.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from roomclf.errors import RoomclfError
@@ -102,7 +103,7 @@ def register_onnx_file(onnx_path: str | os.PathLike, name: str = ONNX_NAME, tags
     model = onnx.load(str(onnx_path))
     started = mlflow.active_run() is None
     if started:
-        from roomclf.settings import use_experiment
+        from roomclf.experiments import use_experiment
         use_experiment("roomclf")
         mlflow.start_run(run_name=f"register-{name}")
     try:
@@ -153,6 +154,53 @@ def versions_of_run(run_id: str, names=(TORCH_NAME, ONNX_NAME, INT8_NAME)) -> di
         if versions:
             found[name] = str(max(int(v.version) for v in versions))
     return found
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model reference points right now: a registry version or an ONNX file.
+
+    The one answer to "is this a ``models:/`` URI or a path?", used by infer-all,
+    serving, prelabel and the gate. ``resolve`` is cheap (one registry query or a
+    stat), so serving can poll it; ``local_onnx`` fetches the file.
+    """
+    uri: str                   # as given: models:/NAME@ALIAS, models:/NAME/VERSION, or a path
+    name: str                  # registered model name, or the file's stem
+    version: str | None        # registry version; None for a file
+    location: str              # where this model stays: models:/NAME/VERSION, or the file's path
+    identity: str              # changes exactly when a different model is meant
+    run_id: str | None = None
+    tags: dict = field(default_factory=dict)
+
+    @property
+    def in_registry(self) -> bool:
+        return self.location.startswith("models:/")
+
+
+def resolve(uri: str = DEFAULT_ONNX_URI) -> ModelRef:
+    """Where ``uri`` points now; ``ModelNotFound`` (one line) if nowhere."""
+    from roomclf.onnx_model import find_onnx
+
+    if uri.startswith("models:/"):
+        info = model_version_info(uri)
+        fixed = f"models:/{info['name']}/{info['version']}"
+        return ModelRef(uri, info["name"], str(info["version"]), fixed, fixed, info.get("run_id"), info["tags"])
+    if "://" not in uri and Path(uri).exists():
+        try:
+            path = find_onnx(uri).resolve()
+        except Exception as exc:
+            raise ModelNotFound(f"no ONNX model at {uri} ({str(exc).splitlines()[0][:200]})") from None
+        st = path.stat()
+        return ModelRef(uri, path.stem, None, str(path), f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    raise ModelNotFound(f"model not found: {uri} (give models:/NAME@ALIAS, models:/NAME/VERSION, or a .onnx path)")
+
+
+def local_onnx(ref: ModelRef | str, dst: str | os.PathLike | None = None) -> Path:
+    """The model's ``.onnx`` file on this machine (downloaded into ``dst`` from the registry)."""
+    from roomclf.onnx_model import find_onnx
+
+    ref = resolve(ref) if isinstance(ref, str) else ref
+    return find_onnx(fetch_model(ref.location, dst) if ref.in_registry else ref.location)
 
 
 def fetch_model(uri: str = DEFAULT_ONNX_URI, dst: str | os.PathLike | None = None) -> Path:

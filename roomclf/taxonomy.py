@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import yaml
+from roomclf.errors import RoomclfError
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = TAXONOMY.attributes
 ATTRIBUTE_KEYS: tuple[str, ...] = TAXONOMY.attribute_keys
 
 
-class UnknownName(ValueError):
+class UnknownName(RoomclfError, ValueError):
     """A class or attribute name that the taxonomy does not know."""
 
 
@@ -89,7 +90,3 @@ def attribute_key(room: str, name: str) -> str:
     """'interior', 'washer_dryer' -> 'interior.laundry'."""
     room = canonical_class(room)
     return f"{room}.{canonical_attribute(room, name)}"
-
-
-def class_index(name: str) -> int:
-    return CLASSES.index(canonical_class(name))

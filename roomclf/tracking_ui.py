@@ -20,9 +20,9 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
             "--default-artifact-root", artifact_root(), "--host", host, "--port", str(port), "--workers", "1"]
 
 
-def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """SIGTERM to the server's whole process group, SIGKILL to what is left after ``grace_s``."""
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+def stop_group(proc: subprocess.Popen, grace_s: float = 10.0, first: int = signal.SIGTERM) -> None:
+    """``first`` (SIGTERM) to a process group, then SIGKILL to what is left after ``grace_s``."""
+    for sig, wait in ((first, grace_s), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -31,7 +31,7 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
             proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             continue
-        try:            # the parent is gone: make sure its children went with it
+        try:            # the leader is gone: make sure the rest of its group went with it
             os.killpg(proc.pid, 0)
         except ProcessLookupError:
             return

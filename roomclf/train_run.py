@@ -11,7 +11,7 @@ import importlib.util
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ class TrainResult:
     data: dict = field(default_factory=dict)
 
 
-def prepare_data(cfg: T.TrainConfig, store) -> T.TrainData:
+def prepare_data(cfg: T.TrainConfig, store, echo=print) -> T.TrainData:
     """Checked, cleaned train/valid lists (raises TrainingError before any training)."""
     from roomclf.corpus import parse_batches
 
@@ -42,6 +42,8 @@ def prepare_data(cfg: T.TrainConfig, store) -> T.TrainData:
     train_b, valid_b = parse_batches(cfg.train_batches, root), parse_batches(cfg.valid_batches, root)
     cfg.train_batches, cfg.valid_batches = train_b, valid_b
     data = T.select_data(store, root, train_b, valid_b, cfg.sources, cfg.valid_sources)
+    echo(f"checking that the {len(data.train) + len(data.valid)} labelled photos open, and dropping validation "
+         "photos that duplicate training photos")
     data.train, broken_t = T.drop_broken(root, data.train, cfg.image_size)
     data.valid, broken_v = T.drop_broken(root, data.valid, cfg.image_size)
     data.broken = {**broken_t, **broken_v}
@@ -172,14 +174,16 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
     from roomclf.onnx_model import export_onnx
     from roomclf.photos import model_input
     from roomclf.registry import is_unreachable, unreachable
-    from roomclf.settings import step_run
+    from roomclf.experiments import step_run, ui_link
+    from roomclf.settings import is_remote_tracking, tracking_uri
     from roomclf.tracking import class_report, confusion_png, epoch_logger, git_commit, top_loss_grid
 
+    T.check_config(cfg)
     spec = get_spec(cfg.backbone)          # an unknown backbone fails here, before any work
     store = store or LabelStore()
     root = Path(cfg.data)
     t0 = time.perf_counter()
-    data = prepare_data(cfg, store)
+    data = prepare_data(cfg, store, echo)
     prep_s = time.perf_counter() - t0
     echo(f"data: {len(data.train)} train / {len(data.valid)} valid photos (validation labels: "
          + ", ".join(f"{n} {s}" for s, n in sorted(data.sources["valid"].items()))
@@ -194,7 +198,8 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
                            "backbone": cfg.backbone, "image_size": cfg.image_size,
                            "frozen_epochs": cfg.frozen_epochs, "epochs": cfg.epochs,
                            "batch_size": cfg.batch_size, "lr": cfg.lr if cfg.lr else "lr_find",
-                           "seed": cfg.seed, "quantize": cfg.quantize})
+                           "seed": cfg.seed, "quantize": cfg.quantize,
+                           **{f"recipe.{k}": v for k, v in asdict(cfg.recipe).items()}})
         mlflow.set_tags({"git_commit": git_commit(), "backbone": cfg.backbone})
         summary = _data_summary(data)
         mlflow.log_dict(summary, "data/summary.json")
@@ -208,13 +213,16 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
                             "duration_data_s": prep_s})
 
         set_seed(cfg.seed, reproducible=True)
-        dls = T.build_dls(root, data, cfg.image_size, cfg.batch_size, spec.mean, spec.std, cfg.seed, cfg.workers)
-        learn = T.make_learner(dls, cfg.backbone, T.class_weights([c for _, c in data.train]))
+        dls = T.build_dls(root, data, cfg.image_size, cfg.batch_size, spec.mean, spec.std, cfg.seed, cfg.workers,
+                          recipe=cfg.recipe)
+        learn = T.make_learner(dls, cfg.backbone, T.class_weights([c for _, c in data.train]), recipe=cfg.recipe)
         t = time.perf_counter()
-        lr = cfg.lr or T.find_lr(learn)
+        if not cfg.lr:
+            echo("finding a learning rate (lr_find)")
+        lr = cfg.lr or T.find_lr(learn, cfg.recipe)
         mlflow.log_metrics({"lr": lr, "duration_lr_find_s": time.perf_counter() - t})
         t = time.perf_counter()
-        T.fit(learn, cfg.frozen_epochs, cfg.epochs, lr, cbs=[epoch_logger()])
+        T.fit(learn, cfg.frozen_epochs, cfg.epochs, lr, cbs=[epoch_logger()], recipe=cfg.recipe)
         train_s = time.perf_counter() - t
         mlflow.log_metrics({"duration_train_s": train_s,
                             "duration_per_epoch_s": train_s / max(1, cfg.frozen_epochs + cfg.epochs)})
@@ -241,9 +249,10 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
         if fit_attrs is not None:
             _log_attribute_fit(mlflow, fit_attrs, out)
             meta["attribute_thresholds"] = fit_attrs.thresholds
+        echo("exporting to ONNX and checking torch/onnxruntime parity on validation photos")
         export_net = ExportNet(net, fit_attrs.head if fit_attrs is not None else None).eval()
         onnx_path = export_onnx(export_net, out / "model.onnx", meta)
-        parity = parity_check(export_net, onnx_path, root, valid_paths[:16], cfg.image_size)
+        parity = parity_check(export_net, onnx_path, root, valid_paths[:cfg.recipe.parity_photos], cfg.image_size)
         mlflow.log_metrics(parity)
         worst = max(parity["parity_max_abs_diff_probs"], parity["parity_max_abs_diff_embedding"])
         if worst > PARITY_TOLERANCE:
@@ -282,6 +291,8 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
              + (f" (champion v{gated.champion_version}: accuracy {gated.champion.accuracy:.4f} vs "
                 f"{gated.new.accuracy:.4f} on {gated.compared_on} photos neither trained on)"
                 if gated.champion else ""))
+        if is_remote_tracking():
+            echo(f"compare runs in the MLflow UI: {ui_link(tracking_uri(), f'experiments/{run.info.experiment_id}')}")
         return TrainResult(run.info.run_id, metrics, versions, gated.alias, gated.champion_version, parity,
                            summary)
 
@@ -322,7 +333,8 @@ def _quantize_and_register(onnx_path: Path, root: Path, data: T.TrainData, cfg: 
     from roomclf.quantize import agreement, quantize_static_int8
     from roomclf.registry import INT8_NAME, register_onnx_file
 
-    calib = [p for p, _ in data.train][:: max(1, len(data.train) // 50)][:50]
+    n = cfg.recipe.int8_calibration_photos
+    calib = [p for p, _ in data.train][:: max(1, len(data.train) // n)][:n]
     int8 = quantize_static_int8(onnx_path, out / "model.int8.onnx", root, calib, cfg.image_size)
     stats = agreement(onnx_path, int8, root, data.valid)
     mlflow.log_metrics({f"int8_{k}": v for k, v in stats.items()})

@@ -38,6 +38,33 @@ class TrainingError(RoomclfError):
     """Training input that cannot work (no labels, overlapping batches, a class without examples...)."""
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """Every knob of how a model is trained, in one place (logged whole to MLflow as ``recipe.*``).
+
+    The values are the measured defaults (see docs/benchmarks.md, train section).
+    """
+    head_dropout: float = 0.2            # before the class head
+    class_weighted: bool = True          # inverse-frequency loss weights
+    max_rotate: float = 10.0             # augmentation (train only): degrees
+    max_warp: float = 0.1
+    pad_mode: str = "reflection"
+    lr_find_iters: int = 40              # when no lr is given
+    lr_min: float = 1e-4                 # lr_find's suggestion is clipped to [lr_min, lr_max]
+    lr_max: float = 1e-2
+    frozen_lr_mult: float = 10.0         # the head alone learns at lr x this (capped): lr_find is conservative
+    frozen_lr_cap: float = 2e-2
+    unfrozen_lr_cap: float = 2e-3        # the unfrozen base rate: min(lr, cap) / unfrozen_lr_div, as fine_tune
+    unfrozen_lr_div: float = 2.0
+    body_lr_ratio: float = 100.0         # the early body learns at base / this (discriminative rates)
+    pct_start: float = 0.3               # one-cycle warm-up share in the unfrozen phase
+    parity_photos: int = 16              # validation photos for the torch/ONNX parity check
+    int8_calibration_photos: int = 50    # training photos that calibrate the int8 twin
+
+
+DEFAULT_RECIPE = Recipe()
+
+
 @dataclass
 class TrainConfig:
     data: str                                  # corpus root
@@ -55,6 +82,17 @@ class TrainConfig:
     workers: int = 0                           # DataLoader worker processes
     quantize: bool = False
     run_name: str | None = None
+    recipe: Recipe = DEFAULT_RECIPE
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """The one check of a run's configuration, before any work (``TrainingError`` in one line)."""
+    if min(cfg.frozen_epochs, cfg.epochs) < 0 or cfg.frozen_epochs + cfg.epochs == 0:
+        raise TrainingError("--frozen-epochs and --epochs must be >= 0, and not both 0")
+    if cfg.batch_size < 1 or cfg.image_size < 32:
+        raise TrainingError("--batch-size must be >= 1 and --image-size >= 32")
+    if cfg.lr is not None and not 0 < cfg.lr < 1:
+        raise TrainingError(f"--lr must be between 0 and 1 (got {cfg.lr})")
 
 
 @dataclass
@@ -124,8 +162,10 @@ def check_validation_size(valid: list, valid_sources, minimum: int = MIN_VALID_P
 
 def drop_broken(root: str | os.PathLike, items: list[tuple[str, str]], size: int):
     """(usable items, {path: reason}) after opening every photo once with the shared loader."""
+    from tqdm import tqdm
+
     kept, broken = [], {}
-    for path, label in items:
+    for path, label in tqdm(items, desc="checking photos open", unit="photo", disable=None, leave=False):
         try:
             open_photo(Path(root) / path, target=size)
             kept.append((path, label))
@@ -149,7 +189,7 @@ def duplicate_paths(root: str | os.PathLike, train: list[str], valid: list[str],
         from roomclf.neighbours import near_duplicates
 
         train_set, valid_set = set(train), set(valid)
-        for a, b, _ in near_duplicates(root, list(train) + list(valid), backbone):
+        for a, b, _ in near_duplicates(root, list(train) + list(valid), backbone, progress=True):
             if a in valid_set and b in train_set:
                 dup.add(a)
             elif b in valid_set and a in train_set:
@@ -208,7 +248,7 @@ def room_splitter(model):
 
 
 def build_dls(root: str | os.PathLike, data: TrainData, size: int, batch_size: int, mean, std,
-              seed: int = 42, workers: int = 0):
+              seed: int = 42, workers: int = 0, recipe: Recipe = DEFAULT_RECIPE):
     """fastai DataLoaders: augmentations on train only, the backbone's normalisation on both."""
     from fastai.data.block import CategoryBlock, DataBlock
     from fastai.data.transforms import IndexSplitter, Normalize
@@ -219,7 +259,8 @@ def build_dls(root: str | os.PathLike, data: TrainData, size: int, batch_size: i
     block = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=list(CLASSES), sort=False)),
                       get_x=PhotoReader(root, size), get_y=operator.itemgetter(1),
                       splitter=IndexSplitter(list(range(len(data.train), len(items)))),
-                      batch_tfms=[*aug_transforms(size=size, max_rotate=10.0, max_warp=0.1, pad_mode="reflection"),
+                      batch_tfms=[*aug_transforms(size=size, max_rotate=recipe.max_rotate, max_warp=recipe.max_warp,
+                                                  pad_mode=recipe.pad_mode),
                                   Normalize.from_stats(list(mean), list(std))])
     return block.dataloaders(items, bs=batch_size, num_workers=workers, seed=seed)
 
@@ -245,7 +286,8 @@ def _keep_bn_stats_callback():
     return KeepBnStats
 
 
-def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = True, train_bn: bool = False):
+def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = True, train_bn: bool = False,
+                 recipe: Recipe = DEFAULT_RECIPE):
     """A fastai Learner over ``roomclf.model.RoomNet`` with a class-weighted loss.
 
     ``train_bn=False`` keeps the body's BatchNorm weights frozen with the body, so the
@@ -261,35 +303,35 @@ def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = Tru
     from roomclf.model import RoomNet
 
     KeepBnStats = _keep_bn_stats_callback()
-    net = RoomNet(backbone, pretrained=pretrained)
-    loss = CrossEntropyLossFlat(weight=torch.tensor(weights, device=dls.device))
+    net = RoomNet(backbone, pretrained=pretrained, dropout=recipe.head_dropout)
+    loss = CrossEntropyLossFlat(weight=torch.tensor(weights, device=dls.device) if recipe.class_weighted else None)
     return Learner(dls, net, loss_func=loss, metrics=[accuracy, F1Score(average="macro")],
                    splitter=room_splitter, train_bn=train_bn, cbs=[KeepBnStats()])
 
 
-def find_lr(learn, num_it: int = 40) -> float:
+def find_lr(learn, recipe: Recipe = DEFAULT_RECIPE) -> float:
     """A cheap lr_find (body frozen): the 'valley' suggestion, kept in a sane range."""
     learn.freeze()
     with learn.no_logging(), learn.no_bar():
-        suggestion = learn.lr_find(num_it=num_it, show_plot=False)
+        suggestion = learn.lr_find(num_it=recipe.lr_find_iters, show_plot=False)
     lr = float(getattr(suggestion, "valley", suggestion[0]))
-    return float(min(max(lr, 1e-4), 1e-2))
+    return float(min(max(lr, recipe.lr_min), recipe.lr_max))
 
 
-def fit(learn, frozen_epochs: int, epochs: int, lr: float, cbs=None) -> None:
+def fit(learn, frozen_epochs: int, epochs: int, lr: float, cbs=None, recipe: Recipe = DEFAULT_RECIPE) -> None:
     """Head only with the body frozen, then everything with lower rates for the body."""
     if frozen_epochs > 0:
         # Only the new head learns here: a higher rate than lr_find's conservative 'valley'
         # (measured: with a few dozen steps per epoch the head is otherwise left half-trained).
         learn.freeze()
-        learn.fit_one_cycle(frozen_epochs, min(10 * lr, 2e-2), cbs=cbs)
+        learn.fit_one_cycle(frozen_epochs, min(recipe.frozen_lr_mult * lr, recipe.frozen_lr_cap), cbs=cbs)
     if epochs > 0:
         learn.unfreeze()
         # fastai's fine_tune halves its base rate (default 2e-3) here; capped so an lr_find
         # valley meant for the head alone cannot shake the body (measured in the demo: lr_find's
         # 4e-3 made the unfrozen epoch cost 4.5 points; 1.6e-3 gained 1.3).
-        base = min(lr, 2e-3) / 2
-        learn.fit_one_cycle(epochs, slice(base / 100, base), pct_start=0.3, cbs=cbs)
+        base = min(lr, recipe.unfrozen_lr_cap) / recipe.unfrozen_lr_div
+        learn.fit_one_cycle(epochs, slice(base / recipe.body_lr_ratio, base), pct_start=recipe.pct_start, cbs=cbs)
     learn.freeze()  # leaves BN running stats as trained; eval mode is set at export
 
 
@@ -302,20 +344,22 @@ def predict(learn) -> tuple[np.ndarray, np.ndarray]:
     return probs.float().cpu().numpy(), targets.cpu().numpy().astype(int)
 
 
-def raw_features(net, root: str | os.PathLike, paths: list[str], size: int, batch_size: int = 32) -> np.ndarray:
+def raw_features(net, root: str | os.PathLike, paths: list[str], size: int, batch_size: int = 32,
+                 progress: str | None = "features") -> np.ndarray:
     """Pooled features (not L2-normalised) of photos, as the exported model computes them."""
     import torch
+    from tqdm import tqdm
 
-    from roomclf.backbones import get_spec
+    from roomclf.backbones import get_spec, normalizer
     from roomclf.photos import model_input
 
     spec = get_spec(net.backbone)
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    normalize = normalizer(spec)
     net = net.eval().cpu()
     out = []
     with torch.inference_mode():
-        for i in range(0, len(paths), batch_size):
+        for i in tqdm(range(0, len(paths), batch_size), desc=progress, unit="batch", disable=None if progress else True,
+                      leave=False):
             x = torch.from_numpy(np.stack([model_input(Path(root) / p, size) for p in paths[i:i + batch_size]]))
-            out.append(net.features((x - mean) / std).numpy())
+            out.append(net.features(normalize(x)).numpy())
     return np.concatenate(out) if out else np.zeros((0, spec.feature_dim), np.float32)

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 
 from roomclf.registry import DEFAULT_ONNX_URI
 from serving.holder import LoadedModel, ModelHolder
-from serving.uploads import MB, MULTIPART_OVERHEAD, BodyLimit, UploadError, check_size, status_for_reason
+from serving.uploads import MB, MULTIPART_OVERHEAD, BodyLimit, UploadError, check_size, status_for
 
 log = logging.getLogger("roomclf.serving")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -52,7 +52,7 @@ def classify(loaded: LoadedModel, uploads: list[tuple[str, bytes]], max_bytes: i
     for i, p in zip(todo, predictions):
         name = uploads[i][0]
         if p.error:
-            results[i] = {"filename": name, "status": status_for_reason(p.error), "error": f"{name}: {p.error}"}
+            results[i] = {"filename": name, "status": status_for(p.error_kind), "error": f"{name}: {p.error}"}
         else:
             results[i] = {"filename": name, "status": 200, "label": p.label, "confidence": p.confidence,
                           "probabilities": p.probabilities, "tags": p.tags}

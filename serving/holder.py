@@ -16,23 +16,12 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-from roomclf.onnx_model import OnnxModel, find_onnx
+from roomclf.onnx_model import OnnxModel
+from roomclf.registry import ModelRef, local_onnx, resolve
 
 log = logging.getLogger("roomclf.serving")
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """What a model reference points at right now."""
-    identity: str          # changes exactly when a different model should be served
-    fetch_uri: str         # a fixed location of that model
-    name: str
-    version: str | None
-    run_id: str | None = None
-    tags: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,25 +39,10 @@ class LoadedModel:
         """What GET /model shows: version, classes, trained attributes with thresholds, metrics."""
         m = self.model
         trained = {k: t for k, t in m.thresholds.items() if t is not None}
-        return {**self.summary(), "source": self.ref.fetch_uri, "loaded_at": self.loaded_at,
+        return {**self.summary(), "source": self.ref.location, "loaded_at": self.loaded_at,
                 "backbone": m.meta.get("backbone"), "input_size": m.input_size, "classes": list(m.classes),
                 "attributes": {"trained": trained, "untrained": [k for k in m.attribute_keys if k not in trained]},
                 "metrics": self.metrics, "tags": dict(self.ref.tags)}
-
-
-def resolve(uri: str) -> ModelRef:
-    """Where ``uri`` points now. Cheap (one registry query, or a stat), so it can be polled."""
-    if uri.startswith("models:/"):
-        from roomclf.registry import model_version_info
-
-        info = model_version_info(uri)
-        fixed = f"models:/{info['name']}/{info['version']}"
-        return ModelRef(fixed, fixed, info["name"], str(info["version"]), info.get("run_id"), info["tags"])
-    if "://" not in uri and Path(uri).exists():
-        path = find_onnx(uri)
-        st = path.stat()
-        return ModelRef(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}", str(path), path.stem, None)
-    return ModelRef(uri, uri, uri.rsplit("/", 1)[-1] or uri, None)
 
 
 def run_metrics(ref: ModelRef) -> dict:
@@ -91,15 +65,13 @@ def run_metrics(ref: ModelRef) -> dict:
 
 def load(uri: str, threads: int, ref: ModelRef | None = None) -> LoadedModel:
     """Fetch and open the model ``uri`` points at (or ``ref``, already resolved)."""
-    from roomclf.registry import fetch_model
-
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")   # no bar per reload in the log
     ref = ref or resolve(uri)
-    if ref.fetch_uri.startswith("models:/") or "://" in ref.fetch_uri:
+    if ref.in_registry:
         with tempfile.TemporaryDirectory(prefix="roomclf-serve-") as tmp:
-            model = OnnxModel(fetch_model(ref.fetch_uri, dst=tmp), threads=threads)  # read into memory
+            model = OnnxModel(local_onnx(ref, dst=tmp), threads=threads)  # read into memory
     else:
-        model = OnnxModel(ref.fetch_uri, threads=threads)
+        model = OnnxModel(local_onnx(ref), threads=threads)
     return LoadedModel(model, uri, ref, run_metrics(ref), time.time())
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from roomclf.photos import PhotoError
+
 MB = 1024 * 1024
 MULTIPART_OVERHEAD = 64 * 1024   # headers and boundaries around the photos of one request
 
@@ -21,15 +23,13 @@ class UploadError(Exception):
         self.message = message
 
 
-def status_for_reason(reason: str) -> int:
-    """The HTTP status for a ``PhotoError.reason`` of the shared loader."""
-    if reason == "empty file":
-        return 400
-    if reason.startswith("not an image"):
-        return 415
-    if reason.startswith("file too large"):
-        return 413
-    return 422
+# The HTTP status for each kind of PhotoError of the shared loader (anything else: 422).
+STATUS_FOR_KIND = {PhotoError.EMPTY: 400, PhotoError.NOT_IMAGE: 415, PhotoError.TOO_LARGE: 413}
+
+
+def status_for(kind: str | None) -> int:
+    """The HTTP status for a ``PhotoError.kind``."""
+    return STATUS_FOR_KIND.get(kind, 422)
 
 
 def check_size(data: bytes, max_bytes: int, name: str = "photo") -> None:

@@ -53,12 +53,13 @@ def embedding_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def home(tmp_path, monkeypatch, embedding_cache, corpus_root) -> Path:
-    """An isolated working-data folder (label store, MLflow store) for one test."""
+def home(tmp_path, monkeypatch, embedding_cache) -> Path:
+    """An isolated working-data folder (label store, MLflow store) for one test; the corpus
+    is $ROOMCLF_DATA when it exists (tests that read photos ask for ``corpus_root`` too)."""
     h = tmp_path / "home"
     monkeypatch.setenv("ROOMCLF_HOME", str(h))
     monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(embedding_cache))
-    monkeypatch.setenv("ROOMCLF_DATA", str(corpus_root))
+    monkeypatch.setenv("ROOMCLF_DATA", str(_shared_data() / "listings"))
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("ROOMCLF_LABEL_DB", raising=False)

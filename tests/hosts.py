@@ -14,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from roomclf.tracking_ui import stop_group
+
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 RAN: list[list[str]] = []        # every command the simulated hosts ran (program name first), for the README check
@@ -31,20 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def stop_group(proc: subprocess.Popen, sig=signal.SIGTERM, wait: float = 10.0) -> None:
-    for s in (sig, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, s)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            if s == signal.SIGKILL:
-                return
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
@@ -94,7 +82,7 @@ class TrackingServer:
 
     def kill(self) -> None:
         if self.proc is not None:
-            stop_group(self.proc, signal.SIGKILL)
+            stop_group(self.proc, first=signal.SIGKILL)
             self.proc = None
 
 
@@ -172,4 +160,4 @@ class RayNode:
         raise AssertionError(f"no raylet in the process group of {self.host.name}")
 
     def stop(self) -> None:
-        stop_group(self.proc, signal.SIGTERM, 15)
+        stop_group(self.proc, 15)

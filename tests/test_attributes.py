@@ -200,7 +200,7 @@ def test_exported_onnx_matches_torch_and_emits_only_trained_tags(fit, labelled, 
 def test_report_goes_to_mlflow_and_grid_is_drawn(fit, labelled, corpus_root, home):
     import mlflow
 
-    from roomclf.settings import use_experiment
+    from roomclf.experiments import use_experiment
 
     use_experiment("attributes-test")
     with mlflow.start_run() as run:
@@ -344,8 +344,9 @@ def tagged(tmp_path_factory, shared_data, corpus_root, ground_truth, embedding_c
         listings = sorted(per_listing, key=lambda k: (-per_listing[k], k))[:3]
         mini = home / "mini"
         for listing in listings:
-            (mini / listing).parent.mkdir(parents=True, exist_ok=True)
-            (mini / listing).symlink_to(corpus_root / listing, target_is_directory=True)
+            (mini / listing).mkdir(parents=True)
+            for f in sorted((corpus_root / listing).iterdir()):
+                (mini / listing / f.name).symlink_to(f)
         version = result.versions[ONNX_NAME]
         summary = infer_all(mini, home / "infer", batches="all", model=f"models:/{ONNX_NAME}/{version}",
                             engine="loop", progress=False)

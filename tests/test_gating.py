@@ -21,7 +21,7 @@ def _register_champion(quick_onnx, trained_on: list[str]) -> str:
     import mlflow
 
     from roomclf.registry import register_onnx_file
-    from roomclf.settings import step_run
+    from roomclf.experiments import step_run
 
     with step_run("roomclf-train", "champion"):
         mlflow.log_text("path,label,source\n" + "".join(f"{p},x,manual\n" for p in trained_on), "data/train.csv")

@@ -112,7 +112,7 @@ def _gt_batch(ground_truth, batch):
 
 
 def test_decode_matches_model_input_bitwise(corpus_root, ground_truth):
-    from roomclf.infer_all import decode, to_model_input
+    from roomclf.infer_batch import decode, to_model_input
     from roomclf.photos import model_input
 
     odd = [p for p, r in ground_truth.items() if r["subtype"].startswith("odd_")]
@@ -154,7 +154,7 @@ def test_commit_replaces_a_batch_left_without_done_record(tmp_path):
     new commit replaces its rows rather than adding to them."""
     import pandas as pd
 
-    from roomclf.infer_all import row_schema
+    from roomclf.infer_batch import row_schema
     from roomclf.infer_output import clean_stale, commit_batch, is_done, read_photos, to_table
     from roomclf.listings import listing_schema
 

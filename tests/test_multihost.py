@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -317,10 +316,12 @@ def test_server_stopped_during_registration(base, server, corpus_root, labels_fi
 # --------------------------------------------------------------------------- the UI
 
 
-def test_ui_with_a_remote_store_says_where_it_is(base, server):
+def test_ui_with_a_remote_store_says_where_it_is(base, server, first_model):
     host = Host(base, "host-e", server.url, base)
     said = host.run("ui", timeout=60).stdout
-    assert server.url in said and "nothing to start here" in said
+    experiment = client(server).get_experiment_by_name("roomclf-train").experiment_id
+    assert "nothing to start here" in said
+    assert f"{server.url}/#/experiments/{experiment}?workflowType=machine_learning" in said
 
 
 def test_server_ui_in_a_browser_shows_the_experiment_and_the_model(server, first_model, tmp_path):
@@ -334,13 +335,14 @@ def test_server_ui_in_a_browser_shows_the_experiment_and_the_model(server, first
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=flags)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        view = "?workflowType=machine_learning"          # the model-training view (what roomclf's links open)
-        page.goto(f"{server.url}/#/experiments{view}", timeout=60000)
-        page.get_by_text("roomclf-train").first.click(timeout=90000)
+        from roomclf.experiments import ui_link
+
+        experiment = client(server).get_experiment_by_name("roomclf-train").experiment_id
+        page.goto(ui_link(server.url, f"experiments/{experiment}"), timeout=60000)   # what roomclf prints
         page.get_by_text("host-a").first.wait_for(timeout=90000)
         page.get_by_text("Training").first.wait_for(timeout=30000)          # its dataset inputs
         page.screenshot(path=str(tmp_path / "experiment.png"))
-        page.goto(f"{server.url}/#/models/roomclf-onnx{view}", timeout=60000)
+        page.goto(ui_link(server.url, "models/roomclf-onnx"), timeout=60000)
         page.get_by_text("as an ONNX graph").first.wait_for(timeout=90000)
         page.get_by_text("@ champion").or_(page.get_by_text("champion")).first.wait_for(timeout=30000)
         page.screenshot(path=str(tmp_path / "model.png"))
@@ -370,7 +372,7 @@ def test_local_ui_stops_everything_it_started_on_sigterm(tmp_path):
         wait_for(lambda: not any(alive(p) for p in started), 30, "everything roomclf ui started stops")
         assert not http_ok(f"http://127.0.0.1:{port}/health")
     finally:
-        stop_group(proc, signal.SIGKILL)
+        stop_group(proc, first=signal.SIGKILL)
 
 
 def descendants(pid: int) -> list[int]:

@@ -110,7 +110,7 @@ def test_bad_cells_get_errors_not_exceptions(store, photos, expected, corpus_roo
 def test_logs_into_the_active_run(store, quick_onnx):
     import mlflow
 
-    from roomclf.settings import use_experiment
+    from roomclf.experiments import use_experiment
 
     use_experiment("pyfunc-test")
     from roomclf.pyfunc_model import log_roomclf_pyfunc

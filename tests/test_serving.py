@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from conftest import isolated_store, pick_photos
@@ -290,18 +291,36 @@ def test_file_model_reloads_when_the_file_changes(quick_onnx, tmp_path):
     os.utime(tmp_path / "new.onnx", ns=(time.time_ns(), time.time_ns() + 10**9))
     os.replace(tmp_path / "new.onnx", path)
     assert holder.reload()["changed"] is True and holder.current is not first
-    assert first.model.run  # the old model object is still usable by requests that hold it
+    size = first.model.input_size          # the old model still serves the requests that hold it
+    assert first.model.run(np.zeros((1, 3, size, size), np.float32))["probs"].shape == (1, 7)
 
 
-def test_status_for_loader_reasons():
-    from serving.uploads import status_for_reason
+def test_status_for_loader_errors():
+    """Serving maps the loader's error kind, not its wording, to an HTTP status. No corpus needed."""
+    import io
 
-    assert status_for_reason("empty file") == 400
-    assert status_for_reason("not an image (HTML page)") == 415
-    assert status_for_reason("not an image (unknown format)") == 415
-    assert status_for_reason("truncated image") == 422
-    assert status_for_reason("too small to be a photo (4x4)") == 422
-    assert status_for_reason("file too large (120 MB)") == 413
+    from PIL import Image
+
+    from roomclf.photos import PhotoError, open_photo
+    from serving.uploads import status_for
+
+    buf = io.BytesIO()
+    Image.new("RGB", (200, 150), (90, 120, 30)).save(buf, format="JPEG")
+    jpeg = buf.getvalue()
+
+    def status(data: bytes) -> int:
+        try:
+            open_photo(data)
+        except PhotoError as exc:
+            return status_for(exc.kind)
+        return 200
+
+    assert status(b"") == 400
+    assert status(b"<!doctype html><html>error</html>") == 415
+    assert status(b"\x00\x01 not any image format") == 415
+    assert status(jpeg[: len(jpeg) // 2]) == 422            # truncated
+    assert status(jpeg) == 200
+    assert status_for(PhotoError.TOO_LARGE) == 413 and status_for(None) == 422
 
 
 def test_missing_model_is_a_one_line_error(store):

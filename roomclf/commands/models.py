@@ -77,6 +77,16 @@ def promote(name, version, alias):
                + " (one training run)")
 
 
+def experiment_links(base_url: str) -> list[tuple[str, str]]:
+    """(name, UI link) of roomclf's experiments in the store."""
+    from mlflow import MlflowClient
+
+    from roomclf.experiments import ui_link
+
+    found = MlflowClient().search_experiments(filter_string="name LIKE 'roomclf%'")
+    return [(e.name, ui_link(base_url, f"experiments/{e.experiment_id}")) for e in sorted(found, key=lambda e: e.name)]
+
+
 @click.command()
 @click.option("--port", default=5000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -87,13 +97,17 @@ def ui(port, host):
     started); with a tracking server ($MLFLOW_TRACKING_URI=http://...) it says where
     that server's own UI is.
     """
-    from roomclf.settings import is_remote_tracking, setup_mlflow, ui_link
+    from roomclf.experiments import ui_link
+    from roomclf.settings import is_remote_tracking, setup_mlflow
     from roomclf.tracking_ui import run_local_ui
 
     uri = setup_mlflow()
     if is_remote_tracking(uri):
-        click.echo(f"roomclf's runs and models are on the tracking server {uri}; its own UI: {ui_link(uri)} "
-                   f"(models: {ui_link(uri, 'models')}); nothing to start here")
+        click.echo(f"roomclf's runs and models are on the tracking server {uri}; nothing to start here. "
+                   "Its own UI, in the model-training view:")
+        for name, link in experiment_links(uri):
+            click.echo(f"  {name:<20} {link}")
+        click.echo(f"  {'registered models':<20} {ui_link(uri, 'models')}")
         return
     base = f"http://{host}:{port}"
     click.echo(f"MLflow UI for {uri}: {ui_link(base)}  (models: {ui_link(base, 'models')}; starting takes "

@@ -53,12 +53,8 @@ def train(data, train_batches, valid_batches, sources, valid_sources, backbone, 
     """
     from roomclf.backbones import get_spec
     from roomclf.train_run import run_training
-    from roomclf.training import TrainConfig, TrainingError
+    from roomclf.training import TrainConfig
 
-    if min(frozen_epochs, epochs) < 0 or frozen_epochs + epochs == 0:
-        raise TrainingError("--frozen-epochs and --epochs must be >= 0, and not both 0")
-    if batch_size < 1 or (image_size is not None and image_size < 32):
-        raise TrainingError("--batch-size must be >= 1 and --image-size >= 32")
     cfg = TrainConfig(data=data, train_batches=train_batches, valid_batches=valid_batches,
                       sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
                       valid_sources=tuple(s.strip() for s in valid_sources.split(",") if s.strip()), backbone=backbone,

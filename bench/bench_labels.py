@@ -1,0 +1,351 @@
+"""Benchmark: how many hand labels it takes. The labelling loop, simulated.
+
+The corpus's ground truth stands in for the person. The loop is the product's:
+
+1. cold start: the zero-shot prelabel (``roomclf.prelabel.zero_shot``: ImageNet concepts mapped to rooms)
+   suggests a class for every photo of the pool (TRAIN = batch_01-batch_10);
+2. the labelling app's queue (``roomclf.queue.value_order`` over the photos' embeddings and the current
+   model's margins, what ``roomclf prelabel`` stores for the app) orders the pool; the "person" labels the
+   first photos of that order not labelled yet (``random``: photos drawn at random instead);
+3. optionally propagation lends labels to unlabelled photos of the pool (``roomclf.propagation``: pull
+   vote, k=10, thresholds by 5-fold cross-validation on the hand labels at 90% target precision, as
+   ``roomclf propagate`` does);
+4. a model is trained on hand (+ propagated) labels and scored on TEST (batch_14-batch_19, never used to
+   choose anything); it becomes the champion whose margins order the next round's queue.
+
+The model of every round is the cheap frozen-feature one: a class-balanced logistic regression on the cached
+efficientnet_lite0 ImageNet embeddings (its C chosen once on TUNE, batch_11-batch_13, with all TRAIN labels).
+Near-duplicates of TRAIN photos are removed from TUNE and TEST. Writes the section ``labels`` of
+docs/benchmarks.md, a plot ``docs/labels_curve.png`` and, with ``--mlflow``, an MLflow run in a local store
+under var/bench/ (experiment ``roomclf-bench-labels``).
+
+    nice -n 10 python bench/bench_labels.py [--seeds 3] [--mlflow]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import (PROJECT, SPLIT_NOTE, TEST_BATCHES, TRAIN_BATCHES, TUNE_BATCHES, default_data, honest_split,
+                    split_summary, table, write_section)
+
+sys.path.insert(0, str(PROJECT))
+SECTION = "labels"
+PLOT = PROJECT / "docs" / "labels_curve.png"
+CHECKPOINTS = (100, 300, 1000, 3000)          # hand-label counts reported (plus "all")
+ROUNDS = (50, 100, 200, 300, 500, 1000, 2000, 3000)   # the loop's rounds: model retrained, queue re-ordered
+C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+# --------------------------------------------------------------------------- the model of a round
+
+def fit_predict(X: np.ndarray, y: np.ndarray, X_eval: list[np.ndarray], C: float, n_classes: int) -> list[np.ndarray]:
+    """Class-balanced logistic regression on (X, y); probabilities (N x n_classes) for each array of X_eval.
+    Classes without a training example get probability 0."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=C, class_weight="balanced", max_iter=300)
+    clf.fit(X, y)
+    out = []
+    for Z in X_eval:
+        p = np.zeros((len(Z), n_classes), np.float32)
+        p[:, clf.classes_] = clf.predict_proba(Z)
+        out.append(p)
+    return out
+
+
+def propagate(unit: np.ndarray, hand: np.ndarray, y_hand: np.ndarray, n_classes: int, k: int = 10,
+              target: float = 0.9, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Pool indices that get a propagated label, and those labels (``roomclf propagate``'s defaults)."""
+    from roomclf.propagation import PropagationError, cross_validate, pick_thresholds, votes_for
+
+    rest = np.setdiff1d(np.arange(len(unit)), hand)
+    if len(hand) < 5 * k // 4 + 1 or not len(rest):
+        return np.zeros(0, int), np.zeros(0, int)
+    try:
+        tab = cross_validate(unit[hand], y_hand, k, n_classes, "pull", 5, seed=seed)
+        chosen, _ = pick_thresholds(tab, target)
+    except PropagationError:
+        return np.zeros(0, int), np.zeros(0, int)
+    votes = votes_for("pull", unit[hand], y_hand, unit[rest], k, n_classes)
+    ok = votes.accept(chosen["share_min"], chosen["sim_min"])
+    return rest[ok], votes.pred[ok]
+
+
+def simulate(X: np.ndarray, unit: np.ndarray, y: np.ndarray, probs0: np.ndarray, X_test: np.ndarray,
+             y_test: np.ndarray, rounds: list[int], strategy: str, with_propagation: bool, C: float,
+             n_classes: int, seed: int = 0, log=print) -> list[dict]:
+    """One labelling campaign over the pool (X raw-ish features, unit L2-normalised embeddings, y truth).
+
+    ``probs0``: the cold-start suggestions for the pool. ``strategy``: ``queue`` (the app's value order,
+    recomputed from the latest model's margins every round) or ``random``. Returns one row per round:
+    hand labels, propagated labels and their precision, TEST accuracy and macro-F1, seconds.
+    """
+    from sklearn.metrics import f1_score
+
+    from roomclf.queue import margins, value_order
+
+    rng = np.random.default_rng(seed)
+    random_order = rng.permutation(len(y))
+    labelled = np.zeros(len(y), bool)
+    probs = probs0
+    rows = []
+    for n in rounds:
+        t = time.perf_counter()
+        need = min(n, len(y)) - int(labelled.sum())
+        if need > 0:
+            order = value_order(unit, margins(probs)) if strategy == "queue" else random_order
+            picks = [i for i in order if not labelled[i]][:need]
+            labelled[picks] = True
+        t_queue = time.perf_counter() - t
+        hand = np.flatnonzero(labelled)
+        idx, lab = hand, y[hand]
+        prop_n, prop_prec = 0, float("nan")
+        if with_propagation:
+            pidx, plab = propagate(unit, hand, y[hand], n_classes, seed=seed)
+            prop_n = len(pidx)
+            prop_prec = float((plab == y[pidx]).mean()) if prop_n else float("nan")
+            idx, lab = np.concatenate([hand, pidx]), np.concatenate([y[hand], plab])
+        probs, p_test = fit_predict(X[idx], lab, [X, X_test], C, n_classes)
+        pred = p_test.argmax(1)
+        row = {"hand": int(len(hand)), "propagated": prop_n, "prop_precision": prop_prec,
+               "test_acc": float((pred == y_test).mean()),
+               "test_macro_f1": float(f1_score(y_test, pred, labels=range(n_classes), average="macro",
+                                               zero_division=0)),
+               "queue_s": t_queue, "s": time.perf_counter() - t}
+        rows.append(row)
+        log(f"  {strategy:6} prop={with_propagation!s:5} seed={seed} hand={row['hand']:5} "
+            f"prop={prop_n:5} ({prop_prec:.3f}) TEST acc {row['test_acc']:.4f} ({row['s']:.0f}s)")
+    return rows
+
+
+# --------------------------------------------------------------------------- inputs
+
+def features(root: Path, paths: list[str], backbone: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(paths with a vector, LR features, L2-normalised embeddings) from the embedding cache; the LR
+    uses the L2-normalised embeddings too (one array, returned twice)."""
+    from roomclf.embeddings import embed
+
+    emb = embed(root, paths, backbone, normalize=False, progress=False)
+    raw = emb.vectors
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True).clip(1e-12)
+    return emb.paths, unit, unit
+
+
+def cold_start(root: Path, paths: list[str], backbone: str) -> np.ndarray:
+    from roomclf.prelabel import zero_shot
+
+    pred = zero_shot(root, paths, backbone, progress=False)
+    if pred.paths != list(paths):
+        raise RuntimeError("zero-shot prelabel skipped photos that have an embedding")
+    return pred.probs
+
+
+# --------------------------------------------------------------------------- report
+
+def plot(curves: dict, zero_shot_acc: float, total: int, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=90)
+    style = {("queue", False): ("C0", "-"), ("queue", True): ("C0", "--"),
+             ("random", False): ("C1", "-"), ("random", True): ("C1", "--")}
+    for (strategy, prop), rows in curves.items():
+        xs = [r["hand"] for r in rows]
+        ys = [100 * r["test_acc"] for r in rows]
+        lo = [100 * r.get("test_acc_min", r["test_acc"]) for r in rows]
+        hi = [100 * r.get("test_acc_max", r["test_acc"]) for r in rows]
+        colour, ls = style[(strategy, prop)]
+        ax.plot(xs, ys, ls, color=colour, marker="o", ms=3,
+                label=f"{'app queue' if strategy == 'queue' else 'random picks'}"
+                      f"{' + propagation' if prop else ''}")
+        if lo != hi:
+            ax.fill_between(xs, lo, hi, color=colour, alpha=0.15)
+    ax.axhline(100 * zero_shot_acc, color="grey", lw=0.8, ls=":", label="cold-start prelabel (no hand labels)")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"hand labels (pool: batch_01–10, {total} photos)")
+    ax.set_ylabel("TEST accuracy, batch_14–19 (%)")
+    ax.set_title("Frozen efficientnet_lite0 features + logistic regression", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def mean_rows(runs: list[list[dict]]) -> list[dict]:
+    import warnings
+
+    warnings.filterwarnings("ignore", "Mean of empty slice")
+    out = []
+    for rs in zip(*runs):
+        acc = [r["test_acc"] for r in rs]
+        row = {k: float(np.nanmean([r[k] for r in rs])) if k != "hand" else rs[0]["hand"] for k in rs[0]}
+        row["test_acc_min"], row["test_acc_max"] = min(acc), max(acc)
+        out.append(row)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(default_data()))
+    ap.add_argument("--train", default=TRAIN_BATCHES, help="the pool the person labels")
+    ap.add_argument("--tune", default=TUNE_BATCHES)
+    ap.add_argument("--test", default=TEST_BATCHES)
+    ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--rounds", help="comma-separated hand-label counts per round (default: %s)" % ",".join(map(str, ROUNDS)))
+    ap.add_argument("--seeds", type=int, default=3, help="random-pick campaigns averaged")
+    ap.add_argument("--limit", type=int, default=0, help="at most this many photos per split (smoke tests)")
+    ap.add_argument("--mlflow", action="store_true", help="also log the curves and plot to var/bench/mlflow.db")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+
+    from roomclf.taxonomy import CLASSES
+
+    t0 = time.perf_counter()
+    data = Path(args.data)
+    root = data / "listings"
+    split = honest_split(data, args.train, args.tune, args.test, backbone=args.backbone)
+    if args.limit:
+        for k in ("train", "tune", "test"):
+            split[k] = split[k][::max(1, len(split[k]) // args.limit)][:args.limit]
+    label_of = {p: c for k in ("train", "tune", "test") for p, c in split[k]}
+    sets = {}
+    for k in ("train", "tune", "test"):
+        paths, X, unit = features(root, [p for p, _ in split[k]], args.backbone)
+        sets[k] = (paths, X, unit, np.array([CLASSES.index(label_of[p]) for p in paths]))
+    pool_paths, X, unit, y = sets["train"]
+    _, X_tune, _, y_tune = sets["tune"]
+    _, X_test, _, y_test = sets["test"]
+    print(f"{split_summary(split)}; with embeddings: pool {len(y)}, TUNE {len(y_tune)}, TEST {len(y_test)} "
+          f"({time.perf_counter() - t0:.0f}s)", flush=True)
+
+    # the one choice: C of the logistic regression, on TUNE with every TRAIN label
+    c_rows = []
+    for C in C_GRID:
+        t = time.perf_counter()
+        (p,) = fit_predict(X, y, [X_tune], C, len(CLASSES))
+        c_rows.append((C, float((p.argmax(1) == y_tune).mean()), time.perf_counter() - t))
+        print(f"C={C:g}: TUNE accuracy {c_rows[-1][1]:.4f} ({c_rows[-1][2]:.1f}s)", flush=True)
+    C = max(c_rows, key=lambda r: (r[1], -r[0]))[0]
+
+    probs0 = cold_start(root, pool_paths, args.backbone)
+    zs_test = cold_start(root, sets["test"][0], args.backbone)
+    zs_acc = float((zs_test.argmax(1) == y_test).mean())
+    zs_pool = float((probs0.argmax(1) == y).mean())
+    print(f"cold-start prelabel: TEST {zs_acc:.4f}, pool {zs_pool:.4f}", flush=True)
+
+    wanted = [int(x) for x in args.rounds.split(",")] if args.rounds else ROUNDS
+    rounds = [n for n in wanted if n < len(y)] + [len(y)]
+    curves, timing = {}, {}
+    for strategy in ("queue", "random"):
+        for prop in (False, True):
+            t = time.perf_counter()
+            seeds = range(args.seeds) if strategy == "random" else range(1)
+            runs = [simulate(X, unit, y, probs0, X_test, y_test, rounds, strategy, prop, C, len(CLASSES), s)
+                    for s in seeds]
+            curves[(strategy, prop)] = mean_rows(runs)
+            timing[(strategy, prop)] = time.perf_counter() - t
+    total_s = time.perf_counter() - t0
+
+    # ---- report
+    names = {("queue", False): "app queue", ("queue", True): "app queue + propagation",
+             ("random", False): f"random picks (mean of {args.seeds})",
+             ("random", True): f"random picks + propagation (mean of {args.seeds})"}
+    shown = [n for n in rounds if n in CHECKPOINTS or n == len(y)]
+    head = ["hand labels"] + [names[k] for k in curves]
+    rows = []
+    for n in shown:
+        row = [f"{n:,}" + (" (all)" if n == len(y) else "")]
+        for key, rs in curves.items():
+            r = next(r for r in rs if r["hand"] == n)
+            cell = f"{100 * r['test_acc']:.1f}%"
+            if key[0] == "random" and args.seeds > 1:
+                cell += f" ({100 * r['test_acc_min']:.1f}–{100 * r['test_acc_max']:.1f})"
+            row.append(cell)
+        rows.append(row)
+    prop_rows = []
+    for n in shown:
+        cells = [f"{n:,}"]
+        for key in (("queue", True), ("random", True)):
+            r = next(r for r in curves[key] if r["hand"] == n)
+            cells.append(f"{r['propagated']:.0f}" + (f" at {100 * r['prop_precision']:.1f}% precision"
+                                                     if r["propagated"] else ""))
+        prop_rows.append(cells)
+
+    def first_reaching(key, goal):
+        hit = next((r["hand"] for r in curves[key] if r["test_acc"] >= goal), None)
+        return f"{hit:,}" if hit else "not reached"
+
+    reach = [[names[k], first_reaching(k, 0.85), first_reaching(k, 0.88), first_reaching(k, 0.90)] for k in curves]
+    lines = [
+        "## How many hand labels it takes (`bench/bench_labels.py`)", "",
+        (f"The labelling loop simulated with the corpus's ground truth as the person. Split: {SPLIT_NOTE}. "
+         f"Pool = the {len(y):,} labelled TRAIN photos with an embedding; scored on {len(y_test):,} TEST photos. "
+         "Round 0 is the cold-start zero-shot prelabel; then in rounds (hand labels "
+         f"{', '.join(f'{n:,}' for n in rounds)}) the person labels the next photos, propagation optionally "
+         "lends labels, a model is trained and scored on TEST and its margins re-order the next round's queue. "
+         "*app queue* = `roomclf.queue.value_order` (uncertainty-weighted farthest-first over the embeddings, "
+         "what `roomclf prelabel` stores for the labelling app; the person takes the first photos of it they "
+         "have not labelled yet, across the whole pool); *random* = photos drawn at random. *propagation* = "
+         "`roomclf.propagation` pull vote, k=10, thresholds by 5-fold cross-validation on the hand labels at "
+         "90% target precision, recomputed every round. The model of every round: class-balanced logistic "
+         f"regression on the frozen efficientnet_lite0 ImageNet embeddings (L2-normalised), C={C:g} chosen on "
+         "TUNE with every TRAIN label (" + ", ".join(f"C={c:g}: {100 * a:.1f}%" for c, a, _ in c_rows)
+         + "). No fine-tuning: the fast.ai figures on the same split are in the training section."), "",
+        f"Cold start, no hand labels: the zero-shot prelabel scores **{100 * zs_acc:.1f}%** on TEST "
+        f"({100 * zs_pool:.1f}% on the pool; its concept mapping was fitted on labelled photos of batch_02–03, "
+        "part of the pool).", "",
+        "TEST accuracy (batch_14–19) against hand labels (random: mean, and min–max over the campaigns):", "",
+        table(head, rows), "",
+        "Hand labels needed to first reach a TEST accuracy (at the rounds above):", "",
+        table(["loop", "85%", "88%", "90%"], reach), "",
+        "Labels propagation lent (and their precision against the ground truth, which is itself ~5% noisy):", "",
+        table(["hand labels", "app queue + propagation", "random + propagation"], prop_rows), "",
+        "![TEST accuracy against hand labels](labels_curve.png)", "",
+        (f"Run time on this shared 2-core machine: {total_s / 60:.1f} min in all (embeddings from the cache; "
+         + ", ".join(f"{names[k]} {v:.0f} s" for k, v in timing.items())
+         + "; the queue's order over the pool costs most of a queue round). Load average at the end: "
+         f"{os.getloadavg()[0]:.1f}."),
+    ]
+    text = "\n".join(lines)
+    print(text)
+    out = PROJECT / "var" / "bench" / "labels"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "curves.json").write_text(json.dumps({f"{s}|{p}": rs for (s, p), rs in curves.items()}, indent=1))
+    png = plot(curves, zs_acc, len(y), out / "labels_curve.png")
+    if not args.no_write and not args.limit and not args.rounds:
+        PLOT.write_bytes(png.read_bytes())
+        write_section(SECTION, text)
+    if args.mlflow:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        import mlflow
+
+        store = (PROJECT / "var" / "bench").resolve()
+        mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+        if mlflow.get_experiment_by_name("roomclf-bench-labels") is None:
+            mlflow.create_experiment("roomclf-bench-labels", artifact_location=(store / "mlartifacts").as_uri())
+        mlflow.set_experiment("roomclf-bench-labels")
+        with mlflow.start_run(run_name="labels-curve"):
+            mlflow.log_params({"C": C, "seeds": args.seeds, "pool": len(y), "test": len(y_test),
+                               "rounds": ",".join(map(str, rounds))})
+            mlflow.log_metric("zero_shot_test_acc", zs_acc)
+            for (s, p), rs in curves.items():
+                for r in rs:
+                    mlflow.log_metric(f"test_acc_{s}{'_prop' if p else ''}", r["test_acc"], step=r["hand"])
+            mlflow.log_artifact(str(png))
+            mlflow.log_text(text, "labels.md")
+        print(f"logged to MLflow: {mlflow.get_tracking_uri()} (experiment roomclf-bench-labels)")
+
+
+if __name__ == "__main__":
+    main()
