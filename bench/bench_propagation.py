@@ -42,7 +42,8 @@ def main() -> None:
     from roomclf.embeddings import embed
     from roomclf.corpus import discover
     from roomclf.labelstore import LabelStore
-    from roomclf.propagation import pull_votes, run_propagation, threshold_table
+    from roomclf.propagation import pull_votes, threshold_table
+    from roomclf.propagation_run import run_propagation
     from roomclf.taxonomy import CLASSES
 
     data = Path(args.data)

@@ -25,6 +25,7 @@ and the full tables of the runs measured on TEST.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -210,6 +211,8 @@ def main() -> None:
     ap.add_argument("--from-saved", help="score a saved run folder (no training); with --test scores TEST")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (0: torch's default); 1 can be faster when other jobs share the cores")
     ap.add_argument("--limit", type=int, default=0, help="at most this many photos per split (smoke tests)")
     ap.add_argument("--no-flip", action="store_true", help="skip the horizontal-flip TTA side measurement")
     ap.add_argument("--save", help="result folder (default var/bench/train-NAME)")
@@ -223,10 +226,11 @@ def main() -> None:
     from roomclf import training as T
     from roomclf.backbones import get_spec
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
     data_dir = Path(args.data)
     root = data_dir / "listings"
-    import csv
-
     with open(data_dir / "labels.csv", newline="") as f:
         upstream = {r["path"]: r.get("source") or "-" for r in csv.DictReader(f)}
 

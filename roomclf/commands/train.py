@@ -2,6 +2,7 @@
 import click
 
 from roomclf.commands.options import backbone_option, data_option
+from roomclf.training import TrainConfig
 
 
 class WholeNumber(click.ParamType):
@@ -33,11 +34,14 @@ INT = WholeNumber()
                    "easy photos and would read high.")
 @backbone_option
 @click.option("--image-size", type=INT, default=None, help="Input size in pixels  [default: the backbone's].")
-@click.option("--frozen-epochs", type=INT, default=1, show_default=True, help="Epochs with the body frozen.")
-@click.option("--epochs", type=INT, default=3, show_default=True, help="Epochs of fine-tuning everything.")
-@click.option("--batch-size", type=INT, default=32, show_default=True)
-@click.option("--lr", type=float, default=None, help="Learning rate  [default: from lr_find].")
-@click.option("--seed", type=INT, default=42, show_default=True)
+@click.option("--frozen-epochs", type=INT, default=TrainConfig.frozen_epochs, show_default=True,
+              help="Epochs with the body frozen.")
+@click.option("--epochs", type=INT, default=TrainConfig.epochs, show_default=True,
+              help="Epochs of fine-tuning everything.")
+@click.option("--batch-size", type=INT, default=TrainConfig.batch_size, show_default=True)
+@click.option("--lr", type=float, default=TrainConfig.lr, show_default=True,
+              help="Learning rate (the training bench's); 0 runs lr_find instead.")
+@click.option("--seed", type=INT, default=TrainConfig.seed, show_default=True)
 @click.option("--workers", type=INT, default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--quantize", type=bool, is_flag=False, flag_value=True, default=False,
               help="Also register a static-int8 ONNX (roomclf-onnx-int8); `--quantize` or `--quantize true`.")
@@ -53,13 +57,12 @@ def train(data, train_batches, valid_batches, sources, valid_sources, backbone, 
     """
     from roomclf.backbones import get_spec
     from roomclf.train_run import run_training
-    from roomclf.training import TrainConfig
 
     cfg = TrainConfig(data=data, train_batches=train_batches, valid_batches=valid_batches,
                       sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
                       valid_sources=tuple(s.strip() for s in valid_sources.split(",") if s.strip()), backbone=backbone,
                       image_size=image_size or get_spec(backbone).input_size, frozen_epochs=frozen_epochs,
-                      epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, workers=workers,
+                      epochs=epochs, batch_size=batch_size, lr=lr or None, seed=seed, workers=workers,
                       quantize=quantize, run_name=run_name)
     result = run_training(cfg, echo=click.echo)
     click.echo(f"run {result.run_id}: {result.alias}")
