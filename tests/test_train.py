@@ -195,10 +195,13 @@ def test_models_and_promote_commands(trained):
     assert len(lines) == 4 and sum("champion" in ln for ln in lines) == 2
     onnx_v2 = trained["second"].versions["roomclf-onnx"]
     moved = runner.invoke(main, ["promote", "roomclf-onnx", onnx_v2])
-    assert moved.exit_code == 0 and f"v{onnx_v2} is now @champion" in moved.output
+    torch_v2 = trained["second"].versions["roomclf"]
+    assert moved.exit_code == 0, moved.output
+    assert f"@champion now on roomclf v{torch_v2}, roomclf-onnx v{onnx_v2}" in moved.output   # both forms move
     from roomclf.registry import model_version_info
 
     assert str(model_version_info("models:/roomclf-onnx@champion")["version"]) == onnx_v2
+    assert str(model_version_info("models:/roomclf@champion")["version"]) == torch_v2
     runner.invoke(main, ["promote", "roomclf-onnx", trained["first"].versions["roomclf-onnx"]])
     bad = runner.invoke(main, ["promote", "roomclf-onnx", "99"])
     assert bad.exit_code == 1 and "no version 99" in bad.output
