@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from roomclf import settings
+from roomclf.experiments import ui_link
 from roomclf.errors import RoomclfError
 from roomclf.taxonomy import CLASSES, UnknownName, attribute_key, canonical_class
 
@@ -422,7 +423,7 @@ def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str]
         f"total time: {time.perf_counter() - t_start:.0f}s",
         "",
         "look at each result (with the project's environment on PATH: `source .venv/bin/activate`):",
-        f"  runs, metrics, plots, registered models:  roomclf ui   then open http://127.0.0.1:5000 "
+        f"  runs, metrics, plots, registered models:  roomclf ui   then open {ui_link('http://127.0.0.1:5000')} "
         f"(experiments roomclf-train and roomclf-propagate; this training run: {trained['run_id']})",
         "  model versions, aliases, tags they emit:   roomclf models",
         f"  per-photo classes and tags:               {rel_out}/photos/<batch>.parquet",

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -135,7 +136,9 @@ def _log_data_lists(mlflow, root: Path, data: T.TrainData, sources_of: dict[str,
         frame = pd.DataFrame([{"path": p, "label": c, "source": sources_of.get(p, "")}
                               for p, c in getattr(data, split)], columns=["path", "label", "source"])
         mlflow.log_text(frame.to_csv(index=False), f"data/{split}.csv")
-        dataset = mlflow.data.from_pandas(frame, source=str(root), name=f"roomclf-{split}")
+        with warnings.catch_warnings():   # a local folder reads as two kinds of source: either is fine
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            dataset = mlflow.data.from_pandas(frame, source=str(root), name=f"roomclf-{split}")
         mlflow.log_input(dataset, context=context)
 
 
