@@ -204,9 +204,8 @@ def local_onnx(ref: ModelRef | str, dst: str | os.PathLike | None = None) -> Pat
 
 
 def fetch_model(uri: str = DEFAULT_ONNX_URI, dst: str | os.PathLike | None = None) -> Path:
-    """A local folder holding the model's files: a ``models:/`` URI is downloaded, a path is used as is."""
-    if "://" not in uri and Path(uri).exists():
-        return Path(uri)
+    """A local folder holding the files of the registry model at ``uri`` (``models:/...``), downloaded.
+    For any model reference, registry or file, ``local_onnx`` is the entry point."""
     setup_mlflow()
     import mlflow
 

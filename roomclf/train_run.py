@@ -7,7 +7,6 @@ failed parity check fails the run (its MLflow status becomes FAILED).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import tempfile
 import time
@@ -78,8 +77,6 @@ def attach_attributes(net, root: Path, data: T.TrainData, store, sources, size: 
     labels (any source in ``sources``: the labelling app's check-boxes, an imported CSV); None when
     none of these photos has one (the model then emits no tags). Every taxonomy attribute with enough
     labels trains; the others stay untrained and are never emitted (``roomclf.attributes``)."""
-    if not importlib.util.find_spec("roomclf.attributes"):
-        return None
     from roomclf.attributes import attribute_targets, fit_attribute_head
 
     labels = dict(data.train + data.valid)

@@ -14,7 +14,6 @@ live in ``roomclf.tracking``, ``roomclf.onnx_model`` and ``roomclf.gating``;
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import operator
 import os
 from collections import Counter
@@ -180,12 +179,12 @@ def _digest(path: Path) -> str:
 
 def duplicate_paths(root: str | os.PathLike, train: list[str], valid: list[str], near: bool = True,
                     backbone: str = "efficientnet_lite0") -> list[str]:
-    """Validation photos that duplicate a training photo: the same bytes, or (``near`` and
-    ``roomclf.neighbours`` present) the same picture by embedding similarity."""
+    """Validation photos that duplicate a training photo: the same bytes, or (``near``) the
+    same picture by embedding similarity."""
     root = Path(root)
     seen = {_digest(root / p) for p in train}
     dup = {p for p in valid if _digest(root / p) in seen}
-    if near and importlib.util.find_spec("roomclf.neighbours"):
+    if near:
         from roomclf.neighbours import near_duplicates
 
         train_set, valid_set = set(train), set(valid)

@@ -100,8 +100,7 @@ def test_parity_is_logged_and_holds(trained):
 def test_both_forms_registered_with_tags(trained):
     from mlflow import MlflowClient
 
-    from roomclf.registry import INT8_NAME
-    from roomclf.registry import ONNX_NAME, TORCH_NAME
+    from roomclf.registry import INT8_NAME, ONNX_NAME, TORCH_NAME
 
     first = trained["first"]
     assert set(first.versions) == {ONNX_NAME, TORCH_NAME, INT8_NAME}    # the good run asked for --quantize
