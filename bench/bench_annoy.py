@@ -41,7 +41,7 @@ def rss_mb() -> float:
 
 def real_embeddings(data: Path, batches: str) -> np.ndarray:
     from roomclf.corpus import discover
-    from roomclf.embeddings import embed
+    from roomclf.models.embeddings import embed
 
     corpus = discover(data, batches)
     return embed(corpus.root, corpus.paths, progress=True).vectors

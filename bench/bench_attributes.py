@@ -33,9 +33,9 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from roomclf.attributes import (EVIDENCE_POLICIES, attribute_targets, auc, fit_attribute_head,  # noqa: E402
+from roomclf.train.attributes import (EVIDENCE_POLICIES, attribute_targets, auc, fit_attribute_head,  # noqa: E402
                                 fit_linear, head_scores, import_attributes, scores_metrics)
-from roomclf.labelstore import LabelStore  # noqa: E402
+from roomclf.labels.store import LabelStore  # noqa: E402
 from roomclf.taxonomy import ATTRIBUTE_KEYS  # noqa: E402
 from common import table, write_section  # noqa: E402
 
@@ -63,7 +63,7 @@ def _by_eye_csv(src: Path, dst: Path) -> None:
 
 def load(data: Path, backbone: str):
     """Features of every attribute-labelled photo, and (Y, M) under each policy and by eye alone."""
-    from roomclf.embeddings import embed
+    from roomclf.models.embeddings import embed
 
     root = data / "listings"
     with open(data / "labels.csv", newline="") as f:
@@ -90,7 +90,7 @@ def probe_features(root: Path, paths: list[str], backbone: str) -> dict[str, np.
     input size (the model exports the average), and average-pooled at 320 px."""
     import torch
 
-    from roomclf.backbones import build_backbone, get_spec, split_backbone
+    from roomclf.models.backbones import build_backbone, get_spec, split_backbone
     from roomclf.photos import model_input
 
     spec = get_spec(backbone)
@@ -239,7 +239,7 @@ def main() -> None:
         "## Attribute tags (`bench/bench_attributes.py`)", "",
         (f"**Body: {args.backbone}, frozen ImageNet-pretrained features** (not the fine-tuned body of `roomclf train`: "
          "a full fast.ai train costs ~35 min per variant on this 2-core machine), one linear masked-BCE head per "
-         "attribute (`roomclf/attributes.py`). Train on batch_01..10, thresholds picked on batch_11..13 "
+         "attribute (`roomclf/train/attributes.py`). Train on batch_01..10, thresholds picked on batch_11..13 "
          "(best F1 with precision >= 0.8 where that costs at most a tenth of the F1), reported on batch_14..19, "
          "photos never used for any choice. Tags are judged within each photo's true room class "
          f"(labels.csv). Photos with features: train {int(parts['train'].sum())}, "

@@ -14,7 +14,7 @@ TEST with infer-all's plain loop engine, in its own section `infer-accuracy`.
 The model: `models:/roomclf-onnx@champion` (and `roomclf-onnx-int8@champion`)
 when registered in $ROOMCLF_HOME, else a quick one built here (pretrained
 EfficientNet-Lite0 body, logistic-regression head on 150 photos of batch_01)
-and an int8 copy quantised here with `roomclf.quantize` (static QDQ, 64 calibration photos).
+and an int8 copy quantised here with `roomclf.models.quantize` (static QDQ, 64 calibration photos).
 
 ``--model DIR/model.onnx`` uses a network saved by ``bench/bench_train.py --save DIR``
 instead (its ``roomnet.pt`` beside it serves the learn.predict row; accuracy
@@ -107,9 +107,9 @@ def quick_model(work: Path, root: Path, labels: dict) -> Path:
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from roomclf.embeddings import embed
-    from roomclf.model import ExportNet, RoomNet
-    from roomclf.onnx_model import export_onnx
+    from roomclf.models.embeddings import embed
+    from roomclf.models.network import ExportNet, RoomNet
+    from roomclf.models.onnx_file import export_onnx
     from roomclf.taxonomy import CLASSES
 
     rows = sorted(p for p, lab in labels.items() if p.startswith("batch_01/") and lab)[::2][:150]
@@ -128,14 +128,14 @@ def quick_model(work: Path, root: Path, labels: dict) -> Path:
 
 def quantize(fp32: Path, root: Path, calib_paths: list[str], out: Path) -> Path:
     """Static int8 with roomclf's own quantiser (what `roomclf train --quantize` registers)."""
-    from roomclf.quantize import quantize_static_int8
+    from roomclf.models.quantize import quantize_static_int8
 
     return quantize_static_int8(fp32, out, root, calib_paths, 224)
 
 
 def registered(uri: str) -> bool:
     try:
-        from roomclf.registry import model_version_info
+        from roomclf.models.registry import model_version_info
 
         model_version_info(uri)
         return True
@@ -162,8 +162,8 @@ FASTAI_SCRIPT = r"""
 import sys, time, json, torch
 from pathlib import Path
 from fastai.vision.all import CategoryBlock, ImageDataLoaders, Learner, Normalize, Resize
-from roomclf.model import RoomNet
-from roomclf.backbones import get_spec
+from roomclf.models.network import RoomNet
+from roomclf.models.backbones import get_spec
 from roomclf.taxonomy import CLASSES
 root, head, paths = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 spec = get_spec("efficientnet_lite0")
@@ -196,9 +196,9 @@ def bench_fastai(root: Path, work: Path, weights: Path, paths: list[str]) -> dic
 def accuracy(out: Path, items: list[tuple[str, str]]) -> dict:
     """Accuracy and macro-F1 of infer-all's predictions on ``items`` ([(path, class)], one split of
     ``common.honest_split``); a labelled photo without a prediction counts as wrong."""
-    from roomclf.infer_output import read_photos
+    from roomclf.infer.output import read_photos
     from roomclf.taxonomy import CLASSES
-    from roomclf.tracking import class_report
+    from roomclf.train.report import class_report
 
     df = read_photos(out)
     got = {p: lab for p, lab, err in zip(df.path, df.label, df.error) if err is None or err != err}
@@ -275,7 +275,7 @@ def main():
     int8 = "models:/roomclf-onnx-int8@champion"
     notes = []
     if args.model:
-        from roomclf.onnx_model import OnnxModel
+        from roomclf.models.onnx_file import OnnxModel
 
         fp32 = str(Path(args.model).resolve())
         trained_on = list(OnnxModel(fp32).meta.get("train_batches") or [])
@@ -285,14 +285,14 @@ def main():
         int8 = str(quantize(Path(fp32), root, calib, work / "model-int8.onnx"))
         notes.append(f"model: `{args.model}` (fast.ai-trained by `bench/bench_train.py`, fitted on "
                      f"{trained_on[0]}-{trained_on[-1]}) and its static-int8 copy quantised here "
-                     "with `roomclf.quantize` (64 calibration photos of its training batches)")
+                     "with `roomclf.models.quantize` (64 calibration photos of its training batches)")
     elif registered(fp32):
         notes.append(f"model: the registered champion `{fp32}`")
         int8 = int8 if registered(int8) else None
         weights = None
         try:   # the registered ONNX carries its training batches in its metadata
-            from roomclf.onnx_model import OnnxModel, find_onnx
-            from roomclf.registry import fetch_model
+            from roomclf.models.onnx_file import OnnxModel, find_onnx
+            from roomclf.models.registry import fetch_model
 
             trained_on = list(OnnxModel(find_onnx(fetch_model(fp32))).meta.get("train_batches") or []) or None
         except Exception:

@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = ap.parse_args()
 
-    from roomclf.labelstore import LabelStore
+    from roomclf.labels.store import LabelStore
     from roomclf.settings import data_root
 
     root = data_root()

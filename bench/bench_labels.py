@@ -2,12 +2,12 @@
 
 The corpus's ground truth stands in for the person. The loop is the product's:
 
-1. cold start: the zero-shot prelabel (``roomclf.prelabel.zero_shot``: ImageNet concepts mapped to rooms)
+1. cold start: the zero-shot prelabel (``roomclf.labels.prelabel.zero_shot``: ImageNet concepts mapped to rooms)
    suggests a class for every photo of the pool (TRAIN = batch_01-batch_10);
-2. the labelling app's queue (``roomclf.queue.value_order`` over the photos' embeddings and the current
+2. the labelling app's queue (``roomclf.labels.queue.value_order`` over the photos' embeddings and the current
    model's margins, what ``roomclf prelabel`` stores for the app) orders the pool; the "person" labels the
    first photos of that order not labelled yet (``random``: photos drawn at random instead);
-3. optionally propagation lends labels to unlabelled photos of the pool (``roomclf.propagation``: pull
+3. optionally propagation lends labels to unlabelled photos of the pool (``roomclf.propagate.votes``: pull
    vote, k=10, thresholds by 5-fold cross-validation on the hand labels at 90% target precision, as
    ``roomclf propagate`` does);
 4. a model is trained on hand (+ propagated) labels and scored on TEST (batch_14-batch_19, never used to
@@ -63,7 +63,7 @@ def fit_predict(X: np.ndarray, y: np.ndarray, X_eval: list[np.ndarray], C: float
 def propagate(unit: np.ndarray, hand: np.ndarray, y_hand: np.ndarray, n_classes: int, k: int = 10,
               target: float = 0.9, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Pool indices that get a propagated label, and those labels (``roomclf propagate``'s defaults)."""
-    from roomclf.propagation import PropagationError, cross_validate, pick_thresholds, votes_for
+    from roomclf.propagate.votes import PropagationError, cross_validate, pick_thresholds, votes_for
 
     rest = np.setdiff1d(np.arange(len(unit)), hand)
     if len(hand) < 5 * k // 4 + 1 or not len(rest):
@@ -89,7 +89,7 @@ def simulate(X: np.ndarray, unit: np.ndarray, y: np.ndarray, probs0: np.ndarray,
     """
     from sklearn.metrics import f1_score
 
-    from roomclf.queue import margins, value_order
+    from roomclf.labels.queue import margins, value_order
 
     rng = np.random.default_rng(seed)
     random_order = rng.permutation(len(y))
@@ -130,7 +130,7 @@ def simulate(X: np.ndarray, unit: np.ndarray, y: np.ndarray, probs0: np.ndarray,
 def features(root: Path, paths: list[str], backbone: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(paths with a vector, LR features, L2-normalised embeddings) from the embedding cache; the LR
     uses the L2-normalised embeddings too (one array, returned twice)."""
-    from roomclf.embeddings import embed
+    from roomclf.models.embeddings import embed
 
     emb = embed(root, paths, backbone, normalize=False, progress=False)
     raw = emb.vectors
@@ -139,7 +139,7 @@ def features(root: Path, paths: list[str], backbone: str) -> tuple[list[str], np
 
 
 def cold_start(root: Path, paths: list[str], backbone: str) -> np.ndarray:
-    from roomclf.prelabel import zero_shot
+    from roomclf.labels.prelabel import zero_shot
 
     pred = zero_shot(root, paths, backbone, progress=False)
     if pred.paths != list(paths):
@@ -312,10 +312,10 @@ def main() -> None:
          "Round 0 is the cold-start zero-shot prelabel; then in rounds (hand labels "
          f"{', '.join(f'{n:,}' for n in rounds)}) the person labels the next photos, propagation optionally "
          "lends labels, a model is trained and scored on TEST and its margins re-order the next round's queue. "
-         "*app queue* = `roomclf.queue.value_order` (uncertainty-weighted farthest-first over the embeddings, "
+         "*app queue* = `roomclf.labels.queue.value_order` (uncertainty-weighted farthest-first over the embeddings, "
          "what `roomclf prelabel` stores for the labelling app; the person takes the first photos of it they "
          "have not labelled yet, across the whole pool); *random* = photos drawn at random. *propagation* = "
-         "`roomclf.propagation` pull vote, k=10, thresholds by 5-fold cross-validation on the hand labels at "
+         "`roomclf.propagate.votes` pull vote, k=10, thresholds by 5-fold cross-validation on the hand labels at "
          "90% target precision, recomputed every round. The model of every round: class-balanced logistic "
          f"regression on the frozen efficientnet_lite0 ImageNet embeddings (L2-normalised), C={C:g} chosen on "
          "TUNE with every TRAIN label (" + ", ".join(f"C={c:g}: {100 * a:.1f}%" for c, a, _ in c_rows)

@@ -39,14 +39,14 @@ SECTION = "serving"
 
 def default_model(tmp: Path) -> str:
     """The registered champion, else a freshly exported efficientnet_lite0 network."""
-    from roomclf.registry import DEFAULT_ONNX_URI, ModelNotFound, model_version_info
+    from roomclf.models.registry import DEFAULT_ONNX_URI, ModelNotFound, model_version_info
 
     try:
         model_version_info(DEFAULT_ONNX_URI)
         return DEFAULT_ONNX_URI
     except ModelNotFound:
-        from roomclf.model import ExportNet, RoomNet
-        from roomclf.onnx_model import export_onnx
+        from roomclf.models.network import ExportNet, RoomNet
+        from roomclf.models.onnx_file import export_onnx
 
         print("no registered champion: exporting efficientnet_lite0 to a temporary file")
         return str(export_onnx(ExportNet(RoomNet("efficientnet_lite0").eval()), tmp / "model.onnx", {}))
@@ -54,9 +54,9 @@ def default_model(tmp: Path) -> str:
 
 def int8_model(fp32: str, root: Path, tmp: Path) -> tuple[str, str] | None:
     """(label, location) of an int8 model: the registered twin of the champion, else the
-    fp32 model quantised here with the training issue's ``roomclf.quantize`` (50 batch_02
+    fp32 model quantised here with the training issue's ``roomclf.models.quantize`` (50 batch_02
     photos to calibrate), else None."""
-    from roomclf.registry import ONNX_NAME, ModelNotFound, fetch_model, model_version_info
+    from roomclf.models.registry import ONNX_NAME, ModelNotFound, fetch_model, model_version_info
 
     uri = f"models:/{ONNX_NAME}-int8@champion"
     try:
@@ -65,10 +65,10 @@ def int8_model(fp32: str, root: Path, tmp: Path) -> tuple[str, str] | None:
     except ModelNotFound:
         pass
     try:
-        from roomclf.quantize import quantize_static_int8
+        from roomclf.models.quantize import quantize_static_int8
     except ImportError:
         return None
-    from roomclf.onnx_model import OnnxModel, find_onnx
+    from roomclf.models.onnx_file import OnnxModel, find_onnx
 
     src = find_onnx(fetch_model(fp32, dst=tmp / "fp32") if fp32.startswith("models:/") else fp32)
     calib = [str(p.relative_to(root)) for p in sorted((root / "batch_02").glob("listing_*/photo_*.jpg"))[:50]]
@@ -79,8 +79,8 @@ def int8_model(fp32: str, root: Path, tmp: Path) -> tuple[str, str] | None:
 
 def service_ms(model: str, photos: list) -> float:
     """Median in-process time per photo (decode + inference, 1 thread, no HTTP): the floor under any latency."""
-    from roomclf.onnx_model import OnnxModel
-    from roomclf.registry import fetch_model
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.models.registry import fetch_model
 
     with tempfile.TemporaryDirectory() as tmp:
         m = OnnxModel(fetch_model(model, dst=tmp) if model.startswith("models:/") else model, threads=1)

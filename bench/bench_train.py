@@ -4,9 +4,10 @@ TRAIN = batch_01-batch_10 (fitted on), TUNE = batch_11-batch_13 (every choice:
 recipe, epochs, TTA), TEST = batch_14-batch_19 (reported only, never used to
 choose); photos of TUNE and TEST that duplicate a TRAIN photo are removed
 (``bench/common.py: honest_split``). The same functions ``roomclf train`` uses
-(DataBlock, learner, frozen-then-unfrozen schedule) train the network; recipe
-variants (label smoothing, mixup, more epochs, another backbone, a second
-unfrozen cycle from a saved run) are applied here, around them.
+(DataBlock, learner, frozen-then-unfrozen schedule, ``Recipe``) train the network;
+label smoothing and mixup are knobs of that Recipe (``roomclf train --recipe``),
+more epochs, another backbone and a second unfrozen cycle from a saved run are
+this script's options.
 
 Every run writes ``result.json`` (and ``roomnet.pt`` + ``model.onnx``) into
 ``--save`` (default ``var/bench/train-NAME``). The TUNE figures are always
@@ -57,25 +58,6 @@ EARLIER = [
 
 # --------------------------------------------------------------------------- recipe pieces
 
-def loss_for(weights, label_smoothing: float, device):
-    import torch
-    from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
-
-    w = torch.tensor(weights, device=device)
-    if label_smoothing > 0:
-        return LabelSmoothingCrossEntropyFlat(weight=w, eps=label_smoothing)
-    return CrossEntropyLossFlat(weight=w)
-
-
-def extra_callbacks(args) -> list:
-    cbs = []
-    if args.mixup > 0:
-        from fastai.callback.mixup import MixUp
-
-        cbs.append(MixUp(args.mixup))
-    return cbs
-
-
 def recipe_text(r: dict) -> str:
     parts = [f"{r['backbone']} {r['image_size']} px", f"{r['frozen_epochs']} frozen + {r['epochs']} unfrozen"]
     if r.get("resume"):
@@ -110,7 +92,7 @@ def probs_on(learn, items: list[tuple[str, str]], flip: bool = False, bs: int = 
 
 def scores(probs: np.ndarray, y: np.ndarray, items, upstream: dict) -> dict:
     from roomclf.taxonomy import CLASSES
-    from roomclf.tracking import class_report
+    from roomclf.train.report import class_report
 
     pred = probs.argmax(1)
     rep = class_report(y, pred)
@@ -121,6 +103,24 @@ def scores(probs: np.ndarray, y: np.ndarray, items, upstream: dict) -> dict:
             "f1": {c: rep["per_class"][c]["f1"] for c in CLASSES},
             "support": {c: rep["per_class"][c]["support"] for c in CLASSES},
             "by_source": {s: [len(h), float(np.mean(h))] for s, h in by_source.items()}}
+
+
+def int8_scores(onnx_path: Path, root: Path, split: dict, size: int, with_test: bool) -> dict:
+    """The product's static int8 twin of a saved ``model.onnx`` (calibrated as ``roomclf train --quantize``
+    does, on TRAIN photos) against the fp32 ONNX, on TUNE and, with ``with_test``, on TEST."""
+    from roomclf.models.quantize import agreement, quantize_static_int8
+    from roomclf.train.recipe import DEFAULT_RECIPE
+
+    n = DEFAULT_RECIPE.int8_calibration_photos
+    calib = [p for p, _ in split["train"]][:: max(1, len(split["train"]) // n)][:n]
+    int8 = quantize_static_int8(onnx_path, onnx_path.with_name("model.int8.onnx"), root, calib, size)
+    out = {"tune": agreement(onnx_path, int8, root, split["tune"])}
+    if with_test:
+        out["test"] = agreement(onnx_path, int8, root, split["test"])
+    for k, s in out.items():
+        print(f"{k.upper()} int8 {s['accuracy']:.4f} vs fp32 ONNX {s['fp32_accuracy']:.4f} "
+              f"(top-1 agreement {s['top1_agreement']:.4f})", flush=True)
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -167,7 +167,13 @@ def render(results: list[dict], split_line: str) -> str:
                       ["macro-F1", f"{tu['macro_f1']:.4f}", f"**{t['macro_f1']:.4f}**"],
                       *([["accuracy, horizontal-flip TTA (2 passes)", f"{r['tune_flip']['accuracy']:.4f}",
                           f"{r['test_flip']['accuracy']:.4f}" if r.get("test_flip") else "not measured"]]
-                        if r.get("tune_flip") else [])]), "",
+                        if r.get("tune_flip") else []),
+                      *([[label, f"{r['int8']['tune'][k]:.4f}",
+                          f"{r['int8']['test'][k]:.4f}" if "test" in r["int8"] else "not measured"]
+                         for label, k in (("accuracy, fp32 ONNX (onnxruntime)", "fp32_accuracy"),
+                                          ("accuracy, static int8 ONNX (`--quantize`)", "accuracy"),
+                                          ("int8 / fp32 top-1 agreement", "top1_agreement"))]
+                        if r.get("int8") else [])]), "",
                   table(["time (this machine, load average %.1f at the end)" % r["load_end"], "value"], [
                       ["per frozen epoch (train + score TUNE)", f"{tm['frozen_epoch_s']:.0f} s" if tm['frozen_epoch_s'] else "-"],
                       ["per unfrozen epoch (train + score TUNE)", f"{tm['unfrozen_epoch_s']:.0f} s" if tm['unfrozen_epoch_s'] else "-"],
@@ -217,14 +223,16 @@ def main() -> None:
     ap.add_argument("--no-flip", action="store_true", help="skip the horizontal-flip TTA side measurement")
     ap.add_argument("--save", help="result folder (default var/bench/train-NAME)")
     ap.add_argument("--no-onnx", action="store_true", help="do not export model.onnx")
+    ap.add_argument("--int8", action="store_true", help="also score the static-int8 twin of model.onnx "
+                    "(TUNE, and TEST when TEST is scored)")
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = ap.parse_args()
 
     import torch
     from fastai.torch_core import set_seed
 
-    from roomclf import training as T
-    from roomclf.backbones import get_spec
+    from roomclf.train import recipe as T
+    from roomclf.models.backbones import get_spec
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -256,10 +264,11 @@ def main() -> None:
     set_seed(args.seed, reproducible=True)
     spec = get_spec(args.backbone)
     data = T.TrainData(train=split["train"], valid=split["tune"])
-    dls = T.build_dls(root, data, args.image_size, args.batch_size, spec.mean, spec.std, args.seed, args.workers)
+    knobs = T.Recipe(label_smoothing=args.label_smoothing, mixup=args.mixup)    # the product's recipe, two knobs set
+    dls = T.build_dls(root, data, args.image_size, args.batch_size, spec.mean, spec.std, args.seed, args.workers,
+                      recipe=knobs)
     weights = T.class_weights([c for _, c in data.train])
-    learn = T.make_learner(dls, args.backbone, weights, pretrained=not (saved or args.resume))
-    learn.loss_func = loss_for(weights, args.label_smoothing, dls.device)
+    learn = T.make_learner(dls, args.backbone, weights, pretrained=not (saved or args.resume), recipe=knobs)
 
     def history_rows(phase):
         return [[phase, i + 1, f"{a:.3f}", f"{b:.3f}", f"{c:.4f}", f"{d:.4f}"]
@@ -274,13 +283,12 @@ def main() -> None:
             base = json.loads((Path(args.resume) / "result.json").read_text())
             learn.model.load_state_dict(torch.load(Path(args.resume) / "roomnet.pt"))
             base_s, history = base["times"]["train_total_s"], [list(h) for h in base["history"]]
-        cbs = extra_callbacks(args)
         t = time.perf_counter()
-        T.fit(learn, args.frozen_epochs, 0, args.lr, cbs=cbs)
+        T.fit(learn, args.frozen_epochs, 0, args.lr, recipe=knobs)
         frozen_total = time.perf_counter() - t
         history += history_rows("frozen") if args.frozen_epochs else []
         t = time.perf_counter()
-        T.fit(learn, 0, args.epochs, args.lr, cbs=cbs)
+        T.fit(learn, 0, args.epochs, args.lr, recipe=knobs)
         unfrozen_total = time.perf_counter() - t
         history += history_rows("unfrozen" + (" (2nd cycle)" if args.resume else "")) if args.epochs else []
         recipe = {k: getattr(args, k) for k in ("backbone", "image_size", "frozen_epochs", "epochs", "batch_size",
@@ -317,13 +325,15 @@ def main() -> None:
     result["split_line"] = split_line
 
     if not prior and not args.no_onnx:
-        from roomclf.model import ExportNet
-        from roomclf.onnx_model import export_onnx
+        from roomclf.models.network import ExportNet
+        from roomclf.models.onnx_file import export_onnx
 
         export_onnx(ExportNet(learn.model.cpu().eval()).eval(), out / "model.onnx",
                     {"input_size": args.image_size, "train_batches": split["batches"]["train"],
                      "valid_batches": split["batches"]["tune"], "val_accuracy": result["tune"]["accuracy"],
                      "val_macro_f1": result["tune"]["macro_f1"], "note": f"bench/bench_train.py {args.name}"})
+    if args.int8:
+        result["int8"] = int8_scores(out / "model.onnx", root, split, args.image_size, with_test="test" in result)
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(f"saved {out}", flush=True)
 

@@ -1,6 +1,6 @@
 """How good is the zero-shot cold start, and how was its ImageNet-concept -> room mapping chosen?
 
-Fits the mapping with ``roomclf.zeroshot.fit_mapping`` on batch_02 + batch_03
+Fits the mapping with ``roomclf.labels.zeroshot.fit_mapping`` on batch_02 + batch_03
 (starting from the hand-written ``SEED_MAPPING``), then reports the accuracy of
 the seed, the fitted and the shipped ``DEFAULT_MAPPING`` against
 ../shared/data/labels.csv on every batch, batch_01 being the held-out one.
@@ -26,8 +26,8 @@ from common import write_section
 
 def imagenet_probs(root: Path, batch: str, embedder) -> tuple[list[str], np.ndarray]:
     from roomclf.corpus import discover
-    from roomclf.embeddings import embed
-    from roomclf.zeroshot import softmax
+    from roomclf.models.embeddings import embed
+    from roomclf.labels.zeroshot import softmax
 
     emb = embed(root, discover(root, batch).paths, embedder.spec.name, normalize=False, embedder=embedder)
     return emb.paths, softmax(embedder.imagenet_logits(emb.vectors))
@@ -41,11 +41,11 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
-    from roomclf.backbones import imagenet_classes
-    from roomclf.embeddings import Embedder
+    from roomclf.models.backbones import imagenet_classes
+    from roomclf.models.embeddings import Embedder
     from roomclf.settings import data_root
     from roomclf.taxonomy import CLASSES
-    from roomclf.zeroshot import DEFAULT_MAPPING, SEED_MAPPING, accuracy, fit_mapping, room_probs
+    from roomclf.labels.zeroshot import DEFAULT_MAPPING, SEED_MAPPING, accuracy, fit_mapping, room_probs
 
     root = data_root()
     with open(root.parent / "labels.csv", newline="") as f:

@@ -61,7 +61,7 @@ class LazyGroup(click.Group):
         except (RoomclfError, FileNotFoundError) as exc:   # bad input: one line, never a traceback
             raise click.ClickException(str(exc)) from None
         except Exception as exc:
-            from roomclf.registry import is_unreachable, unreachable
+            from roomclf.models.registry import is_unreachable, unreachable
 
             if is_unreachable(exc):
                 raise click.ClickException(str(unreachable(exc, f"roomclf {ctx.invoked_subcommand}"))) from None

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from roomclf.registry import DEFAULT_ONNX_URI
+from roomclf.models.registry import DEFAULT_ONNX_URI
 from serving.holder import LoadedModel, ModelHolder
 from serving.uploads import MB, MULTIPART_OVERHEAD, BodyLimit, UploadError, check_size, status_for
 

@@ -18,8 +18,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from roomclf.onnx_model import OnnxModel
-from roomclf.registry import ModelRef, local_onnx, resolve
+from roomclf.models.onnx_file import OnnxModel
+from roomclf.models.registry import ModelRef, local_onnx, resolve
 
 log = logging.getLogger("roomclf.serving")
 

@@ -105,9 +105,9 @@ def quick_onnx(tmp_path_factory, corpus_root, ground_truth, embedding_cache) -> 
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from roomclf.embeddings import embed
-    from roomclf.model import ExportNet, RoomNet
-    from roomclf.onnx_model import export_onnx
+    from roomclf.models.embeddings import embed
+    from roomclf.models.network import ExportNet, RoomNet
+    from roomclf.models.onnx_file import export_onnx
     from roomclf.taxonomy import CLASSES
 
     os.environ.setdefault("ROOMCLF_EMBEDDING_DIR", str(embedding_cache))

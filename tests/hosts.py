@@ -14,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from roomclf.tracking_ui import stop_group
+from roomclf.tracking.ui import stop_group
 
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from roomclf.attributes import (AttributeDataError, attribute_grid, attribute_targets, choose_threshold,
-                                fit_attribute_head, fit_linear, implied_negatives, import_attributes, log_attribute_report,
+from roomclf.train.attribute_report import attribute_grid, log_attribute_report
+from roomclf.train.attributes import (AttributeDataError, attribute_targets, choose_threshold,
+                                fit_attribute_head, fit_linear, implied_negatives, import_attributes,
                                 predict_attributes)
-from roomclf.labelstore import LabelStore
+from roomclf.labels.store import LabelStore
 from roomclf.taxonomy import ATTRIBUTE_KEYS, ATTRIBUTES
 
 TRAIN, VAL = ("batch_01", "batch_02"), ("batch_03",)
@@ -21,7 +22,7 @@ def labelled(tmp_path_factory, shared_data, corpus_root, labels_csv, embedding_c
     photo there that has an attribute label."""
     import os
 
-    from roomclf.embeddings import embed
+    from roomclf.models.embeddings import embed
 
     store = LabelStore(tmp_path_factory.mktemp("attr_store") / "labels.sqlite")
     store.import_csv(labels_csv, corpus_root=corpus_root, batches=TRAIN + VAL)
@@ -116,8 +117,8 @@ def test_choose_threshold_prefers_precision_at_least_080():
 def test_raw_embeddings_are_roomnet_features(labelled, corpus_root):
     import torch
 
-    from roomclf.backbones import get_spec
-    from roomclf.model import RoomNet
+    from roomclf.models.backbones import get_spec
+    from roomclf.models.network import RoomNet
     from roomclf.photos import model_input
 
     paths = labelled["emb"].paths[:3]
@@ -172,8 +173,8 @@ def test_thresholds_come_from_validation_or_cross_validation(fit):
 def test_exported_onnx_matches_torch_and_emits_only_trained_tags(fit, labelled, corpus_root, tmp_path):
     import torch
 
-    from roomclf.model import ExportNet, RoomNet
-    from roomclf.onnx_model import OnnxModel, export_onnx
+    from roomclf.models.network import ExportNet, RoomNet
+    from roomclf.models.onnx_file import OnnxModel, export_onnx
     from roomclf.photos import model_input
 
     net = RoomNet("efficientnet_lite0").eval()
@@ -200,17 +201,19 @@ def test_exported_onnx_matches_torch_and_emits_only_trained_tags(fit, labelled, 
 def test_report_goes_to_mlflow_and_grid_is_drawn(fit, labelled, corpus_root, home):
     import mlflow
 
-    from roomclf.experiments import use_experiment
+    from roomclf.tracking.experiments import use_experiment
 
     use_experiment("attributes-test")
     with mlflow.start_run() as run:
         log_attribute_report(fit)
     client = mlflow.MlflowClient()
     got = client.get_run(run.info.run_id)
-    assert got.data.metrics["attr/exterior.pool/f1"] == pytest.approx(fit.report["exterior.pool"]["f1"])
-    assert got.data.metrics["attr/exterior.pool/threshold"] == pytest.approx(fit.thresholds["exterior.pool"])
-    assert "interior.basement" in got.data.params["attr_untrained"]
-    saved = mlflow.artifacts.load_dict(f"{got.info.artifact_uri}/attributes/report.json")
+    assert got.data.metrics["attr_f1.exterior.pool"] == pytest.approx(fit.report["exterior.pool"]["f1"])
+    assert got.data.metrics["attr_threshold.exterior.pool"] == pytest.approx(fit.thresholds["exterior.pool"])
+    assert got.data.metrics["attr_trained"] == len(fit.trained)
+    assert "interior.basement" in got.data.tags["attributes.untrained"].split(",")
+    assert set(got.data.tags["attributes.trained"].split(",")) == set(fit.trained)
+    saved = mlflow.artifacts.load_dict(f"{got.info.artifact_uri}/report/attributes_report.json")
     assert saved["thresholds"] == fit.thresholds
 
     from PIL import Image
@@ -229,7 +232,7 @@ def test_evidence_policy_leaves_out_annotation_zeros_where_better_evidence_exist
     """``reliable`` (the default): an object-annotation zero is unknown, not negative, when the same
     photo has a better label for that attribute or the file holds by-eye negatives for it; where it
     is the only negative evidence (microwave here) it stays. ``as_is`` keeps all, ``no_annotation_zeros`` none."""
-    from roomclf.attributes import select_evidence
+    from roomclf.train.attributes import select_evidence
 
     base = LabelStore(tmp_path / "base.sqlite")
     base.import_csv(labels_csv, corpus_root=corpus_root, batches=["batch_01"])
@@ -270,8 +273,8 @@ def test_a_box_ticked_in_the_labelling_app_trains_its_attribute(tmp_path, corpus
     """``interior.garage`` has no label anywhere in the corpus: ticked in the app on enough photos
     (and unticked on others), the store -> targets -> head path trains it; basement, attic and
     closet, never ticked, stay untrained."""
-    from roomclf.embeddings import embed
-    from roomclf.labelapp.session import LabelSession
+    from roomclf.models.embeddings import embed
+    from roomclf.labels.app.session import LabelSession
 
     monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(embedding_cache))
     store = LabelStore(tmp_path / "labels.sqlite")
@@ -315,10 +318,10 @@ def tagged(tmp_path_factory, shared_data, corpus_root, ground_truth, embedding_c
     listings of batch_03 with the registered ONNX version."""
     from conftest import isolated_store, pick_photos
 
-    from roomclf.infer_all import infer_all
-    from roomclf.registry import ONNX_NAME
-    from roomclf.train_run import run_training
-    from roomclf.training import TrainConfig
+    from roomclf.infer.run import infer_all
+    from roomclf.models.registry import ONNX_NAME
+    from roomclf.train.run import run_training
+    from roomclf.train.recipe import TrainConfig
 
     home = tmp_path_factory.mktemp("tags_home")
     with isolated_store(home), pytest.MonkeyPatch.context() as mp:
@@ -357,9 +360,9 @@ def tagged(tmp_path_factory, shared_data, corpus_root, ground_truth, embedding_c
 def test_small_train_with_attribute_labels_tags_photos_and_listings(tagged):
     import pandas as pd
 
-    from roomclf.infer_all import resolve_model
-    from roomclf.onnx_model import OnnxModel
-    from roomclf.registry import ONNX_NAME
+    from roomclf.infer.run import resolve_model
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.models.registry import ONNX_NAME
 
     model = OnnxModel(resolve_model(f"models:/{ONNX_NAME}/{tagged['version']}").path)
     trained = {k for k, t in model.thresholds.items() if t is not None}
@@ -394,7 +397,7 @@ def test_models_and_get_model_list_untrained_attributes(tagged):
     from fastapi.testclient import TestClient
 
     from roomclf.cli import main
-    from roomclf.registry import ONNX_NAME
+    from roomclf.models.registry import ONNX_NAME
     from serving.app import create_app
 
     res = CliRunner().invoke(main, ["models"])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import pick_photos
-from roomclf.backbones import BACKBONES, BackboneError, build_backbone, get_spec
-from roomclf.embeddings import embed
+from roomclf.models.backbones import BACKBONES, BackboneError, build_backbone, get_spec
+from roomclf.models.embeddings import embed
 
 
 def test_registry_carries_preprocessing():
@@ -133,7 +133,7 @@ def test_embeddings_are_cached_and_only_changed_photos_recomputed(tmp_path, corp
 def test_embedding_matches_roomnet_features(corpus_root, home):
     import torch
 
-    from roomclf.model import RoomNet
+    from roomclf.models.network import RoomNet
     from roomclf.photos import model_input
 
     paths = [p.relative_to(corpus_root).as_posix() for p in sorted((corpus_root / "batch_01").rglob("*.jpg"))[:4]]

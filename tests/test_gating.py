@@ -8,7 +8,7 @@ from conftest import isolated_store, pick_photos
 
 
 def test_fair_items_by_photo_list_else_by_batch():
-    from roomclf.gating import fair_items
+    from roomclf.train.gate import fair_items
 
     items = [("batch_02/l/1.jpg", "kitchen"), ("batch_02/l/2.jpg", "bedroom"), ("batch_03/l/3.jpg", "bedroom")]
     assert fair_items(items, {"batch_02/l/1.jpg"}, ["batch_02"]) == items[1:]       # the photo list wins
@@ -20,8 +20,8 @@ def _register_champion(quick_onnx, trained_on: list[str]) -> str:
     """quick_onnx registered from a run whose training list is ``trained_on``; returns the version."""
     import mlflow
 
-    from roomclf.registry import register_onnx_file
-    from roomclf.experiments import step_run
+    from roomclf.models.registry import register_onnx_file
+    from roomclf.tracking.experiments import step_run
 
     with step_run("roomclf-train", "champion"):
         mlflow.log_text("path,label,source\n" + "".join(f"{p},x,manual\n" for p in trained_on), "data/train.csv")
@@ -31,8 +31,8 @@ def _register_champion(quick_onnx, trained_on: list[str]) -> str:
 @pytest.mark.parametrize("champion_saw_validation", [False, True])
 def test_gate_on_photos_neither_model_trained_on(tmp_path, quick_onnx, corpus_root, ground_truth,
                                                  champion_saw_validation):
-    from roomclf.gating import gate
-    from roomclf.registry import ONNX_NAME, model_version_info, register_onnx_file
+    from roomclf.train.gate import gate
+    from roomclf.models.registry import ONNX_NAME, model_version_info, register_onnx_file
 
     items = pick_photos(ground_truth, "batch_02", 24)
     seen = [p for p, _ in items[:20]] if champion_saw_validation else [p for p, _ in pick_photos(ground_truth, "batch_01", 10)]

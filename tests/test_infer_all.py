@@ -40,7 +40,7 @@ def env_home(tmp_path_factory, corpus_root, quick_onnx):
         mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
         for var in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
             mp.delenv(var, raising=False)
-        from roomclf.registry import register_onnx_file
+        from roomclf.models.registry import register_onnx_file
 
         version = register_onnx_file(quick_onnx, alias="champion")
         assert version == "1"
@@ -112,7 +112,7 @@ def _gt_batch(ground_truth, batch):
 
 
 def test_decode_matches_model_input_bitwise(corpus_root, ground_truth):
-    from roomclf.infer_batch import decode, to_model_input
+    from roomclf.infer.batch import decode, to_model_input
     from roomclf.photos import model_input
 
     odd = [p for p, r in ground_truth.items() if r["subtype"].startswith("odd_")]
@@ -125,7 +125,7 @@ def test_decode_matches_model_input_bitwise(corpus_root, ground_truth):
 def test_listing_summary_prefers_front_exterior():
     import pandas as pd
 
-    from roomclf.listings import summarize
+    from roomclf.infer.listings import summarize
 
     rows = pd.DataFrame([
         {"batch": "b", "listing": "l1", "path": "b/l1/1.jpg", "label": "exterior", "confidence": 0.99, "tags": [], "error": None},
@@ -154,9 +154,9 @@ def test_commit_replaces_a_batch_left_without_done_record(tmp_path):
     new commit replaces its rows rather than adding to them."""
     import pandas as pd
 
-    from roomclf.infer_batch import row_schema
-    from roomclf.infer_output import clean_stale, commit_batch, is_done, read_photos, to_table
-    from roomclf.listings import listing_schema
+    from roomclf.infer.batch import row_schema
+    from roomclf.infer.output import clean_stale, commit_batch, is_done, read_photos, to_table
+    from roomclf.infer.listings import listing_schema
 
     def rows(n):
         return to_table(pd.DataFrame({"batch": ["b"] * n, "listing": ["l"] * n, "path": [f"b/l/{i}.jpg" for i in range(n)],
@@ -181,9 +181,9 @@ def test_commit_replaces_a_batch_left_without_done_record(tmp_path):
 @pytest.mark.slow
 def test_ray_cluster_batch19(env_home, ray_cluster, corpus_root, ground_truth, quick_onnx, tmp_path):
     """batch_19 through an existing cluster (--address auto), the model from the registry."""
-    from roomclf.infer_all import infer_all
-    from roomclf.infer_output import done_record, read_listings, read_photos
-    from roomclf.onnx_model import OnnxModel
+    from roomclf.infer.run import infer_all
+    from roomclf.infer.output import done_record, read_listings, read_photos
+    from roomclf.models.onnx_file import OnnxModel
     from roomclf.taxonomy import CLASSES
 
     out = tmp_path / "out"
@@ -244,7 +244,7 @@ def test_resume_force_and_model_change_loop(env_home, mini_corpus, quick_onnx, t
     from click.testing import CliRunner
 
     from roomclf.cli import main
-    from roomclf.infer_output import done_record
+    from roomclf.infer.output import done_record
 
     out = tmp_path / "out"
     args = ["infer-all", "--data", str(mini_corpus), "--out", str(out), "--engine", "loop", "--no-progress",
@@ -287,8 +287,8 @@ def test_bad_model_arguments_are_one_line_errors(env_home, tmp_path):
 def test_sigkill_mid_run_then_rerun_is_exactly_once(env_home, ray_cluster, mini_corpus, tmp_path):
     """Kill the driver (SIGKILL) after batch_01 is committed and while batch_19 runs, then rerun."""
     from roomclf.corpus import discover
-    from roomclf.infer_all import infer_all
-    from roomclf.infer_output import read_listings, read_photos
+    from roomclf.infer.run import infer_all
+    from roomclf.infer.output import read_listings, read_photos
 
     out = tmp_path / "out"
     cmd = [str(BIN / "roomclf"), "infer-all", "--data", str(mini_corpus), "--out", str(out), "--address", "auto",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from roomclf.commands.label import prepare
-from roomclf.labelstore import LabelStore
+from roomclf.labels.store import LabelStore
 
 BATCH = "batch_02"
 

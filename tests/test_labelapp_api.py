@@ -14,8 +14,8 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from roomclf.labelapp.app import create_app
-from roomclf.labelstore import LabelStore
+from roomclf.labels.app.app import create_app
+from roomclf.labels.store import LabelStore
 
 BATCH = "batch_01"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from roomclf.labelstore import LabelStore
+from roomclf.labels.store import LabelStore
 
 pytestmark = pytest.mark.browser
 

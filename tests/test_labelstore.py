@@ -3,7 +3,7 @@ import multiprocessing as mp
 
 import pytest
 
-from roomclf.labelstore import LabelError, LabelStore
+from roomclf.labels.store import LabelError, LabelStore
 from roomclf.taxonomy import UnknownName
 
 
@@ -106,7 +106,8 @@ def test_import_batches_and_limit(store, labels_csv):
 
 def test_import_attributes_resolves_within_class(store, labels_csv, shared_data, corpus_root):
     store.import_csv(labels_csv, batches=["batch_19", "batch_05"])
-    report = store.import_attributes_csv(shared_data / "attributes.csv", corpus_root=corpus_root)
+    with open(shared_data / "attributes.csv", newline="") as f:
+        report = store.import_attribute_rows(csv.DictReader(f), corpus_root=corpus_root)
     attrs = store.attributes()
     keys = {k for d in attrs.values() for k in d}
     assert report.added > 0 and report.unknown_attribute     # e.g. appliance tags on bedrooms

@@ -108,7 +108,7 @@ def ray_facts(host: Host) -> dict:
     model node imports roomclf from (the package shipped through the runtime_env)."""
     script = (
         "import json, ray\n"
-        "from roomclf.infer_ray import ray_runtime_env\n"
+        "from roomclf.infer.ray_engine import ray_runtime_env\n"
         "ray.init(address='auto', runtime_env=ray_runtime_env(), log_to_driver=False)\n"
         f"@ray.remote(num_cpus=0.1, resources={{'{MODEL_RESOURCE}': 0.01}})\n"
         "def where():\n"
@@ -177,7 +177,7 @@ def test_infer_all_on_a_worker_node_through_the_server(base, server, first_model
     result = host.run("infer-all", "--data", str(small_corpus), "--out", str(out), "--actor-resource", MODEL_RESOURCE,
                       "--no-progress")
     assert "roomclf-onnx 1" in result.stdout
-    from roomclf.infer_output import done_record, read_photos
+    from roomclf.infer.output import done_record, read_photos
 
     photos = read_photos(out)
     files = {str(p.relative_to(small_corpus)) for p in small_corpus.rglob("*.jpg")}
@@ -271,7 +271,7 @@ def test_worker_node_killed_mid_run_then_rerun_is_exactly_once(base, server, fir
     if proc.returncode != 0:                                           # failed: then with one clear line
         assert "Traceback" not in text and text.strip().splitlines()[-1].startswith("Error: "), text[-2000:]
     host.run(*args, timeout=600)                                       # the rerun finishes what is left
-    from roomclf.infer_output import read_photos
+    from roomclf.infer.output import read_photos
 
     photos = read_photos(out)
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*.jpg"))
@@ -335,7 +335,7 @@ def test_server_ui_in_a_browser_shows_the_experiment_and_the_model(server, first
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=flags)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        from roomclf.experiments import ui_link
+        from roomclf.tracking.experiments import ui_link
 
         experiment = client(server).get_experiment_by_name("roomclf-train").experiment_id
         page.goto(ui_link(server.url, f"experiments/{experiment}"), timeout=60000)   # what roomclf prints

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from roomclf import zeroshot
-from roomclf.backbones import imagenet_classes
+from roomclf.labels import zeroshot
+from roomclf.models.backbones import imagenet_classes
 from roomclf.cli import main
-from roomclf.labelstore import LabelStore
-from roomclf.prelabel import prelabel
-from roomclf.queue import confirm_pages, margins, value_order
+from roomclf.labels.store import LabelStore
+from roomclf.labels.prelabel import prelabel
+from roomclf.labels.queue import confirm_pages, margins, value_order
 from roomclf.taxonomy import CLASSES
 
 N_PHOTOS = 48
@@ -107,7 +107,7 @@ def test_cold_start_zero_shot_prelabel(home, corpus_root, labels_csv, ground_tru
 
 @pytest.mark.slow  # builds the shared quick_onnx fixture and a real MLflow registry
 def test_prelabel_uses_the_champion(home, corpus_root, labels_csv, quick_onnx):
-    from roomclf.registry import register_onnx_file
+    from roomclf.models.registry import register_onnx_file
 
     version = register_onnx_file(quick_onnx, alias="champion")
     store = LabelStore()

@@ -10,11 +10,11 @@ from click.testing import CliRunner
 
 from conftest import pick_photos
 from roomclf.cli import main
-from roomclf.labelstore import LabelStore
-from roomclf.neighbours import NeighbourIndex, duplicate_pairs, near_duplicates
-from roomclf.propagation import (SHARE_GRID, PropagationError, pick_thresholds, threshold_table,
+from roomclf.labels.store import LabelStore
+from roomclf.propagate.neighbours import NeighbourIndex, duplicate_pairs, near_duplicates
+from roomclf.propagate.votes import (SHARE_GRID, PropagationError, pick_thresholds, threshold_table,
                                  weighted_vote)
-from roomclf.propagation_run import run_propagation
+from roomclf.propagate.run import run_propagation
 
 # The same picture twice in batch_01 (a relisted photo), found by the duplicate search.
 DUPLICATE = ("batch_01/listing_0010/photo_15.jpg", "batch_01/listing_0183/photo_08.jpg")

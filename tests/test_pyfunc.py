@@ -19,7 +19,7 @@ TRUNCATED = "batch_19/listing_0001/photo_91.jpg"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, quick_onnx):
     """A tmp store holding roomclf v1 @champion (with a learner and an extra artifact). Yields (env, info, files)."""
-    from roomclf.pyfunc_model import log_roomclf_pyfunc
+    from roomclf.models.pyfunc import log_roomclf_pyfunc
     from roomclf.settings import setup_mlflow
 
     home = tmp_path_factory.mktemp("pyfunc_home")
@@ -42,7 +42,7 @@ def photos(corpus_root, ground_truth):
 
 @pytest.fixture(scope="module")
 def expected(quick_onnx, photos):
-    from roomclf.onnx_model import OnnxModel
+    from roomclf.models.onnx_file import OnnxModel
 
     return OnnxModel(quick_onnx).predict_sources(photos[0])
 
@@ -60,7 +60,7 @@ def test_registered_with_alias_tags_and_artifacts(store):
     import mlflow
     from mlflow import MlflowClient
 
-    from roomclf.pyfunc_model import artifact_file
+    from roomclf.models.pyfunc import artifact_file
 
     _, info, files = store
     assert str(info.registered_model_version) == "1"
@@ -110,10 +110,10 @@ def test_bad_cells_get_errors_not_exceptions(store, photos, expected, corpus_roo
 def test_logs_into_the_active_run(store, quick_onnx):
     import mlflow
 
-    from roomclf.experiments import use_experiment
+    from roomclf.tracking.experiments import use_experiment
 
     use_experiment("pyfunc-test")
-    from roomclf.pyfunc_model import log_roomclf_pyfunc
+    from roomclf.models.pyfunc import log_roomclf_pyfunc
 
     with mlflow.start_run() as run:
         info = log_roomclf_pyfunc(quick_onnx, registered_model_name=None)
@@ -122,7 +122,7 @@ def test_logs_into_the_active_run(store, quick_onnx):
 
 
 def test_refuses_bad_artifacts(store, tmp_path, quick_onnx):
-    from roomclf.pyfunc_model import PyfuncError, log_roomclf_pyfunc
+    from roomclf.models.pyfunc import PyfuncError, log_roomclf_pyfunc
 
     with pytest.raises(PyfuncError, match="not a roomclf ONNX model"):
         log_roomclf_pyfunc(tmp_path)

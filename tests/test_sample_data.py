@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import pytest
 from click.testing import CliRunner
 
-from roomclf.sample_data import SampleDataError, get_sample_corpus, sha256, source_url
-from roomclf.sample_manifest import MANIFEST, PINNED_COMMITS, Entry, build, load, write
+from roomclf.sample.download import SampleDataError, get_sample_corpus, sha256, source_url
+from roomclf.sample.manifest import MANIFEST, PINNED_COMMITS, Entry, build, load, write
 from roomclf.taxonomy import CLASSES
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -144,9 +144,9 @@ def test_shipped_manifest_is_well_formed():
 
 
 def test_shipped_manifest_is_what_the_script_builds(shared_data, tmp_path):
-    """Rebuilt from ../shared/data by `python -m roomclf.sample_manifest`, it is the same file."""
+    """Rebuilt from ../shared/data by `python -m roomclf.sample.manifest`, it is the same file."""
     out = tmp_path / "m.csv"
-    done = subprocess.run([sys.executable, "-m", "roomclf.sample_manifest", "--data", str(shared_data),
+    done = subprocess.run([sys.executable, "-m", "roomclf.sample.manifest", "--data", str(shared_data),
                            "--out", str(out)], capture_output=True, text=True, cwd=PROJECT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "per class:" in done.stdout

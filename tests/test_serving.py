@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import isolated_store, pick_photos
+from serving.launch import ServerProcess, roomclf_serve
 
 MB = 1024 * 1024
 B19 = "batch_19"
@@ -33,8 +34,8 @@ def store(tmp_path_factory, quick_onnx):
     attribute threshold 0: its predictions carry tags, so a swap is visible). Yields the env."""
     import onnx
 
-    from roomclf.onnx_model import META_KEY
-    from roomclf.registry import register_onnx_file
+    from roomclf.models.onnx_file import META_KEY
+    from roomclf.models.registry import register_onnx_file
     from roomclf.settings import setup_mlflow
 
     home = tmp_path_factory.mktemp("serve_home")
@@ -56,9 +57,7 @@ def store(tmp_path_factory, quick_onnx):
         yield {**os.environ, **env, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
 
 
-def start(store_env, tmp_path_factory, *extra) -> "ServerProcess":  # noqa: F821
-    from serving.launch import roomclf_serve
-
+def start(store_env, tmp_path_factory, *extra) -> ServerProcess:
     log = tmp_path_factory.mktemp("serve_log") / "server.log"
     return roomclf_serve("models:/roomclf-onnx@champion", env=store_env, log=log, extra=list(extra)).wait_ready(120)
 
@@ -73,7 +72,7 @@ def server(store, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(quick_onnx):
-    from roomclf.onnx_model import OnnxModel
+    from roomclf.models.onnx_file import OnnxModel
 
     return OnnxModel(quick_onnx)
 

@@ -18,7 +18,7 @@ def test_each_step_gets_its_own_experiment_whatever_ran_before(store):
     import mlflow
     from mlflow import MlflowClient
 
-    from roomclf.experiments import MODEL_TRAINING_KIND, step_run
+    from roomclf.tracking.experiments import MODEL_TRAINING_KIND, step_run
 
     with step_run("roomclf-propagate", "first") as first:
         pass
@@ -38,7 +38,7 @@ def test_each_step_gets_its_own_experiment_whatever_ran_before(store):
 def test_a_failing_step_ends_its_run_as_failed(store):
     from mlflow import MlflowClient
 
-    from roomclf.experiments import step_run
+    from roomclf.tracking.experiments import step_run
 
     with pytest.raises(ValueError), step_run("roomclf-train", "broken") as run:
         raise ValueError("bad")
@@ -48,7 +48,7 @@ def test_a_failing_step_ends_its_run_as_failed(store):
 def test_an_existing_experiment_gets_marked_for_the_model_training_view(store):
     from mlflow import MlflowClient
 
-    from roomclf.experiments import use_experiment
+    from roomclf.tracking.experiments import use_experiment
     from roomclf.settings import setup_mlflow
 
     setup_mlflow()
@@ -66,8 +66,8 @@ def test_remote_tracking(uri, remote):
 
 
 def test_cluster_address_from_flag_or_environment(monkeypatch):
-    from roomclf.infer_batch import InferError
-    from roomclf.infer_ray import cluster_address
+    from roomclf.infer.batch import InferError
+    from roomclf.infer.ray_engine import cluster_address
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert cluster_address(None) is None                      # start a local Ray
@@ -81,7 +81,7 @@ def test_cluster_address_from_flag_or_environment(monkeypatch):
 def test_unreachable_server_is_recognised():
     from mlflow.exceptions import MlflowException
 
-    from roomclf.registry import is_unreachable
+    from roomclf.models.registry import is_unreachable
 
     down = MlflowException("API request to http://127.0.0.1:1/api/2.0/mlflow/runs/get failed with exception "
                            "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url")

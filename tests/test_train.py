@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import pick_photos
 
 from roomclf.cli import main
-from roomclf.labelstore import LabelStore
+from roomclf.labels.store import LabelStore
 from roomclf.taxonomy import CLASSES
 
 BROKEN = ["batch_19/listing_0001/photo_90.jpg", "batch_19/listing_0001/photo_91.jpg",
@@ -19,7 +19,7 @@ BROKEN = ["batch_19/listing_0001/photo_90.jpg", "batch_19/listing_0001/photo_91.
 
 
 def _cfg(corpus_root, **kw):
-    from roomclf.training import TrainConfig
+    from roomclf.train.recipe import TrainConfig
 
     base = dict(data=str(corpus_root), train_batches="batch_01,batch_19", valid_batches="batch_02",
                 image_size=96, frozen_epochs=2, epochs=1, batch_size=16, lr=1e-2, seed=0)
@@ -29,7 +29,7 @@ def _cfg(corpus_root, **kw):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, corpus_root, ground_truth, embedding_cache):
     """Two runs in one isolated store: a useful one, then a deliberately worse one."""
-    from roomclf.train_run import run_training
+    from roomclf.train.run import run_training
 
     home = tmp_path_factory.mktemp("train_home")
     with pytest.MonkeyPatch.context() as mp:
@@ -100,7 +100,7 @@ def test_parity_is_logged_and_holds(trained):
 def test_both_forms_registered_with_tags(trained):
     from mlflow import MlflowClient
 
-    from roomclf.registry import INT8_NAME, ONNX_NAME, TORCH_NAME
+    from roomclf.models.registry import INT8_NAME, ONNX_NAME, TORCH_NAME
 
     first = trained["first"]
     assert set(first.versions) == {ONNX_NAME, TORCH_NAME, INT8_NAME}    # the good run asked for --quantize
@@ -119,8 +119,8 @@ def test_both_forms_registered_with_tags(trained):
 def test_quantized_twin_is_registered_with_its_accuracy_and_runs(trained, corpus_root, ground_truth):
     import onnx
 
-    from roomclf.onnx_model import OnnxModel
-    from roomclf.registry import fetch_model
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.models.registry import fetch_model
 
     _, run = _run(trained["first"].run_id)
     m = run.data.metrics
@@ -137,9 +137,9 @@ def test_quantized_twin_is_registered_with_its_accuracy_and_runs(trained, corpus
 
 @pytest.mark.slow
 def test_champion_loads_in_onnxruntime_and_worse_run_is_challenger(trained, corpus_root, ground_truth):
-    from roomclf.gating import list_versions
-    from roomclf.onnx_model import OnnxModel
-    from roomclf.registry import DEFAULT_ONNX_URI, fetch_model, model_version_info
+    from roomclf.models.catalogue import list_versions
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.models.registry import DEFAULT_ONNX_URI, fetch_model, model_version_info
 
     first, second = trained["first"], trained["second"]
     assert first.alias == "champion" and first.champion_version is None
@@ -153,7 +153,7 @@ def test_champion_loads_in_onnxruntime_and_worse_run_is_challenger(trained, corp
     picked = pick_photos(ground_truth, "batch_03", 8)
     preds = model.predict_sources([corpus_root / p for p, _ in picked])
     assert all(p.label in CLASSES and p.error is None for p in preds)
-    aliases = {(r["name"], r["version"]): r["aliases"] for r in list_versions()}
+    aliases = {(r.name, r.version): r.aliases for r in list_versions()}
     for name, version in second.versions.items():
         assert aliases[(name, version)] == ["challenger"]
         assert aliases[(name, first.versions[name])] == ["champion"]
@@ -165,7 +165,7 @@ def test_roomclf_version_is_a_photo_pyfunc_and_fine_tunable(trained, corpus_root
     import pandas as pd
     import torch
 
-    from roomclf.model import RoomNet
+    from roomclf.models.network import RoomNet
 
     version = trained["first"].versions["roomclf"]
     uri = f"models:/roomclf/{version}"
@@ -197,7 +197,7 @@ def test_models_and_promote_commands(trained):
     torch_v2 = trained["second"].versions["roomclf"]
     assert moved.exit_code == 0, moved.output
     assert f"@champion now on roomclf v{torch_v2}, roomclf-onnx v{onnx_v2}" in moved.output   # both forms move
-    from roomclf.registry import model_version_info
+    from roomclf.models.registry import model_version_info
 
     assert str(model_version_info("models:/roomclf-onnx@champion")["version"]) == onnx_v2
     assert str(model_version_info("models:/roomclf@champion")["version"]) == torch_v2
@@ -251,7 +251,7 @@ def _no_runs() -> bool:
 
 
 def test_class_without_examples_and_missing_photo(home, ground_truth, corpus_root):
-    from roomclf.training import TrainingError, select_data
+    from roomclf.train.recipe import TrainingError, select_data
 
     store = LabelStore()
     rows = [(p, c) for p, c in pick_photos(ground_truth, "batch_01", 40) if c != "interior"]
@@ -265,7 +265,7 @@ def test_class_without_examples_and_missing_photo(home, ground_truth, corpus_roo
 
 
 def test_leak_guard_drops_exact_duplicates(tmp_path, corpus_root, ground_truth):
-    from roomclf.training import TrainData, drop_leaks
+    from roomclf.train.recipe import TrainData, drop_leaks
 
     picked = pick_photos(ground_truth, "batch_01", 6)
     for i, (p, _) in enumerate(picked):
@@ -284,7 +284,7 @@ def test_leak_guard_drops_exact_duplicates(tmp_path, corpus_root, ground_truth):
 
 
 def test_class_weights_favour_the_rare_class():
-    from roomclf.training import class_weights
+    from roomclf.train.recipe import class_weights
 
     w = class_weights(["kitchen"] * 50 + ["interior"] * 5 + [c for c in CLASSES])
     assert w[CLASSES.index("interior")] > 5 * w[CLASSES.index("kitchen")]
@@ -292,8 +292,8 @@ def test_class_weights_favour_the_rare_class():
 
 
 def test_splitter_gives_early_body_late_body_and_head_each_parameter_once():
-    from roomclf.model import RoomNet
-    from roomclf.training import room_splitter
+    from roomclf.models.network import RoomNet
+    from roomclf.train.recipe import room_splitter
 
     net = RoomNet("efficientnet_lite0", pretrained=False)
     early, late, head = room_splitter(net)

@@ -29,7 +29,7 @@ def sample_data(out, source, manifest, jobs, timeout, retries):
     $ROOMCLF_SAMPLE_URL_PREFIX replaces the URLs' scheme and host (a mirror).
     """
     from roomclf import settings
-    from roomclf.sample_data import get_sample_corpus
+    from roomclf.sample.download import get_sample_corpus
 
     get_sample_corpus(out or settings.home() / "sample", source, manifest, jobs=jobs, timeout=timeout,
                       retries=retries, echo=click.echo)
@@ -43,7 +43,7 @@ def sample_data(out, source, manifest, jobs, timeout, retries):
 def embed(data, batches, backbone, batch_size):
     """Compute (or reuse cached) embeddings of every photo of the batches."""
     from roomclf.corpus import discover
-    from roomclf.embeddings import embed as run
+    from roomclf.models.embeddings import embed as run
 
     corpus = discover(data, batches)
     t0 = time.perf_counter()
@@ -68,13 +68,13 @@ def import_labels(source_file, source, attributes, batches, limit, data):
     """Import labels from a CSV (path,label) or a folder-per-class tree."""
     from pathlib import Path
 
-    from roomclf.labelstore import LabelStore
+    from roomclf.labels.store import LabelStore
 
     store, src = LabelStore(), Path(source_file)
     if src.is_dir():
         report = store.import_folders(src, source, corpus_root=data)
     elif attributes:
-        from roomclf.attributes import import_attributes   # object-annotation zeros by the evidence policy
+        from roomclf.train.attributes import import_attributes   # object-annotation zeros by the evidence policy
 
         report = import_attributes(store, src, data, source)
     else:
@@ -89,7 +89,7 @@ def import_labels(source_file, source, attributes, batches, limit, data):
 @click.option("--batch", default=None, help="Only photos of this batch.")
 def export_labels(out, sources, batch):
     """Write the effective label of every photo to a CSV."""
-    from roomclf.labelstore import LabelStore
+    from roomclf.labels.store import LabelStore
 
     n = LabelStore().export_csv(out, [s.strip() for s in sources.split(",")], prefix=f"{batch}/" if batch else None)
     click.echo(f"wrote {n} labels to {out}")
@@ -98,7 +98,7 @@ def export_labels(out, sources, batch):
 @click.command()
 def stats():
     """Label counts per source and class."""
-    from roomclf.labelstore import LabelStore
+    from roomclf.labels.store import LabelStore
     from roomclf.taxonomy import CLASSES
 
     store = LabelStore()

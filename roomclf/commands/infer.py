@@ -46,7 +46,7 @@ def infer_all(data, out, model, quantized, batches, engine, address, force, with
       roomclf infer-all --out var/infer --batches batch_19 --engine loop
       roomclf infer-all --out /shared/infer --address auto --quantized
     """
-    from roomclf.infer_all import infer_all as run
+    from roomclf.infer.run import infer_all as run
 
     s = run(data, out, batches=batches, model=model, quantized=quantized, engine=engine, address=address,
             force=force, with_embedding=with_embedding, batch_size=batch_size, actors=actors, cpus=cpus,

@@ -3,7 +3,7 @@ import click
 
 from roomclf.commands.options import batches_option
 from roomclf.commands.prelabel import prelabel_options, run_prelabel
-from roomclf.registry import DEFAULT_ONNX_URI
+from roomclf.models.registry import DEFAULT_ONNX_URI
 from roomclf.settings import DEFAULT_BACKBONE
 
 
@@ -47,10 +47,10 @@ def prepare(batches, data, backbone=DEFAULT_BACKBONE, mode="auto", model_uri=DEF
     """Everything `roomclf label` does before serving: check the batch, prelabel it when asked or when
     it has no predictions yet (the champion model, else zero-shot), and build the app."""
     from roomclf.corpus import parse_batches
-    from roomclf.labelapp.app import create_app
-    from roomclf.labelapp.session import AppError
-    from roomclf.labelstore import LabelStore
-    from roomclf.prelabel import ensure_prelabelled, has_predictions
+    from roomclf.labels.app.app import create_app
+    from roomclf.labels.app.session import AppError
+    from roomclf.labels.store import LabelStore
+    from roomclf.labels.prelabel import ensure_prelabelled, has_predictions
 
     names = parse_batches(batches, data)  # a bad batch is reported before anything is created
     if len(names) != 1:

@@ -8,59 +8,34 @@ import click
               help="List the trained and untrained attribute tags of every version (default: the champions').")
 def models(names, all_attributes):
     """List registered versions with their metrics and aliases, and which attribute tags they emit."""
-    from mlflow import MlflowClient
-
-    from roomclf.gating import list_versions
-    from roomclf.registry import ONNX_NAME, TORCH_NAME
+    from roomclf.models.catalogue import list_versions
+    from roomclf.models.registry import ONNX_NAME, TORCH_NAME
     from roomclf.taxonomy import ATTRIBUTE_KEYS
 
     rows = list_versions(names or (TORCH_NAME, ONNX_NAME))
     if not rows:
         click.echo("no registered models yet (run `roomclf train`)")
         return
-    client, runs = MlflowClient(), {}
-
-    def tag_lists(run_id):
-        """(trained keys, untrained keys) of a training run; trained None when the run did not record them."""
-        if run_id not in runs:
-            try:
-                run = client.get_run(run_id).data
-            except Exception:
-                run = None
-            if run is None:
-                runs[run_id] = (None, [])
-            elif "attributes.trained" in run.tags:
-                def split(v):
-                    return [] if v in ("", "none") else v.split(",")
-                runs[run_id] = (split(run.tags["attributes.trained"]), split(run.tags.get("attributes.untrained", "")))
-            elif "attr_trained" not in run.metrics:       # no attribute labels at all: no heads
-                runs[run_id] = ([], list(ATTRIBUTE_KEYS))
-            else:
-                runs[run_id] = (None, [])
-        return runs[run_id]
-
     click.echo(f"{'name':<20}{'version':>8}  {'aliases':<22}{'val_acc':>8}{'val_f1':>8}  {'backbone':<20}"
                f"{'size':>5}  {'tags':>6}  train -> valid")
     for r in rows:
-        t = r["tags"]
-        trained, _ = tag_lists(r["run_id"])
-        n_tags = "?" if trained is None else f"{len(trained)}/{len(ATTRIBUTE_KEYS)}"
-        click.echo(f"{r['name']:<20}{r['version']:>8}  {','.join(r['aliases']) or '-':<22}"
+        t = r.tags
+        n_tags = "?" if r.trained is None else f"{len(r.trained)}/{len(ATTRIBUTE_KEYS)}"
+        click.echo(f"{r.name:<20}{r.version:>8}  {','.join(r.aliases) or '-':<22}"
                    f"{t.get('val_accuracy', '-'):>8}{t.get('val_macro_f1', '-'):>8}  {t.get('backbone', '-'):<20}"
                    f"{t.get('image_size', '-'):>5}  {n_tags:>6}  {t.get('train_batches', '-')} -> {t.get('valid_batches', '-')}")
     shown = set()
     for r in rows:
-        if r["run_id"] in shown or not (all_attributes or "champion" in r["aliases"]):
+        if r.run_id in shown or not (all_attributes or "champion" in r.aliases):
             continue
-        shown.add(r["run_id"])
-        trained, untrained = tag_lists(r["run_id"])
-        forms = ", ".join(f"{x['name']} v{x['version']}" for x in rows if x["run_id"] == r["run_id"])
+        shown.add(r.run_id)
+        forms = ", ".join(f"{x.name} v{x.version}" for x in rows if x.run_id == r.run_id)
         click.echo(f"\nattribute tags of {forms}:")
-        if trained is None:
+        if r.trained is None:
             click.echo("  not recorded by this run (trained before tags were listed per run)")
             continue
-        click.echo(f"  trained ({len(trained)}): {', '.join(trained) or 'none (no attribute labels)'}")
-        click.echo(f"  untrained, never emitted ({len(untrained)}): {', '.join(untrained) or 'none'}")
+        click.echo(f"  trained ({len(r.trained)}): {', '.join(r.trained) or 'none (no attribute labels)'}")
+        click.echo(f"  untrained, never emitted ({len(r.untrained)}): {', '.join(r.untrained) or 'none'}")
 
 
 @click.command()
@@ -70,21 +45,11 @@ def models(names, all_attributes):
 def promote(name, version, alias):
     """Move an alias (default champion) to version VERSION of registered model NAME, and to
     every other form the same training run registered (roomclf and roomclf-onnx move together)."""
-    from roomclf.gating import promote as run
+    from roomclf.train.gate import promote as run
 
     moved = run(name, version, alias)
     click.echo(f"@{alias} now on " + ", ".join(f"{n} v{v}" for n, v in sorted(moved.items()))
                + " (one training run)")
-
-
-def experiment_links(base_url: str) -> list[tuple[str, str]]:
-    """(name, UI link) of roomclf's experiments in the store."""
-    from mlflow import MlflowClient
-
-    from roomclf.experiments import ui_link
-
-    found = MlflowClient().search_experiments(filter_string="name LIKE 'roomclf%'")
-    return [(e.name, ui_link(base_url, f"experiments/{e.experiment_id}")) for e in sorted(found, key=lambda e: e.name)]
 
 
 @click.command()
@@ -97,9 +62,9 @@ def ui(port, host):
     started); with a tracking server ($MLFLOW_TRACKING_URI=http://...) it says where
     that server's own UI is.
     """
-    from roomclf.experiments import ui_link
+    from roomclf.tracking.experiments import ui_link
     from roomclf.settings import is_remote_tracking, setup_mlflow
-    from roomclf.tracking_ui import run_local_ui
+    from roomclf.tracking.ui import experiment_links, run_local_ui
 
     uri = setup_mlflow()
     if is_remote_tracking(uri):

@@ -43,7 +43,7 @@ def propagate(data, batches, backbone, k, method, share_min, sim_min, target_pre
     disagree) go to a CSV, an image grid and the labelling app's review queue;
     near-duplicate pairs to a CSV.
     """
-    from roomclf.propagation_run import run_propagation
+    from roomclf.propagate.run import run_propagation
 
     seed_sources = tuple(s.strip() for s in sources.split(",") if s.strip())
     r = run_propagation(data, batches, backbone, k=k, method=method, share_min=share_min, sim_min=sim_min,

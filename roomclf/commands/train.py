@@ -2,7 +2,7 @@
 import click
 
 from roomclf.commands.options import backbone_option, data_option
-from roomclf.training import TrainConfig
+from roomclf.train.recipe import TrainConfig, parse_recipe
 
 
 class WholeNumber(click.ParamType):
@@ -45,9 +45,12 @@ INT = WholeNumber()
 @click.option("--workers", type=INT, default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--quantize", type=bool, is_flag=False, flag_value=True, default=False,
               help="Also register a static-int8 ONNX (roomclf-onnx-int8); `--quantize` or `--quantize true`.")
+@click.option("--recipe", default="defaults", show_default=True,
+              help="Recipe knobs to change, e.g. label_smoothing=0.1,mixup=0.4 (all knobs: roomclf/train/recipe.py "
+                   "Recipe; the whole recipe is logged as recipe.* params).")
 @click.option("--run-name", default=None, help="MLflow run name.")
 def train(data, train_batches, valid_batches, sources, valid_sources, backbone, image_size, frozen_epochs, epochs, batch_size,
-          lr, seed, workers, quantize, run_name):
+          lr, seed, workers, quantize, recipe, run_name):
     """Train the room classifier from the label store and register it.
 
     Body frozen first, then fine-tuning with discriminative learning rates; the
@@ -55,14 +58,14 @@ def train(data, train_batches, valid_batches, sources, valid_sources, backbone, 
     (pyfunc + fast.ai learner) and `roomclf-onnx`, and the new version becomes
     `champion` only if it beats the current one on the same validation photos.
     """
-    from roomclf.backbones import get_spec
-    from roomclf.train_run import run_training
+    from roomclf.models.backbones import get_spec
+    from roomclf.train.run import run_training
 
     cfg = TrainConfig(data=data, train_batches=train_batches, valid_batches=valid_batches,
                       sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
                       valid_sources=tuple(s.strip() for s in valid_sources.split(",") if s.strip()), backbone=backbone,
                       image_size=image_size or get_spec(backbone).input_size, frozen_epochs=frozen_epochs,
                       epochs=epochs, batch_size=batch_size, lr=lr or None, seed=seed, workers=workers,
-                      quantize=quantize, run_name=run_name)
+                      quantize=quantize, run_name=run_name, recipe=parse_recipe(recipe))
     result = run_training(cfg, echo=click.echo)
     click.echo(f"run {result.run_id}: {result.alias}")

@@ -1,0 +1,1 @@
+"""infer-all: the shared batch functions, the Ray engine, the output folder and listing rows."""

@@ -1,0 +1,276 @@
+"""Run a registered ONNX room model over whole batches of the corpus, resumably.
+
+Both engines run the plain functions of ``roomclf.infer.batch`` (decode, predict,
+rows); ``roomclf.infer.output.commit_batch`` commits each finished batch atomically.
+``engine="ray"`` runs them as a Ray Data pipeline (``roomclf.infer.ray_engine``);
+``engine="loop"`` runs them in this process, one chunk after another.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+from roomclf.infer.batch import InferError, decode_batch, predict_batch, row_columns, row_schema
+from roomclf.models.registry import DEFAULT_ONNX_URI, INT8_NAME, ONNX_NAME, ModelNotFound, ModelRef, local_onnx, resolve
+
+ENGINES = ("ray", "loop")
+
+
+# --------------------------------------------------------------------------- the model
+
+@dataclass(frozen=True)
+class ModelFile:
+    """The model infer-all runs: the registry's reference, the local file and its digest."""
+    ref: ModelRef
+    path: Path        # the local .onnx file
+    sha256: str
+
+    @property
+    def uri(self) -> str:
+        return self.ref.uri
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def version(self) -> str:
+        """The registry version, or ``sha256:<12 hex>`` for a file."""
+        return self.ref.version or f"sha256:{self.sha256[:12]}"
+
+    @property
+    def key(self) -> str:
+        """What a done record must match for a batch to count as finished with this model."""
+        return f"{self.name}/{self.version}/{self.sha256[:16]}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def quantized_uri(uri: str) -> str:
+    """The int8 twin of a ``roomclf-onnx`` registry URI."""
+    for sep in ("@", "/"):
+        prefix = f"models:/{ONNX_NAME}{sep}"
+        if uri.startswith(prefix):
+            return f"models:/{INT8_NAME}{sep}{uri[len(prefix):]}"
+    if uri.startswith(f"models:/{INT8_NAME}"):
+        return uri
+    raise InferError(f"--quantized needs a models:/{ONNX_NAME}... URI (got {uri}); "
+                     "pass the int8 model's URI or path with --model instead")
+
+
+def resolve_model(uri: str = DEFAULT_ONNX_URI, quantized: bool = False) -> ModelFile:
+    """The model to run: a ``models:/`` URI is looked up in the registry and downloaded; a path is used as is."""
+    if quantized:
+        uri = quantized_uri(uri)
+    try:
+        ref = resolve(uri)
+    except ModelNotFound as exc:
+        hint = f" (register an int8 model as {INT8_NAME} with alias champion, or pass --model)" if quantized else ""
+        raise ModelNotFound(f"{exc}{hint}") from None
+    path = local_onnx(ref)
+    return ModelFile(ref, path, _sha256(path))
+
+
+# --------------------------------------------------------------------------- the engines
+
+def run_loop(root: Path, items: list[dict], model_ref: ModelFile, with_embedding: bool, batch_size: int = 32,
+             threads: int | None = None):
+    """The in-process engine: yields a DataFrame of rows per chunk of ``batch_size`` photos."""
+    from roomclf.models.onnx_file import OnnxModel
+
+    model = OnnxModel(model_ref.path, threads=threads or min(4, os.cpu_count() or 1))
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        cols = {k: [it[k] for it in chunk] for k in ("path", "batch", "listing")}
+        yield predict_batch(model, decode_batch(cols, str(root), model.input_size),
+                            model_ref.name, model_ref.version, with_embedding)
+
+
+def with_stall_timeout(stream, seconds: float):
+    """Yield from ``stream`` (iterated in a thread), raising ``InferError`` when nothing
+    arrives for ``seconds``: a cluster that lost every node able to run the model waits
+    forever otherwise."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=4)
+    done = object()
+
+    def pump():
+        try:
+            for item in stream:
+                q.put(item)
+        except BaseException as exc:   # handed to the consumer
+            q.put(exc)
+        q.put(done)
+
+    threading.Thread(target=pump, daemon=True, name="infer-all-stream").start()
+    while True:
+        try:
+            item = q.get(timeout=seconds)
+        except queue.Empty:
+            raise InferError(f"no prediction for {seconds:.0f} s: the cluster may have lost the nodes that run "
+                             "the model (check `ray status`); finished batches are kept, rerun to do the rest")
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+# --------------------------------------------------------------------------- the run
+
+@dataclass
+class BatchPlan:
+    name: str
+    photos: list[dict] = field(default_factory=list)
+    skipped: int = 0
+
+
+@dataclass
+class Summary:
+    out: Path
+    engine: str
+    model: str
+    photos: int = 0
+    predictions: int = 0
+    errors: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    per_class: Counter = field(default_factory=Counter)
+    batches_done: list[str] = field(default_factory=list)
+    batches_skipped: list[str] = field(default_factory=list)   # already finished with this model
+
+    @property
+    def photos_per_s(self) -> float:
+        return self.photos / self.seconds if self.seconds else 0.0
+
+
+def plan_batches(root: str | os.PathLike, batches) -> tuple[Path, list[BatchPlan]]:
+    from roomclf.corpus import discover
+
+    corpus = discover(root, batches)
+    plans: dict[str, BatchPlan] = {}
+    for b in dict.fromkeys([p.batch for p in corpus.photos] + [s.split("/", 1)[0] for s in corpus.skipped]):
+        plans[b] = BatchPlan(b)
+    for p in corpus.photos:
+        plans[p.batch].photos.append({"path": p.path, "batch": p.batch, "listing": p.listing})
+    for s in corpus.skipped:
+        plans[s.split("/", 1)[0]].skipped += 1
+    return corpus.root, sorted(plans.values(), key=lambda b: b.name)
+
+
+def _commit(out: Path, plan: BatchPlan, frames: list, model_ref: ModelFile, engine: str, with_embedding: bool,
+            seconds: float) -> dict:
+    import pandas as pd
+
+    from roomclf.infer.output import commit_batch, to_table
+    from roomclf.infer.listings import listing_schema, summarize
+
+    photos = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=row_columns(with_embedding)))
+    photos = (photos.drop_duplicates("path", keep="last")            # a retried task may repeat rows
+              .sort_values("path", kind="stable").reset_index(drop=True))
+    ok = photos[photos["error"].isna()]
+    record = {"batch": plan.name, "photos": len(photos), "predictions": len(ok), "errors": len(photos) - len(ok),
+              "skipped": plan.skipped, "per_class": {c: int(n) for c, n in ok["label"].value_counts().items()},
+              "model_uri": model_ref.uri, "model_name": model_ref.name, "model_version": model_ref.version,
+              "model_sha256": model_ref.sha256, "model_key": model_ref.key, "engine": engine,
+              "nodes": {str(n): int(k) for n, k in photos["node"].value_counts().items()},
+              "with_embedding": with_embedding, "elapsed_s": round(seconds, 2),
+              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    commit_batch(out, plan.name, to_table(photos, row_schema(with_embedding)),
+                 to_table(summarize(photos), listing_schema()), record)
+    return record
+
+
+def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, model: str = DEFAULT_ONNX_URI,
+              quantized: bool = False, engine: str = "ray", address: str | None = None, force: bool = False,
+              with_embedding: bool = False, batch_size: int = 32, actors: int | None = None,
+              cpus: int | None = None, progress: bool = True, object_store_mb: int = 512,
+              actor_resource: str | None = None, stall_timeout_s: float = 600.0) -> Summary:
+    """Predict every photo of the batches into ``out``, skipping batches already done with this model.
+
+    Finished batches are committed as they complete; if no prediction arrives for
+    ``stall_timeout_s`` (e.g. the only nodes able to run the model are gone), the run
+    stops with ``InferError`` and a rerun does what is left."""
+    from tqdm import tqdm
+
+    from roomclf.infer.output import clean_stale, is_done
+
+    if engine not in ENGINES:
+        raise InferError(f"unknown engine {engine!r} (choose {', '.join(ENGINES)})")
+    out = Path(out).resolve()
+    root, plans = plan_batches(root, batches)
+    model_ref = resolve_model(model, quantized)
+    summary = Summary(out=out, engine=engine, model=f"{model_ref.name} {model_ref.version}")
+    todo = []
+    for plan in plans:
+        if not force and is_done(out, plan.name, model_ref.key, with_embedding):
+            summary.batches_skipped.append(plan.name)
+        else:
+            todo.append(plan)
+    out.mkdir(parents=True, exist_ok=True)
+    clean_stale(out)
+    if not todo:
+        return summary
+
+    from roomclf.models.onnx_file import OnnxModel
+
+    input_size = OnnxModel(model_ref.path).input_size
+    items = [it for plan in todo for it in plan.photos]
+    by_name = {p.name: p for p in todo}
+    frames: dict[str, list] = {p.name: [] for p in todo}
+    seen: dict[str, set] = {p.name: set() for p in todo}
+    t0 = time.perf_counter()
+    started_ray = False
+
+    def finish(plan: BatchPlan):
+        rec = _commit(out, plan, frames.pop(plan.name), model_ref, engine, with_embedding, time.perf_counter() - t0)
+        summary.batches_done.append(plan.name)
+        summary.photos += rec["photos"]
+        summary.predictions += rec["predictions"]
+        summary.errors += rec["errors"]
+        summary.skipped += rec["skipped"]
+        summary.per_class.update(rec["per_class"])
+
+    for plan in todo:               # batches with nothing to predict (only non-photo files)
+        if not plan.photos:
+            finish(plan)
+    try:
+        if engine == "ray":
+            from roomclf.infer.ray_engine import connect_ray, run_ray
+
+            started_ray = connect_ray(address, cpus, object_store_mb)
+            stream = run_ray(root, items, model_ref, with_embedding, batch_size, actors, input_size, actor_resource)
+        else:
+            stream = run_loop(root, items, model_ref, with_embedding, batch_size, cpus)
+        stream = with_stall_timeout(stream, stall_timeout_s)
+        with tqdm(total=len(items), unit="photo", disable=not progress, desc="infer-all",
+                  dynamic_ncols=True) as bar:
+            for frame in stream:
+                for name, part in frame.groupby("batch", sort=False):
+                    if name not in frames:        # a retried task's rows for a batch already committed
+                        continue
+                    frames[name].append(part)
+                    seen[name].update(part["path"])
+                    if len(seen[name]) == len(by_name[name].photos):
+                        finish(by_name[name])
+                bar.update(len(frame))
+    finally:
+        summary.seconds = time.perf_counter() - t0
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return summary

@@ -1,0 +1,1 @@
+"""The room network in all its forms: backbones, the network, ONNX, int8, pyfunc, embeddings, the registry."""

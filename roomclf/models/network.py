@@ -1,0 +1,69 @@
+"""The room network and its exported form.
+
+``RoomNet`` = a backbone body (from the backbone registry) + pooling + a small
+class head; it takes *normalised* images and returns class logits, which is
+what fastai trains. ``AttributeHead`` maps the same pooled features to one
+logit per taxonomy attribute key. ``ExportNet`` wraps both for deployment:
+plain [0, 1] RGB in; normalisation, softmax and sigmoid baked in; outputs
+``probs`` (N x 7), ``attributes`` (N x len(ATTRIBUTE_KEYS)) and ``embedding``
+(N x D, L2-normalised). Every consumer (infer-all, serving, prelabel) feeds the
+output of ``roomclf.photos.model_input``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from roomclf.models.backbones import build_backbone, get_spec, normalizer, split_backbone
+from roomclf.taxonomy import ATTRIBUTE_KEYS, CLASSES
+
+
+class RoomNet(nn.Module):
+    def __init__(self, backbone: str, n_classes: int = len(CLASSES), pretrained: bool = True,
+                 dropout: float = 0.2):
+        super().__init__()
+        self.backbone = backbone
+        spec = get_spec(backbone)
+        body, pool, _ = split_backbone(backbone, build_backbone(backbone, pretrained))
+        self.body, self.pool = body, pool
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(spec.feature_dim, n_classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images -> pooled penultimate features (not L2-normalised)."""
+        return self.pool(self.body(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class AttributeHead(nn.Module):
+    """One logit per attribute key, from the pooled features."""
+
+    def __init__(self, feature_dim: int, n_keys: int = len(ATTRIBUTE_KEYS)):
+        super().__init__()
+        self.linear = nn.Linear(feature_dim, n_keys)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.linear(feats)
+
+
+class ExportNet(nn.Module):
+    """[0, 1] RGB -> (probs, attributes, embedding), everything baked in."""
+
+    def __init__(self, net: RoomNet, attribute_head: AttributeHead | None = None):
+        super().__init__()
+        spec = get_spec(net.backbone)
+        self.net = net
+        self.attribute_head = attribute_head
+        self.n_keys = len(ATTRIBUTE_KEYS)
+        self.normalize = normalizer(spec)
+
+    def forward(self, image: torch.Tensor):
+        feats = self.net.features(self.normalize(image))
+        probs = torch.softmax(self.net.head(feats), dim=1)
+        if self.attribute_head is not None:
+            attrs = torch.sigmoid(self.attribute_head(feats))
+        else:
+            attrs = feats[:, :1].mul(0).expand(-1, self.n_keys)
+        return probs, attrs, F.normalize(feats, dim=1)

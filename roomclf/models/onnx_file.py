@@ -1,0 +1,136 @@
+"""Exporting a room network to ONNX, and running an exported one.
+
+The ONNX file is self-describing: its metadata (key ``roomclf``) holds the
+backbone, input size, class order, attribute keys and per-attribute decision
+thresholds (``null`` = untrained, never emitted). ``OnnxModel`` is the one
+runtime wrapper used by infer-all, serving and prelabel.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from roomclf.photos import PhotoError, model_input
+from roomclf.taxonomy import ATTRIBUTE_KEYS, CLASSES
+
+META_KEY = "roomclf"
+OUTPUTS = ("probs", "attributes", "embedding")
+
+
+def export_onnx(export_net, path: str | os.PathLike, meta: dict, opset: int | None = None) -> Path:
+    """Write ``export_net`` (a ``roomclf.models.network.ExportNet``) as a single-file ONNX with metadata."""
+    import onnx
+    import torch
+
+    from roomclf.models.backbones import get_spec
+
+    spec = get_spec(export_net.net.backbone)
+    size = int(meta.get("input_size") or spec.input_size)
+    full = {"backbone": spec.name, "input_size": size, "classes": list(CLASSES),
+            "attribute_keys": list(ATTRIBUTE_KEYS), "attribute_thresholds": {}, **meta}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    export_net = export_net.eval()
+    with torch.no_grad():
+        torch.onnx.export(export_net, (torch.rand(2, 3, size, size),), str(tmp), dynamo=False,
+                          input_names=["image"], output_names=list(OUTPUTS),
+                          dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"} for o in OUTPUTS}},
+                          opset_version=opset or 17)
+    model = onnx.load(str(tmp))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(full)
+    onnx.save(model, str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def find_onnx(location: str | os.PathLike) -> Path:
+    """A .onnx file, or a folder (e.g. a downloaded MLflow model) holding one."""
+    p = Path(location)
+    if p.is_file():
+        return p
+    found = sorted(p.rglob("*.onnx")) if p.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"no .onnx model at {location}")
+    return found[0]
+
+
+@dataclass
+class Prediction:
+    label: str | None
+    confidence: float | None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, float] = field(default_factory=dict)   # attribute -> probability, above threshold
+    error: str | None = None
+    error_kind: str | None = None                          # PhotoError.kind when the photo could not be read
+
+    def as_dict(self) -> dict:
+        return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities,
+                "tags": self.tags, "error": self.error}
+
+
+class OnnxModel:
+    """One onnxruntime session over an exported room network."""
+
+    def __init__(self, location: str | os.PathLike, threads: int = 1):
+        import onnxruntime as ort
+
+        self.path = find_onnx(location)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
+        if raw is None:
+            raise ValueError(f"{self.path} is not a roomclf model (no '{META_KEY}' metadata)")
+        self.meta = json.loads(raw)
+        self.classes: list[str] = self.meta["classes"]
+        self.input_size: int = int(self.meta["input_size"])
+        self.attribute_keys: list[str] = self.meta.get("attribute_keys", [])
+        self.thresholds: dict[str, float | None] = self.meta.get("attribute_thresholds", {})
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """float32 N x 3 x S x S in [0, 1] -> {'probs', 'attributes', 'embedding'}."""
+        outs = self.session.run(None, {"image": np.ascontiguousarray(batch, dtype=np.float32)})
+        return dict(zip(self.output_names, outs))
+
+    def decode(self, probs: np.ndarray, attrs: np.ndarray | None = None) -> Prediction:
+        """One row of outputs -> a Prediction; tags only for trained attributes of the predicted class."""
+        i = int(np.argmax(probs))
+        label = self.classes[i]
+        tags = {}
+        if attrs is not None:
+            for key, p in zip(self.attribute_keys, attrs):
+                thr = self.thresholds.get(key)
+                room, _, name = key.partition(".")
+                if thr is not None and room == label and float(p) >= thr:
+                    tags[name] = round(float(p), 4)
+        return Prediction(label, float(probs[i]), {c: float(v) for c, v in zip(self.classes, probs)}, tags)
+
+    def predict_sources(self, sources: list, batch_size: int = 32, progress: str | None = None) -> list[Prediction]:
+        """Paths or bytes -> Predictions; a photo that cannot be read gets an error, not an exception.
+        ``progress``: a label for a progress bar (shown on a terminal), or None for none."""
+        from tqdm import tqdm
+
+        results: list[Prediction | None] = [None] * len(sources)
+        starts = range(0, len(sources), batch_size)
+        for start in tqdm(starts, desc=progress, unit="batch", disable=None if progress else True, leave=False):
+            arrays, idx = [], []
+            for j, src in enumerate(sources[start:start + batch_size], start):
+                try:
+                    arrays.append(model_input(src, self.input_size))
+                    idx.append(j)
+                except PhotoError as exc:
+                    results[j] = Prediction(None, None, error=exc.reason, error_kind=exc.kind)
+            if arrays:
+                out = self.run(np.stack(arrays))
+                attrs = out.get("attributes")
+                for k, j in enumerate(idx):
+                    results[j] = self.decode(out["probs"][k], None if attrs is None else attrs[k])
+        return results  # type: ignore[return-value]

@@ -1,0 +1,235 @@
+"""The MLflow model registry: registering models, finding and fetching them.
+
+Names: ``roomclf`` (the fast.ai/PyTorch model) and ``roomclf-onnx`` (the
+exported graph). The alias ``champion`` marks the version in service.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from roomclf.errors import RoomclfError
+from roomclf.settings import setup_mlflow
+
+ONNX_NAME = "roomclf-onnx"
+TORCH_NAME = "roomclf"
+DEFAULT_ONNX_URI = f"models:/{ONNX_NAME}@champion"
+
+
+INT8_NAME = f"{ONNX_NAME}-int8"
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+# What each registered model is, shown on its page in the MLflow UI.
+MODEL_DESCRIPTIONS = {
+    TORCH_NAME: ("roomclf's room classifier as an MLflow pyfunc: photos in (DataFrame column `image`, "
+                 "JPEG/PNG bytes or base64), one row per photo out (label, confidence, probabilities, "
+                 "attribute tags, error). Carries the fast.ai learner (artifact `learner`) to fine-tune "
+                 "further. The same run's ONNX graph is `roomclf-onnx`; the alias `champion` moves on both."),
+    ONNX_NAME: ("roomclf's room classifier as an ONNX graph, what infer-all and `roomclf serve` run: input "
+                "`image` float32 N×3×H×W RGB in [0, 1] (normalisation baked in), outputs `probs` (softmax "
+                "over the classes), `attributes` (sigmoid per attribute) and `embedding`. Classes, input "
+                "size and attribute thresholds are in the graph's metadata."),
+    INT8_NAME: "The static-int8 (QDQ) twin of `roomclf-onnx`, calibrated on training photos: faster on CPUs.",
+}
+
+
+class ModelNotFound(RoomclfError, LookupError):
+    """No model at a registry URI or path."""
+
+
+class RegistryUnavailable(RoomclfError):
+    """The tracking server did not answer (stopped, unreachable)."""
+
+
+def unreachable(exc: Exception, doing: str) -> RegistryUnavailable:
+    """One line for a tracking-server failure while ``doing`` something."""
+    from roomclf.settings import tracking_uri
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return RegistryUnavailable(f"{doing} failed: the MLflow tracking store at {tracking_uri()} did not answer "
+                               f"({first}); nothing was made champion, run the same command again when it is back")
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether an exception means the tracking server did not answer (not a bad request)."""
+    if isinstance(exc, ConnectionError) or type(exc).__name__ in ("ConnectionError", "ConnectTimeout", "ReadTimeout"):
+        return True
+    text = str(exc)
+    return type(exc).__name__ == "MlflowException" and "failed with exception" in text and any(
+        k in text for k in ("Max retries exceeded", "Connection refused", "Connection aborted", "timed out"))
+
+
+def finish_version(name: str, version: str, tags: dict | None = None, description: str | None = None) -> None:
+    """What every registered version carries: its tags and description, and the model's description."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for k, v in (tags or {}).items():
+        client.set_model_version_tag(name, version, k, str(v))
+    if description:
+        client.update_model_version(name, version, description=description)
+    if name in MODEL_DESCRIPTIONS:
+        client.update_registered_model(name, description=MODEL_DESCRIPTIONS[name])
+
+
+def onnx_signature(onnx_path: str | os.PathLike, example):
+    """The ONNX graph's MLflow signature, from what it returns on ``example`` (N×3×H×W float32)."""
+    from mlflow.models import infer_signature
+
+    from roomclf.models.onnx_file import OnnxModel
+
+    out = OnnxModel(onnx_path).run(example)
+    return infer_signature(example, {k: v for k, v in out.items()})
+
+
+def register_onnx_file(onnx_path: str | os.PathLike, name: str = ONNX_NAME, tags: dict | None = None,
+                       alias: str | None = None, description: str | None = None, input_example=None) -> str:
+    """Log an exported ONNX file in the active run (one is started if none) and register it,
+    with a signature and an input example (``input_example``: N×3×H×W float32; default: a
+    mid-grey image). Returns the new version number as a string.
+    """
+    setup_mlflow()
+    import mlflow
+    import numpy as np
+    import onnx
+
+    from roomclf.models.onnx_file import OnnxModel
+
+    if input_example is None:
+        size = OnnxModel(onnx_path).input_size
+        input_example = np.full((1, 3, size, size), 0.5, np.float32)
+    signature = onnx_signature(onnx_path, input_example)
+    model = onnx.load(str(onnx_path))
+    started = mlflow.active_run() is None
+    if started:
+        from roomclf.tracking.experiments import use_experiment
+        use_experiment("roomclf")
+        mlflow.start_run(run_name=f"register-{name}")
+    try:
+        info = mlflow.onnx.log_model(model, name="onnx-model", registered_model_name=name,
+                                     save_as_external_data=False, signature=signature,
+                                     input_example=input_example)
+    finally:
+        if started:
+            mlflow.end_run()
+    version = str(info.registered_model_version)
+    finish_version(name, version, tags, description)
+    if alias:
+        set_aliases({name: version}, alias)
+    return version
+
+
+def set_aliases(versions: dict[str, str], alias: str) -> None:
+    """Point ``alias`` at each {name: version}, after checking that every version's files are
+    in the artifact store (an alias never points at a half-registered version)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for name, version in versions.items():
+        source = client.get_model_version_download_uri(name, version)
+        try:
+            import mlflow
+
+            listed = mlflow.artifacts.list_artifacts(artifact_uri=source)
+        except Exception as exc:
+            raise unreachable(exc, f"checking {name} v{version}") from None
+        if not any(f.path.endswith("MLmodel") for f in listed):
+            raise ModelNotFound(f"{name} v{version} has no model files at {source}: not moving @{alias}")
+    for name, version in versions.items():
+        client.set_registered_model_alias(name, alias, str(version))
+
+
+def versions_of_run(run_id: str, names=(TORCH_NAME, ONNX_NAME, INT8_NAME)) -> dict[str, str]:
+    """{registered name: version} of every form one training run registered."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    found = {}
+    for name in names:
+        try:
+            versions = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+        except Exception:   # no such registered model
+            continue
+        if versions:
+            found[name] = str(max(int(v.version) for v in versions))
+    return found
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model reference points right now: a registry version or an ONNX file.
+
+    The one answer to "is this a ``models:/`` URI or a path?", used by infer-all,
+    serving, prelabel and the gate. ``resolve`` is cheap (one registry query or a
+    stat), so serving can poll it; ``local_onnx`` fetches the file.
+    """
+    uri: str                   # as given: models:/NAME@ALIAS, models:/NAME/VERSION, or a path
+    name: str                  # registered model name, or the file's stem
+    version: str | None        # registry version; None for a file
+    location: str              # where this model stays: models:/NAME/VERSION, or the file's path
+    identity: str              # changes exactly when a different model is meant
+    run_id: str | None = None
+    tags: dict = field(default_factory=dict)
+
+    @property
+    def in_registry(self) -> bool:
+        return self.location.startswith("models:/")
+
+
+def resolve(uri: str = DEFAULT_ONNX_URI) -> ModelRef:
+    """Where ``uri`` points now; ``ModelNotFound`` (one line) if nowhere."""
+    from roomclf.models.onnx_file import find_onnx
+
+    if uri.startswith("models:/"):
+        info = model_version_info(uri)
+        fixed = f"models:/{info['name']}/{info['version']}"
+        return ModelRef(uri, info["name"], str(info["version"]), fixed, fixed, info.get("run_id"), info["tags"])
+    if "://" not in uri and Path(uri).exists():
+        try:
+            path = find_onnx(uri).resolve()
+        except Exception as exc:
+            raise ModelNotFound(f"no ONNX model at {uri} ({str(exc).splitlines()[0][:200]})") from None
+        st = path.stat()
+        return ModelRef(uri, path.stem, None, str(path), f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    raise ModelNotFound(f"model not found: {uri} (give models:/NAME@ALIAS, models:/NAME/VERSION, or a .onnx path)")
+
+
+def local_onnx(ref: ModelRef | str, dst: str | os.PathLike | None = None) -> Path:
+    """The model's ``.onnx`` file on this machine (downloaded into ``dst`` from the registry)."""
+    from roomclf.models.onnx_file import find_onnx
+
+    ref = resolve(ref) if isinstance(ref, str) else ref
+    return find_onnx(fetch_model(ref.location, dst) if ref.in_registry else ref.location)
+
+
+def fetch_model(uri: str = DEFAULT_ONNX_URI, dst: str | os.PathLike | None = None) -> Path:
+    """A local folder holding the files of the registry model at ``uri`` (``models:/...``), downloaded.
+    For any model reference, registry or file, ``local_onnx`` is the entry point."""
+    setup_mlflow()
+    import mlflow
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(dst) if dst else None))
+    except Exception as exc:  # MLflow raises several kinds for a missing model or alias
+        raise ModelNotFound(f"no model at {uri} ({str(exc).splitlines()[0][:200]})") from None
+
+
+def model_version_info(uri: str) -> dict:
+    """{'name', 'version', 'tags', 'aliases'} for a ``models:/name@alias`` or ``models:/name/N`` URI."""
+    setup_mlflow()
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    ref = uri.removeprefix("models:/")
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, version = ref.split("/", 1)
+            mv = client.get_model_version(name, version)
+    except Exception as exc:
+        raise ModelNotFound(f"no model version at {uri} ({str(exc).splitlines()[0][:200]})") from None
+    return {"name": mv.name, "version": str(mv.version), "tags": dict(mv.tags), "aliases": list(mv.aliases),
+            "run_id": mv.run_id}

@@ -1,0 +1,1 @@
+"""Label propagation: annoy neighbours, the vote that lends labels, the run and its report."""

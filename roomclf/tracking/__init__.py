@@ -1,0 +1,1 @@
+"""The MLflow tracking store: one experiment per step and its UI."""

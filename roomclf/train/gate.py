@@ -1,0 +1,185 @@
+"""Champion / challenger: who serves, decided on validation photos neither model trained on.
+
+``evaluate`` scores an ONNX model (a file, folder or ``models:/`` URI) on
+labelled photos; ``is_better`` compares two scores (accuracy, ties broken by
+macro-F1); ``gate`` evaluates a new model against the current champion and
+moves the alias on every registered name of the run (``roomclf`` and
+``roomclf-onnx`` always point at the same run). ``promote`` backs
+``roomclf promote``: it too moves the alias on every form of the version's run.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from roomclf.errors import RoomclfError
+from roomclf.models.registry import (
+    CHALLENGER,
+    CHAMPION,
+    DEFAULT_ONNX_URI,
+    ONNX_NAME,
+    ModelNotFound,
+    local_onnx,
+    set_aliases,
+    versions_of_run,
+)
+from roomclf.settings import setup_mlflow
+
+TRAIN_LIST = "data/train.csv"     # a training run's photo list (path,label,source), see train/run.py
+
+
+class GatingError(RoomclfError):
+    """A promote or list request that cannot be done (unknown model or version)."""
+
+
+@dataclass
+class Score:
+    accuracy: float
+    macro_f1: float
+    n: int
+
+
+def evaluate(model: str | os.PathLike, root: str | os.PathLike, items: list[tuple[str, str]],
+             label: str | None = None) -> Score:
+    """Accuracy and macro-F1 of an ONNX room model on (path, class) items; unreadable photos count as wrong."""
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.train.report import class_report
+
+    onnx = OnnxModel(local_onnx(str(model)))
+    preds = onnx.predict_sources([Path(root) / p for p, _ in items], progress=label)
+    classes = onnx.classes
+    y = np.array([classes.index(c) for _, c in items])
+    pred = np.array([classes.index(p.label) if p.label in classes else -1 for p in preds])
+    report = class_report(y, pred, classes)
+    return Score(report["accuracy"], report["macro_f1"], len(items))
+
+
+def is_better(new: Score, old: Score | None) -> bool:
+    if old is None:
+        return True
+    if not np.isclose(new.accuracy, old.accuracy, atol=1e-9):
+        return new.accuracy > old.accuracy
+    return new.macro_f1 > old.macro_f1 + 1e-9
+
+
+def current_champion(name: str = ONNX_NAME) -> str | None:
+    """The version holding ``champion`` on ``name``, or None."""
+    setup_mlflow()
+    from mlflow import MlflowClient
+
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, CHAMPION).version)
+    except Exception:  # no such model or alias
+        return None
+
+
+@dataclass
+class GateResult:
+    alias: str
+    new: Score
+    champion: Score | None
+    champion_version: str | None
+    compared_on: int = 0                  # photos neither model trained on
+    champion_unfair: str = ""             # why the champion could not be compared fairly ("" if it could)
+
+
+MIN_FAIR_SHARE = 0.5   # below this share of the validation photos left, the champion cannot be judged
+
+
+def training_photos(version: str, name: str = ONNX_NAME) -> tuple[set[str], list[str]]:
+    """(photos, batches) a registered version was trained on: the run's ``data/train.csv``
+    when it has one, and the version's ``train_batches`` tag."""
+    import csv
+    import tempfile
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    mv = MlflowClient().get_model_version(name, version)
+    batches = [b for b in (mv.tags or {}).get("train_batches", "").split(",") if b]
+    photos: set[str] = set()
+    if mv.run_id:
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=TRAIN_LIST,
+                                                           dst_path=tmp)
+                with open(path, newline="") as f:
+                    photos = {row["path"] for row in csv.DictReader(f)}
+        except Exception:   # a version logged before training lists were kept
+            photos = set()
+    return photos, batches
+
+
+def fair_items(items: list[tuple[str, str]], trained_photos: set[str], trained_batches: list[str]):
+    """The validation items a model did not train on (by photo list, else by batch)."""
+    if trained_photos:
+        return [it for it in items if it[0] not in trained_photos]
+    return [it for it in items if it[0].split("/", 1)[0] not in set(trained_batches)]
+
+
+def gate(new_onnx: str | os.PathLike, versions: dict[str, str], root: str | os.PathLike,
+         items: list[tuple[str, str]]) -> GateResult:
+    """Score the new model and the current champion on the photos of ``items`` that neither
+    trained on; give ``versions`` ({registered name: version}) the alias ``champion`` if the
+    new one is better, else ``challenger``. A champion that trained on most of these photos
+    cannot be judged on them: it is flagged and does not block the new model."""
+    champ_version = current_champion(ONNX_NAME)
+    if champ_version is not None and champ_version == versions.get(ONNX_NAME):
+        champ_version = None
+    fair, unfair = items, ""
+    if champ_version is not None:
+        photos, batches = training_photos(champ_version)
+        fair = fair_items(items, photos, batches)
+        if len(fair) < MIN_FAIR_SHARE * len(items):
+            unfair = (f"champion v{champ_version} trained on {len(items) - len(fair)} of the "
+                      f"{len(items)} validation photos (batches {','.join(batches) or '?'})")
+            fair = items
+    new = evaluate(new_onnx, root, fair, label="gate: the new model")
+    champ = None
+    if champ_version is not None and not unfair:
+        try:
+            champ = evaluate(f"models:/{ONNX_NAME}/{champ_version}", root, fair,
+                             label=f"gate: champion v{champ_version}")
+        except ModelNotFound:
+            champ = None
+    alias = CHAMPION if is_better(new, champ) else CHALLENGER
+    set_aliases(versions, alias)
+    return GateResult(alias, new, champ, champ_version, len(fair), unfair)
+
+
+def promote(name: str, version: str, alias: str = CHAMPION) -> dict[str, str]:
+    """Move ``alias`` by hand to version ``version`` of ``name`` and to every other form the
+    same training run registered (so ``roomclf`` and ``roomclf-onnx`` never part); returns
+    {registered name: version} of what moved."""
+    setup_mlflow()
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version(name, str(version))
+    except Exception:
+        raise GatingError(f"no version {version} of registered model {name!r} "
+                          f"(see `roomclf models`)") from None
+    together = {**(versions_of_run(mv.run_id) if mv.run_id else {}), name: str(version)}
+    set_aliases(together, alias)
+    return together
+
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "DEFAULT_ONNX_URI",
+    "GateResult",
+    "GatingError",
+    "Score",
+    "current_champion",
+    "evaluate",
+    "gate",
+    "is_better",
+    "promote",
+    "training_photos",
+    "fair_items",
+]

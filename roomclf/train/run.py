@@ -1,0 +1,385 @@
+"""One tracked training run, end to end: check the data, train, report, export,
+check parity, register both forms, gate against the champion.
+
+``run_training(config)`` is what ``roomclf train`` and ``mlflow run . -e train``
+call. Bad input raises ``TrainingError`` before any MLflow run starts; a
+failed parity check fails the run (its MLflow status becomes FAILED).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from roomclf.train import recipe as T
+from roomclf.train.attribute_report import log_attribute_report
+from roomclf.taxonomy import CLASSES
+
+PARITY_TOLERANCE = 1e-4
+EXPERIMENT = "roomclf-train"
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    metrics: dict
+    versions: dict[str, str]              # registered name -> version
+    alias: str
+    champion_version: str | None          # the champion it was compared with
+    parity: dict
+    data: dict = field(default_factory=dict)
+
+
+def prepare_data(cfg: T.TrainConfig, store, echo=print) -> T.TrainData:
+    """Checked, cleaned train/valid lists (raises TrainingError before any training)."""
+    from roomclf.corpus import parse_batches
+
+    root = Path(cfg.data)
+    train_b, valid_b = parse_batches(cfg.train_batches, root), parse_batches(cfg.valid_batches, root)
+    cfg.train_batches, cfg.valid_batches = train_b, valid_b
+    data = T.select_data(store, root, train_b, valid_b, cfg.sources, cfg.valid_sources)
+    echo(f"checking that the {len(data.train) + len(data.valid)} labelled photos open, and dropping validation "
+         "photos that duplicate training photos")
+    data.train, broken_t = T.drop_broken(root, data.train, cfg.image_size)
+    data.valid, broken_v = T.drop_broken(root, data.valid, cfg.image_size)
+    data.broken = {**broken_t, **broken_v}
+    empty = [c for c, n in data.class_counts("train").items() if n == 0]
+    if empty or not data.valid:
+        raise T.TrainingError(f"after skipping {len(data.broken)} unreadable photos, "
+                              + (f"no training examples of {', '.join(empty)} remain" if empty
+                                 else "no validation photos remain"))
+    return T.drop_leaks(root, data, backbone=cfg.backbone)
+
+
+def parity_check(export_net, onnx_path: Path, root: Path, paths: list[str], size: int) -> dict:
+    """Max abs difference torch vs onnxruntime on real photos, per output."""
+    import torch
+
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.photos import model_input
+
+    x = np.stack([model_input(root / p, size) for p in paths])
+    with torch.no_grad():
+        probs, attrs, emb = (t.numpy() for t in export_net.eval()(torch.from_numpy(x)))
+    out = OnnxModel(onnx_path).run(x)
+    return {"parity_max_abs_diff_probs": float(np.abs(out["probs"] - probs).max()),
+            "parity_max_abs_diff_embedding": float(np.abs(out["embedding"] - emb).max()),
+            "parity_max_abs_diff_attributes": float(np.abs(out["attributes"] - attrs).max()),
+            "parity_photos": len(paths)}
+
+
+def attach_attributes(net, root: Path, data: T.TrainData, store, sources, size: int, seed: int):
+    """Fit the attribute head on the trained body's raw features of the photos that carry attribute
+    labels (any source in ``sources``: the labelling app's check-boxes, an imported CSV); None when
+    none of these photos has one (the model then emits no tags). Every taxonomy attribute with enough
+    labels trains; the others stay untrained and are never emitted (``roomclf.train.attributes``)."""
+    from roomclf.train.attributes import attribute_targets, fit_attribute_head
+
+    labels = dict(data.train + data.valid)
+    train_p, valid_p = [p for p, _ in data.train], [p for p, _ in data.valid]
+    Y, M = attribute_targets(train_p, store, labels, sources)
+    if not M.any():
+        return None
+    vY, vM = attribute_targets(valid_p, store, labels, sources)
+    keep, vkeep = M.any(1), vM.any(1)          # a photo without any known cell teaches the head nothing
+    feats = T.raw_features(net, root, [p for p, k in zip(train_p, keep) if k], size)
+    valid_p = [p for p, k in zip(valid_p, vkeep) if k]
+    vfeats = T.raw_features(net, root, valid_p, size) if valid_p else np.zeros((0, feats.shape[1]), np.float32)
+    return fit_attribute_head(feats, Y[keep], M[keep], vfeats, vY[vkeep], vM[vkeep], seed=seed)
+
+
+def _data_summary(data: T.TrainData) -> dict:
+    return {"train_per_class": data.class_counts("train"), "valid_per_class": data.class_counts("valid"),
+            "per_source": data.sources, "broken": data.broken, "leaks": data.leaks}
+
+
+def _register_torch(onnx_path: Path, learner_path: Path, state_path: Path, tags: dict, description: str,
+                    example_photo: bytes) -> str:
+    """The ``roomclf`` version: a photo-accepting pyfunc carrying the fast.ai learner and the state dict."""
+    from roomclf.models.pyfunc import log_roomclf_pyfunc
+    from roomclf.models.registry import TORCH_NAME
+
+    info = log_roomclf_pyfunc(onnx_path, registered_model_name=TORCH_NAME, learner_path=learner_path,
+                              extra_artifacts={"state_dict": str(state_path)}, tags=tags,
+                              description=description, example_photo=example_photo)
+    return str(info.registered_model_version)
+
+
+def _log_data_lists(mlflow, root: Path, data: T.TrainData, sources_of: dict[str, str]) -> None:
+    """The photos of each split as run inputs (an MLflow dataset with a digest) and as CSV
+    artifacts (``data/train.csv``, ``data/valid.csv``: path,label,source), so any version's
+    data can be rebuilt after the label store has changed."""
+    import pandas as pd
+
+    for split, context in (("train", "training"), ("valid", "validation")):
+        frame = pd.DataFrame([{"path": p, "label": c, "source": sources_of.get(p, "")}
+                              for p, c in getattr(data, split)], columns=["path", "label", "source"])
+        mlflow.log_text(frame.to_csv(index=False), f"data/{split}.csv")
+        with warnings.catch_warnings():   # a local folder reads as two kinds of source: either is fine
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            dataset = mlflow.data.from_pandas(frame, source=str(root), name=f"roomclf-{split}")
+        mlflow.log_input(dataset, context=context)
+
+
+def _version_description(cfg: T.TrainConfig, data: T.TrainData, metrics: dict, run_id: str) -> str:
+    """What a registered version is, in one paragraph (shown in the MLflow UI)."""
+    def per_source(split: str) -> str:
+        return ", ".join(f"{n} {s}" for s, n in sorted(data.sources.get(split, {}).items()))
+
+    return (f"Room classifier ({', '.join(CLASSES)}): {cfg.backbone} at {cfg.image_size} px, fast.ai "
+            f"{cfg.frozen_epochs} frozen + {cfg.epochs} unfrozen epochs. Trained on {','.join(cfg.train_batches)} "
+            f"({len(data.train)} photos: {per_source('train')}); validated on {','.join(cfg.valid_batches)} "
+            f"({len(data.valid)} photos: {per_source('valid')}): accuracy {metrics['val_accuracy']:.4f}, "
+            f"macro-F1 {metrics['val_macro_f1']:.4f}. MLflow run {run_id}; photo lists in its data/train.csv "
+            f"and data/valid.csv.")
+
+
+def _log_params(mlflow, run, params: dict) -> None:
+    """Log params, skipping the ones ``mlflow run`` already logged (in its own spelling:
+    MLflow refuses to change a param), and keep the resolved values in ``params.json``."""
+    present = mlflow.get_run(run.info.run_id).data.params
+    mlflow.log_params({k: v for k, v in params.items() if k not in present})
+    mlflow.log_dict({k: str(v) for k, v in params.items()}, "params.json")
+
+
+def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
+    """Train, track, export, register and gate; returns what happened. Each phase is one function below."""
+    from roomclf.labels.store import LabelStore
+    from roomclf.models.backbones import get_spec
+    from roomclf.settings import is_remote_tracking, tracking_uri
+    from roomclf.tracking.experiments import step_run, ui_link
+
+    T.check_config(cfg)
+    spec = get_spec(cfg.backbone)          # an unknown backbone fails here, before any work
+    store = store or LabelStore()
+    root = Path(cfg.data)
+    t0 = time.perf_counter()
+    data = prepare_data(cfg, store, echo)
+    prep_s = time.perf_counter() - t0
+    echo(f"data: {len(data.train)} train / {len(data.valid)} valid photos (validation labels: "
+         + ", ".join(f"{n} {s}" for s, n in sorted(data.sources["valid"].items()))
+         + f"), {len(data.broken)} unreadable skipped, {len(data.leaks)} validation duplicates of training "
+         "photos dropped")
+
+    with step_run(EXPERIMENT, cfg.run_name) as run, tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        summary = _log_inputs(run, cfg, data, root, prep_s)
+        learn = _fit(cfg, data, root, spec, echo)
+        metrics = _evaluate(learn, data, root, out, echo)
+        net = learn.model.cpu().eval()
+        fit_attrs = attach_attributes(net, root, data, store, cfg.sources, cfg.image_size, cfg.seed)
+        if fit_attrs is not None:
+            log_attribute_report(fit_attrs)
+        onnx_path, parity = _export_checked(net, fit_attrs, cfg, metrics, run.info.run_id, root, data, out, echo)
+        learner_path, state_path = _save_torch_forms(learn, net, cfg, out)
+        versions, gated = _register_all(onnx_path, learner_path, state_path, cfg, data, metrics, run.info.run_id,
+                                        root, out, echo)
+        if is_remote_tracking():
+            echo(f"compare runs in the MLflow UI: {ui_link(tracking_uri(), f'experiments/{run.info.experiment_id}')}")
+        return TrainResult(run.info.run_id, metrics, versions, gated.alias, gated.champion_version, parity,
+                           summary)
+
+
+def _log_inputs(run, cfg: T.TrainConfig, data: T.TrainData, root: Path, prep_s: float) -> dict:
+    """The run's params (the whole config and recipe), tags, data lists and data counts."""
+    import mlflow
+
+    from roomclf.train.report import git_commit
+
+    _log_params(mlflow, run, {"train_batches": ",".join(cfg.train_batches),
+                              "valid_batches": ",".join(cfg.valid_batches), "sources": ",".join(cfg.sources),
+                              "valid_sources": ",".join(cfg.valid_sources),
+                              "backbone": cfg.backbone, "image_size": cfg.image_size,
+                              "frozen_epochs": cfg.frozen_epochs, "epochs": cfg.epochs,
+                              "batch_size": cfg.batch_size, "lr": cfg.lr if cfg.lr else "lr_find",
+                              "seed": cfg.seed, "quantize": cfg.quantize,
+                              **{f"recipe.{k}": v for k, v in asdict(cfg.recipe).items()}})
+    mlflow.set_tags({"git_commit": git_commit(), "backbone": cfg.backbone})
+    summary = _data_summary(data)
+    mlflow.log_dict(summary, "data/summary.json")
+    _log_data_lists(mlflow, root, data, data.origin)
+    mlflow.log_metrics({"n_train": len(data.train), "n_valid": len(data.valid),
+                        "n_broken_skipped": len(data.broken), "n_valid_leaks_dropped": len(data.leaks),
+                        **{f"n_train.{c}": n for c, n in summary["train_per_class"].items()},
+                        **{f"n_valid.{c}": n for c, n in summary["valid_per_class"].items()},
+                        **{f"n_{split}_source.{s}": n for split, per in data.sources.items()
+                           for s, n in per.items()},
+                        "duration_data_s": prep_s})
+    return summary
+
+
+def _fit(cfg: T.TrainConfig, data: T.TrainData, root: Path, spec, echo):
+    """The fast.ai learner, trained frozen then unfrozen (learning rate from the config or lr_find)."""
+    import mlflow
+    from fastai.torch_core import set_seed
+
+    from roomclf.train.report import epoch_logger
+
+    set_seed(cfg.seed, reproducible=True)
+    dls = T.build_dls(root, data, cfg.image_size, cfg.batch_size, spec.mean, spec.std, cfg.seed, cfg.workers,
+                      recipe=cfg.recipe)
+    learn = T.make_learner(dls, cfg.backbone, T.class_weights([c for _, c in data.train]), recipe=cfg.recipe)
+    t = time.perf_counter()
+    if not cfg.lr:
+        echo("finding a learning rate (lr_find)")
+    lr = cfg.lr or T.find_lr(learn, cfg.recipe)
+    mlflow.log_metrics({"lr": lr, "duration_lr_find_s": time.perf_counter() - t})
+    t = time.perf_counter()
+    T.fit(learn, cfg.frozen_epochs, cfg.epochs, lr, cbs=[epoch_logger()], recipe=cfg.recipe)
+    train_s = time.perf_counter() - t
+    mlflow.log_metrics({"duration_train_s": train_s,
+                        "duration_per_epoch_s": train_s / max(1, cfg.frozen_epochs + cfg.epochs)})
+    return learn
+
+
+def _evaluate(learn, data: T.TrainData, root: Path, out: Path, echo) -> dict:
+    """Validation metrics (overall and per class), the classification report and its figures."""
+    import mlflow
+
+    from roomclf.train.report import class_report, confusion_png, top_loss_grid
+
+    probs, y = T.predict(learn)
+    report = class_report(y, probs.argmax(1))
+    metrics = {"val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
+    for c, m in report["per_class"].items():
+        metrics.update({f"val_precision.{c}": m["precision"], f"val_recall.{c}": m["recall"],
+                        f"val_f1.{c}": m["f1"]})
+    mlflow.log_metrics(metrics)
+    valid_paths = [p for p, _ in data.valid]
+    mlflow.log_text(report["text"], "report/classification_report.txt")
+    mlflow.log_dict(report["per_class"], "report/per_class.json")
+    mlflow.log_artifact(str(confusion_png(y, probs.argmax(1), out / "confusion_matrix.png")), "report")
+    mlflow.log_artifact(str(top_loss_grid(root, valid_paths, probs, y, out / "top_losses.png")), "report")
+    echo(f"validation accuracy {metrics['val_accuracy']:.4f}, macro F1 {metrics['val_macro_f1']:.4f}")
+    return metrics
+
+
+def _export_checked(net, fit_attrs, cfg: T.TrainConfig, metrics: dict, run_id: str, root: Path,
+                    data: T.TrainData, out: Path, echo) -> tuple[Path, dict]:
+    """``model.onnx`` (room head + attribute heads), refused unless onnxruntime agrees with torch."""
+    import mlflow
+
+    from roomclf.models.network import ExportNet
+    from roomclf.models.onnx_file import export_onnx
+
+    meta = {"input_size": cfg.image_size, "train_batches": cfg.train_batches,
+            "valid_batches": cfg.valid_batches, "val_accuracy": metrics["val_accuracy"],
+            "val_macro_f1": metrics["val_macro_f1"], "mlflow_run_id": run_id}
+    if fit_attrs is not None:
+        meta["attribute_thresholds"] = fit_attrs.thresholds
+    echo("exporting to ONNX and checking torch/onnxruntime parity on validation photos")
+    export_net = ExportNet(net, fit_attrs.head if fit_attrs is not None else None).eval()
+    onnx_path = export_onnx(export_net, out / "model.onnx", meta)
+    parity = parity_check(export_net, onnx_path, root, [p for p, _ in data.valid][:cfg.recipe.parity_photos],
+                          cfg.image_size)
+    mlflow.log_metrics(parity)
+    worst = max(parity["parity_max_abs_diff_probs"], parity["parity_max_abs_diff_embedding"])
+    if worst > PARITY_TOLERANCE:
+        raise T.TrainingError(f"ONNX parity check failed: max abs difference {worst:.2e} > "
+                              f"{PARITY_TOLERANCE:g} on {parity['parity_photos']} validation photos")
+    return onnx_path, parity
+
+
+def _save_torch_forms(learn, net, cfg: T.TrainConfig, out: Path) -> tuple[Path, Path]:
+    """The fast.ai learner (``learner.pkl``) and the plain state dict the pyfunc version carries."""
+    import torch
+
+    learner_path = out / "learner.pkl"
+    learn.export(learner_path)
+    state_path = out / "state_dict.pt"
+    torch.save({"backbone": cfg.backbone, "image_size": cfg.image_size, "classes": list(CLASSES),
+                "state_dict": net.state_dict()}, state_path)
+    return learner_path, state_path
+
+
+def _register_all(onnx_path: Path, learner_path: Path, state_path: Path, cfg: T.TrainConfig, data: T.TrainData,
+                  metrics: dict, run_id: str, root: Path, out: Path, echo):
+    """Register every form, gate against the champion, and log and say what the gate decided."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from roomclf.models.registry import is_unreachable, unreachable
+    from roomclf.photos import model_input
+    from roomclf.train.report import git_commit
+
+    tags = {"backbone": cfg.backbone, "image_size": cfg.image_size, "classes": ",".join(CLASSES),
+            "val_accuracy": f"{metrics['val_accuracy']:.4f}", "val_macro_f1": f"{metrics['val_macro_f1']:.4f}",
+            "train_batches": ",".join(cfg.train_batches), "valid_batches": ",".join(cfg.valid_batches),
+            "git_commit": git_commit()}
+    description = _version_description(cfg, data, metrics, run_id)
+    photo = data.valid[0][0]
+    example = (photo, np.stack([model_input(root / photo, cfg.image_size)]))
+    echo("registering roomclf-onnx and roomclf in the MLflow registry, then gating against the champion")
+    try:
+        versions, gated = _register_and_gate(onnx_path, learner_path, state_path, tags, description, example,
+                                             root, data, cfg, out)
+    except (OSError, MlflowException) as exc:
+        if is_unreachable(exc):   # the tracking server stopped: no alias moved, rerun when it is back
+            raise unreachable(exc, "registration") from None
+        raise
+    mlflow.log_metrics({"gate_new_accuracy": gated.new.accuracy, "gate_new_macro_f1": gated.new.macro_f1,
+                        "gate_compared_photos": gated.compared_on,
+                        **({"gate_champion_accuracy": gated.champion.accuracy,
+                            "gate_champion_macro_f1": gated.champion.macro_f1} if gated.champion else {})})
+    mlflow.set_tags({"alias": gated.alias, "compared_with_champion": gated.champion_version or "none",
+                     **({"gate_champion_unfair": gated.champion_unfair} if gated.champion_unfair else {}),
+                     **{f"version.{n}": v for n, v in versions.items()}})
+    if gated.champion_unfair:
+        echo(f"note: {gated.champion_unfair}: it cannot be judged on them, so it does not block this model")
+    echo(f"registered {', '.join(f'{n} v{v}' for n, v in versions.items())} as {gated.alias}"
+         + (f" (champion v{gated.champion_version}: accuracy {gated.champion.accuracy:.4f} vs "
+            f"{gated.new.accuracy:.4f} on {gated.compared_on} photos neither trained on)"
+            if gated.champion else ""))
+    return versions, gated
+
+
+def _register_and_gate(onnx_path: Path, learner_path: Path, state_path: Path, tags: dict, description: str,
+                       example: tuple[str, np.ndarray], root: Path, data: T.TrainData, cfg: T.TrainConfig, out: Path):
+    """Register every form (each with its signature, input example and description), then move
+    the alias on all of them together: an alias is set only once every version is complete."""
+    from roomclf.train.gate import gate
+    from roomclf.models.registry import ONNX_NAME, TORCH_NAME, register_onnx_file
+
+    photo, pixels = example
+    versions = {ONNX_NAME: register_onnx_file(onnx_path, ONNX_NAME, tags, description=description,
+                                              input_example=pixels)}
+    versions[TORCH_NAME] = _register_torch(onnx_path, learner_path, state_path, tags, description,
+                                           _example_jpeg(root / photo))
+    if cfg.quantize:
+        versions.update(_quantize_and_register(onnx_path, root, data, cfg, tags, out, description, pixels))
+    return versions, gate(onnx_path, versions, root, data.valid)
+
+
+def _example_jpeg(path: Path, size: int = 160) -> bytes:
+    """A small JPEG of a validation photo: the pyfunc's input example."""
+    import io
+
+    from roomclf.photos import thumbnail
+
+    buf = io.BytesIO()
+    thumbnail(path, size).save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def _quantize_and_register(onnx_path: Path, root: Path, data: T.TrainData, cfg: T.TrainConfig,
+                           tags: dict, out: Path, description: str, pixels: np.ndarray) -> dict[str, str]:
+    """Static int8 QDQ copy calibrated on training photos, registered as ``roomclf-onnx-int8``."""
+    import mlflow
+
+    from roomclf.models.quantize import agreement, quantize_static_int8
+    from roomclf.models.registry import INT8_NAME, register_onnx_file
+
+    n = cfg.recipe.int8_calibration_photos
+    calib = [p for p, _ in data.train][:: max(1, len(data.train) // n)][:n]
+    int8 = quantize_static_int8(onnx_path, out / "model.int8.onnx", root, calib, cfg.image_size)
+    stats = agreement(onnx_path, int8, root, data.valid)
+    mlflow.log_metrics({f"int8_{k}": v for k, v in stats.items()})
+    version = register_onnx_file(int8, INT8_NAME, {**tags, "int8_accuracy": f"{stats['accuracy']:.4f}",
+                                                   "int8_top1_agreement": f"{stats['top1_agreement']:.4f}"},
+                                 description=f"Static int8 of this run's roomclf-onnx. {description}",
+                                 input_example=pixels)
+    return {INT8_NAME: version}

@@ -1,0 +1,88 @@
+"""The training recipe: every knob in one Recipe, changed by ``--recipe``, checked in one place, used by fit."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import pick_photos
+from roomclf.train.recipe import DEFAULT_RECIPE, Recipe, TrainConfig, TrainingError, check_config, parse_recipe
+
+
+def _cfg(**recipe) -> TrainConfig:
+    return TrainConfig(data=".", train_batches=["batch_01"], valid_batches=["batch_02"],
+                       recipe=replace(DEFAULT_RECIPE, **recipe))
+
+
+def test_parse_recipe_changes_only_the_named_knobs():
+    r = parse_recipe("label_smoothing=0.1, mixup=0.4,class-weighted=false,lr_find_iters=20")
+    assert (r.label_smoothing, r.mixup, r.class_weighted, r.lr_find_iters) == (0.1, 0.4, False, 20)
+    assert replace(r, label_smoothing=0.0, mixup=0.0, class_weighted=True, lr_find_iters=40) == DEFAULT_RECIPE
+    assert parse_recipe("defaults") is DEFAULT_RECIPE and parse_recipe("") is DEFAULT_RECIPE
+
+
+@pytest.mark.parametrize("text, message", [
+    ("warp_speed=9", "is not KNOB=VALUE with a knob of"),
+    ("mixup", "is not KNOB=VALUE"),
+    ("mixup=lots", "mixup takes a float, not 'lots'"),
+    ("lr_find_iters=2.5", "lr_find_iters takes a int"),
+])
+def test_parse_recipe_refuses_in_one_line(text, message):
+    with pytest.raises(TrainingError, match=message) as err:
+        parse_recipe(text)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("knobs", [{"label_smoothing": 1.0}, {"mixup": -0.1}, {"pct_start": 0.0},
+                                   {"lr_min": 1e-2, "lr_max": 1e-3}, {"unfrozen_lr_div": 0.0},
+                                   {"parity_photos": 0}])
+def test_check_config_refuses_bad_recipe_values(knobs):
+    with pytest.raises(TrainingError, match="recipe:"):
+        check_config(_cfg(**knobs))
+    check_config(_cfg())          # the defaults pass
+
+
+def test_train_command_refuses_a_bad_recipe_before_any_work(tmp_path):
+    from roomclf.cli import main
+
+    res = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--recipe", "mixup=lots"])
+    assert res.exit_code == 1 and res.output.strip() == "Error: --recipe: mixup takes a float, not 'lots'"
+
+
+def test_label_smoothing_and_mixup_reach_the_learner(corpus_root, ground_truth, home):
+    """A tiny real fit: the loss is fastai's label-smoothing loss with the class weights, and MixUp
+    is the loss function while training (restored afterwards)."""
+    from fastai.callback.core import Callback
+    from fastai.callback.mixup import MixUp
+    from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
+
+    from roomclf.models.backbones import get_spec
+    from roomclf.train import recipe as T
+
+    data = T.TrainData(train=pick_photos(ground_truth, "batch_01", 16), valid=pick_photos(ground_truth, "batch_02", 8))
+    spec = get_spec("efficientnet_lite0")
+    recipe = Recipe(label_smoothing=0.1, mixup=0.4)
+    dls = T.build_dls(corpus_root, data, 64, 8, spec.mean, spec.std, recipe=recipe)
+    weights = T.class_weights([c for _, c in data.train])
+    learn = T.make_learner(dls, "efficientnet_lite0", weights, recipe=recipe)
+    assert isinstance(learn.loss_func, LabelSmoothingCrossEntropyFlat) and learn.loss_func.func.eps == 0.1
+    assert np.allclose(learn.loss_func.func.weight.numpy(), weights)
+
+    seen = []
+
+    class Probe(Callback):
+        order = MixUp.order + 1
+
+        def after_loss(self):
+            if self.training:
+                seen.append(type(getattr(self.learn.loss_func, "__self__", None)).__name__)
+
+    with learn.no_bar(), learn.no_logging():
+        T.fit(learn, 1, 0, 1e-3, cbs=[Probe()], recipe=recipe)
+    assert seen and set(seen) == {"MixUp"}
+    assert isinstance(learn.loss_func, LabelSmoothingCrossEntropyFlat)      # MixUp gave the loss back
+
+    plain = T.make_learner(dls, "efficientnet_lite0", weights, recipe=DEFAULT_RECIPE)
+    assert isinstance(plain.loss_func, CrossEntropyLossFlat)
