@@ -1,13 +1,24 @@
 """roomclf: sort real-estate listing photos into rooms and tag what is in them.
 
 \b
+Start here:
+  roomclf demo         the whole workflow below, end to end, on a sample corpus
+  roomclf sample-data  fetch that sample (verified) on a machine without a corpus
+
+\b
 The workflow:
-  roomclf prelabel    suggest a class for every photo of a batch
-  roomclf label       label photos fast in a browser
-  roomclf propagate   lend labels to similar unlabelled photos (annoy)
-  roomclf train       fast.ai transfer learning, tracked and registered in MLflow
-  roomclf infer-all   run the registered ONNX model over every batch with Ray
-  roomclf serve       classify single photos over HTTP
+  roomclf prelabel     suggest a class for every photo of a batch
+  roomclf label        label photos fast in a browser
+  roomclf propagate    lend labels to similar unlabelled photos (annoy)
+  roomclf train        fast.ai transfer learning, tracked and registered in MLflow
+  roomclf infer-all    run the registered ONNX model over every batch with Ray
+  roomclf serve        classify single photos over HTTP
+
+\b
+Comparing models:
+  roomclf models       registered versions, their metrics, aliases and attribute tags
+  roomclf promote      move the champion alias (every form of one training run)
+  roomclf ui           the MLflow UI on roomclf's store (or the server's links)
 
 Working data (label store, embeddings, MLflow store) lives in $ROOMCLF_HOME
 (default: var/ in the project); the corpus in $ROOMCLF_DATA.

@@ -110,7 +110,6 @@ def quick_onnx(tmp_path_factory, corpus_root, ground_truth, embedding_cache) -> 
     from roomclf.models.onnx_file import export_onnx
     from roomclf.taxonomy import CLASSES
 
-    os.environ.setdefault("ROOMCLF_EMBEDDING_DIR", str(embedding_cache))
     old = os.environ.get("ROOMCLF_EMBEDDING_DIR")
     os.environ["ROOMCLF_EMBEDDING_DIR"] = str(embedding_cache)
     try:

@@ -124,7 +124,8 @@ def test_quantized_twin_is_registered_with_its_accuracy_and_runs(trained, corpus
 
     _, run = _run(trained["first"].run_id)
     m = run.data.metrics
-    assert 0.0 <= m["int8_accuracy"] <= 1.0 and 0.0 <= m["int8_top1_agreement"] <= 1.0
+    # the int8 twin mostly agrees with fp32 (efficientnet-lite is built to quantise; 30 validation photos)
+    assert m["int8_top1_agreement"] >= 0.8 and abs(m["int8_accuracy"] - m["int8_fp32_accuracy"]) <= 0.1
     # fp32 accuracy recomputed through onnxruntime on the same validation photos = fastai's figure
     assert m["int8_fp32_accuracy"] == pytest.approx(m["val_accuracy"], abs=0.02)
     int8 = OnnxModel(fetch_model("models:/roomclf-onnx-int8@champion"))     # what infer-all --quantized loads

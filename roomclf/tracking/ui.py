@@ -3,7 +3,8 @@
 ``mlflow server`` starts uvicorn, its workers and huey task workers; a signal to
 the parent alone leaves them running. ``run_local_ui`` starts the server in a
 new session and, when it is itself stopped (Ctrl-C, SIGTERM, SIGHUP), stops that
-whole group before returning.
+whole group before returning. ``experiment_links`` gives the UI pages of
+roomclf's experiments on any store (what ``roomclf ui`` prints for a server).
 """
 from __future__ import annotations
 
