@@ -105,24 +105,6 @@ def scores(probs: np.ndarray, y: np.ndarray, items, upstream: dict) -> dict:
             "by_source": {s: [len(h), float(np.mean(h))] for s, h in by_source.items()}}
 
 
-def int8_scores(onnx_path: Path, root: Path, split: dict, size: int, with_test: bool) -> dict:
-    """The product's static int8 twin of a saved ``model.onnx`` (calibrated as ``roomclf train --quantize``
-    does, on TRAIN photos) against the fp32 ONNX, on TUNE and, with ``with_test``, on TEST."""
-    from roomclf.models.quantize import agreement, quantize_static_int8
-    from roomclf.train.recipe import DEFAULT_RECIPE
-
-    n = DEFAULT_RECIPE.int8_calibration_photos
-    calib = [p for p, _ in split["train"]][:: max(1, len(split["train"]) // n)][:n]
-    int8 = quantize_static_int8(onnx_path, onnx_path.with_name("model.int8.onnx"), root, calib, size)
-    out = {"tune": agreement(onnx_path, int8, root, split["tune"])}
-    if with_test:
-        out["test"] = agreement(onnx_path, int8, root, split["test"])
-    for k, s in out.items():
-        print(f"{k.upper()} int8 {s['accuracy']:.4f} vs fp32 ONNX {s['fp32_accuracy']:.4f} "
-              f"(top-1 agreement {s['top1_agreement']:.4f})", flush=True)
-    return out
-
-
 # --------------------------------------------------------------------------- report
 
 def load_results(split_key: str) -> list[dict]:
@@ -167,13 +149,7 @@ def render(results: list[dict], split_line: str) -> str:
                       ["macro-F1", f"{tu['macro_f1']:.4f}", f"**{t['macro_f1']:.4f}**"],
                       *([["accuracy, horizontal-flip TTA (2 passes)", f"{r['tune_flip']['accuracy']:.4f}",
                           f"{r['test_flip']['accuracy']:.4f}" if r.get("test_flip") else "not measured"]]
-                        if r.get("tune_flip") else []),
-                      *([[label, f"{r['int8']['tune'][k]:.4f}",
-                          f"{r['int8']['test'][k]:.4f}" if "test" in r["int8"] else "not measured"]
-                         for label, k in (("accuracy, fp32 ONNX (onnxruntime)", "fp32_accuracy"),
-                                          ("accuracy, static int8 ONNX (`--quantize`)", "accuracy"),
-                                          ("int8 / fp32 top-1 agreement", "top1_agreement"))]
-                        if r.get("int8") else [])]), "",
+                        if r.get("tune_flip") else [])]), "",
                   table(["time (this machine, load average %.1f at the end)" % r["load_end"], "value"], [
                       ["per frozen epoch (train + score TUNE)", f"{tm['frozen_epoch_s']:.0f} s" if tm['frozen_epoch_s'] else "-"],
                       ["per unfrozen epoch (train + score TUNE)", f"{tm['unfrozen_epoch_s']:.0f} s" if tm['unfrozen_epoch_s'] else "-"],
@@ -223,8 +199,6 @@ def main() -> None:
     ap.add_argument("--no-flip", action="store_true", help="skip the horizontal-flip TTA side measurement")
     ap.add_argument("--save", help="result folder (default var/bench/train-NAME)")
     ap.add_argument("--no-onnx", action="store_true", help="do not export model.onnx")
-    ap.add_argument("--int8", action="store_true", help="also score the static-int8 twin of model.onnx "
-                    "(TUNE, and TEST when TEST is scored)")
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = ap.parse_args()
 
@@ -332,8 +306,6 @@ def main() -> None:
                     {"input_size": args.image_size, "train_batches": split["batches"]["train"],
                      "valid_batches": split["batches"]["tune"], "val_accuracy": result["tune"]["accuracy"],
                      "val_macro_f1": result["tune"]["macro_f1"], "note": f"bench/bench_train.py {args.name}"})
-    if args.int8:
-        result["int8"] = int8_scores(out / "model.onnx", root, split, args.image_size, with_test="test" in result)
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(f"saved {out}", flush=True)
 
