@@ -86,3 +86,30 @@ def test_label_smoothing_and_mixup_reach_the_learner(corpus_root, ground_truth, 
 
     plain = T.make_learner(dls, "efficientnet_lite0", weights, recipe=DEFAULT_RECIPE)
     assert isinstance(plain.loss_func, CrossEntropyLossFlat)
+
+
+def test_flip_tta_is_folded_into_the_onnx_graph(corpus_root, ground_truth, tmp_path):
+    """``flip_tta``: one ONNX graph averages a photo and its mirror, so a photo and its mirror image get
+    the same class probabilities; the embedding is the photo's own, as without the option."""
+    import torch
+
+    from roomclf.models.network import ExportNet, RoomNet
+    from roomclf.models.onnx_file import OnnxModel, export_onnx
+    from roomclf.photos import model_input
+
+    torch.manual_seed(0)
+    net = RoomNet("efficientnet_lite0", pretrained=True).eval()
+    photos = [p for p, _ in pick_photos(ground_truth, "batch_03", 7)][:3]
+    x = np.stack([model_input(corpus_root / p, 96) for p in photos])
+    mirror = x[:, :, :, ::-1].copy()
+    out = {}
+    for flip in (False, True):
+        path = export_onnx(ExportNet(net, flip_tta=flip).eval(), tmp_path / f"flip{flip}.onnx",
+                           {"input_size": 96, "flip_tta": flip})
+        model = OnnxModel(path)
+        out[flip] = (model.run(x), model.run(mirror))
+    plain, tta = out[False], out[True]
+    assert not np.allclose(plain[0]["probs"], plain[1]["probs"], atol=1e-4)     # the plain model is not symmetric
+    assert np.allclose(tta[0]["probs"], tta[1]["probs"], atol=1e-5)
+    assert np.allclose(tta[0]["probs"], (plain[0]["probs"] + plain[1]["probs"]) / 2, atol=1e-5)
+    assert np.allclose(tta[0]["embedding"], plain[0]["embedding"], atol=1e-5)

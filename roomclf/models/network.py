@@ -49,19 +49,30 @@ class AttributeHead(nn.Module):
 
 
 class ExportNet(nn.Module):
-    """[0, 1] RGB -> (probs, attributes, embedding), everything baked in."""
+    """[0, 1] RGB -> (probs, attributes, embedding), everything baked in.
 
-    def __init__(self, net: RoomNet, attribute_head: AttributeHead | None = None):
+    ``flip_tta``: class probabilities are the mean over the photo and its mirror image (one body pass
+    over both); attributes and embedding stay those of the photo itself (their thresholds and
+    neighbours were fitted on it)."""
+
+    def __init__(self, net: RoomNet, attribute_head: AttributeHead | None = None, flip_tta: bool = False):
         super().__init__()
         spec = get_spec(net.backbone)
         self.net = net
         self.attribute_head = attribute_head
+        self.flip_tta = flip_tta
         self.n_keys = len(ATTRIBUTE_KEYS)
         self.normalize = normalizer(spec)
 
     def forward(self, image: torch.Tensor):
-        feats = self.net.features(self.normalize(image))
-        probs = torch.softmax(self.net.head(feats), dim=1)
+        x = self.normalize(image)
+        if self.flip_tta:
+            both = self.net.features(torch.cat([x, torch.flip(x, dims=[3])]))
+            feats, mirrored = both[: x.shape[0]], both[x.shape[0]:]
+            probs = (torch.softmax(self.net.head(feats), dim=1) + torch.softmax(self.net.head(mirrored), dim=1)) / 2
+        else:
+            feats = self.net.features(x)
+            probs = torch.softmax(self.net.head(feats), dim=1)
         if self.attribute_head is not None:
             attrs = torch.sigmoid(self.attribute_head(feats))
         else:

@@ -59,6 +59,8 @@ class Recipe:
     pct_start: float = 0.3               # one-cycle warm-up share in the unfrozen phase
     label_smoothing: float = 0.0         # 0: plain cross-entropy; eps of fastai's label-smoothing loss
     mixup: float = 0.0                   # 0: off; else MixUp's Beta(alpha, alpha) in every epoch
+    flip_tta: bool = False               # exported model averages the photo and its mirror (2x the compute;
+                                         # TUNE +0.26 points, TEST +0.32: docs/benchmarks.md, train)
     parity_photos: int = 16              # validation photos for the torch/ONNX parity check
     int8_calibration_photos: int = 50    # training photos that calibrate the int8 twin
 

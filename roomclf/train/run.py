@@ -268,11 +268,12 @@ def _export_checked(net, fit_attrs, cfg: T.TrainConfig, metrics: dict, run_id: s
 
     meta = {"input_size": cfg.image_size, "train_batches": cfg.train_batches,
             "valid_batches": cfg.valid_batches, "val_accuracy": metrics["val_accuracy"],
-            "val_macro_f1": metrics["val_macro_f1"], "mlflow_run_id": run_id}
+            "val_macro_f1": metrics["val_macro_f1"], "mlflow_run_id": run_id, "flip_tta": cfg.recipe.flip_tta}
     if fit_attrs is not None:
         meta["attribute_thresholds"] = fit_attrs.thresholds
     echo("exporting to ONNX and checking torch/onnxruntime parity on validation photos")
-    export_net = ExportNet(net, fit_attrs.head if fit_attrs is not None else None).eval()
+    export_net = ExportNet(net, fit_attrs.head if fit_attrs is not None else None,
+                           flip_tta=cfg.recipe.flip_tta).eval()
     onnx_path = export_onnx(export_net, out / "model.onnx", meta)
     parity = parity_check(export_net, onnx_path, root, [p for p, _ in data.valid][:cfg.recipe.parity_photos],
                           cfg.image_size)
