@@ -68,6 +68,8 @@ def recipe_text(r: dict) -> str:
         parts.append(f"label smoothing {r['label_smoothing']:g}")
     if r.get("mixup"):
         parts.append(f"mixup α={r['mixup']:g}")
+    if r.get("hand_labels"):
+        parts.append(f"only {r['hand_labels']:,} TRAIN photos, drawn at random (a person's hand labels)")
     return ", ".join(parts)
 
 
@@ -140,6 +142,7 @@ def render(results: list[dict], split_line: str) -> str:
               "reference recipe and the TUNE winner):", "",
               table(["run", "recipe", "TUNE acc", "TUNE macro-F1", "TUNE acc, flip TTA", "training time",
                      "load avg", "TEST acc"], rows), ""]
+    lines += [f"- `{r['name']}`: {r['note']}" for r in results if r.get("note")] + [""] * any(r.get("note") for r in results)
     for r in [r for r in results if r.get("test")]:
         t, tu, tm = r["test"], r["tune"], r["times"]
         lines += [f"### `{r['name']}`: {recipe_text(r['recipe'])}", "",
@@ -189,6 +192,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1.6e-3)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off)")
+    ap.add_argument("--hand-labels", type=int, default=0,
+                    help="train on only this many TRAIN photos drawn at random (0: all); TUNE and TEST unchanged")
     ap.add_argument("--resume", help="a saved run folder: start from its roomnet.pt (a second cycle)")
     ap.add_argument("--from-saved", help="score a saved run folder (no training); with --test scores TEST")
     ap.add_argument("--seed", type=int, default=42)
@@ -230,6 +235,10 @@ def main() -> None:
     if args.limit:
         for k in ("train", "tune", "test"):
             split[k] = split[k][::max(1, len(split[k]) // args.limit)][:args.limit]
+    if args.hand_labels:     # the labels-it-takes question: train on a random draw of TRAIN only
+        rng = np.random.default_rng(args.seed)
+        split["train"] = [split["train"][i] for i in sorted(rng.choice(len(split["train"]), args.hand_labels,
+                                                                        replace=False))]
     prep = time.perf_counter() - t0
     split_line = split_summary(split)
     split_key = f"{args.train}|{args.tune}|{args.test_batches}|{args.limit}"
@@ -266,7 +275,7 @@ def main() -> None:
         unfrozen_total = time.perf_counter() - t
         history += history_rows("unfrozen" + (" (2nd cycle)" if args.resume else "")) if args.epochs else []
         recipe = {k: getattr(args, k) for k in ("backbone", "image_size", "frozen_epochs", "epochs", "batch_size",
-                                                "lr", "label_smoothing", "mixup", "seed")}
+                                                "lr", "label_smoothing", "mixup", "seed", "hand_labels")}
         recipe["resume"] = Path(args.resume).name if args.resume else None
         result = {"name": args.name, "recipe": recipe, "split_key": split_key, "date": time.strftime("%Y-%m-%d %H:%M"),
                   "history": history,
