@@ -33,11 +33,20 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from roomclf.train.attributes import (EVIDENCE_POLICIES, attribute_targets, auc, fit_attribute_head,  # noqa: E402
-                                fit_linear, head_scores, import_attributes, scores_metrics)
+from common import table, write_section  # noqa: E402
+
 from roomclf.labels.store import LabelStore  # noqa: E402
 from roomclf.taxonomy import ATTRIBUTE_KEYS  # noqa: E402
-from common import table, write_section  # noqa: E402
+from roomclf.train.attributes import (  # noqa: E402
+    EVIDENCE_POLICIES,
+    attribute_targets,
+    auc,
+    fit_attribute_head,
+    fit_linear,
+    head_scores,
+    import_attributes,
+    scores_metrics,
+)
 
 SPLITS = {"train": range(1, 11), "val": range(11, 14), "test": range(14, 20)}
 NAMED = ("kitchen.refrigerator", "kitchen.kitchen_island", "living_room.fireplace", "living_room.tv",

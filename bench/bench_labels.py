@@ -31,9 +31,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from common import (PROJECT, SPLIT_NOTE, TEST_BATCHES, TRAIN_BATCHES, TUNE_BATCHES, default_data, honest_split,
-                    split_summary, table, write_section)
+from common import (
+    PROJECT,
+    SPLIT_NOTE,
+    TEST_BATCHES,
+    TRAIN_BATCHES,
+    TUNE_BATCHES,
+    default_data,
+    honest_split,
+    split_summary,
+    table,
+    write_section,
+)
 
 sys.path.insert(0, str(PROJECT))
 SECTION = "labels"
@@ -63,7 +72,12 @@ def fit_predict(X: np.ndarray, y: np.ndarray, X_eval: list[np.ndarray], C: float
 def propagate(unit: np.ndarray, hand: np.ndarray, y_hand: np.ndarray, n_classes: int, k: int = 10,
               target: float = 0.9, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Pool indices that get a propagated label, and those labels (``roomclf propagate``'s defaults)."""
-    from roomclf.propagate.votes import PropagationError, cross_validate, pick_thresholds, votes_for
+    from roomclf.propagate.votes import (
+        PropagationError,
+        cross_validate,
+        pick_thresholds,
+        votes_for,
+    )
 
     rest = np.setdiff1d(np.arange(len(unit)), hand)
     if len(hand) < 5 * k // 4 + 1 or not len(rest):

@@ -39,11 +39,11 @@ def main() -> None:
     os.environ["ROOMCLF_HOME"] = tempfile.mkdtemp(prefix="bench-propagation-")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-    from roomclf.models.embeddings import embed
     from roomclf.corpus import discover
     from roomclf.labels.store import LabelStore
-    from roomclf.propagate.votes import pull_votes, threshold_table
+    from roomclf.models.embeddings import embed
     from roomclf.propagate.run import run_propagation
+    from roomclf.propagate.votes import pull_votes, threshold_table
     from roomclf.taxonomy import CLASSES
 
     data = Path(args.data)

@@ -31,15 +31,20 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from serving.launch import roomclf_serve  # noqa: E402
 from common import write_section  # noqa: E402
+
+from serving.launch import roomclf_serve  # noqa: E402
 
 SECTION = "serving"
 
 
 def default_model(tmp: Path) -> str:
     """The registered champion, else a freshly exported efficientnet_lite0 network."""
-    from roomclf.models.registry import DEFAULT_ONNX_URI, ModelNotFound, model_version_info
+    from roomclf.models.registry import (
+        DEFAULT_ONNX_URI,
+        ModelNotFound,
+        model_version_info,
+    )
 
     try:
         model_version_info(DEFAULT_ONNX_URI)
@@ -56,7 +61,12 @@ def int8_model(fp32: str, root: Path, tmp: Path) -> tuple[str, str] | None:
     """(label, location) of an int8 model: the registered twin of the champion, else the
     fp32 model quantised here with the training issue's ``roomclf.models.quantize`` (50 batch_02
     photos to calibrate), else None."""
-    from roomclf.models.registry import ONNX_NAME, ModelNotFound, fetch_model, model_version_info
+    from roomclf.models.registry import (
+        ONNX_NAME,
+        ModelNotFound,
+        fetch_model,
+        model_version_info,
+    )
 
     uri = f"models:/{ONNX_NAME}-int8@champion"
     try:

@@ -35,9 +35,18 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-
-from common import (PROJECT, SPLIT_NOTE, TEST_BATCHES, TRAIN_BATCHES, TUNE_BATCHES, default_data, honest_split,
-                    split_summary, table, write_section)
+from common import (
+    PROJECT,
+    SPLIT_NOTE,
+    TEST_BATCHES,
+    TRAIN_BATCHES,
+    TUNE_BATCHES,
+    default_data,
+    honest_split,
+    split_summary,
+    table,
+    write_section,
+)
 
 sys.path.insert(0, str(PROJECT))
 SECTION = "train"
@@ -210,8 +219,8 @@ def main() -> None:
     import torch
     from fastai.torch_core import set_seed
 
-    from roomclf.train import recipe as T
     from roomclf.models.backbones import get_spec
+    from roomclf.train import recipe as T
 
     if args.threads:
         torch.set_num_threads(args.threads)

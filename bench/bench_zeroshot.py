@@ -26,8 +26,8 @@ from common import write_section
 
 def imagenet_probs(root: Path, batch: str, embedder) -> tuple[list[str], np.ndarray]:
     from roomclf.corpus import discover
-    from roomclf.models.embeddings import embed
     from roomclf.labels.zeroshot import softmax
+    from roomclf.models.embeddings import embed
 
     emb = embed(root, discover(root, batch).paths, embedder.spec.name, normalize=False, embedder=embedder)
     return emb.paths, softmax(embedder.imagenet_logits(emb.vectors))
@@ -41,11 +41,17 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
+    from roomclf.labels.zeroshot import (
+        DEFAULT_MAPPING,
+        SEED_MAPPING,
+        accuracy,
+        fit_mapping,
+        room_probs,
+    )
     from roomclf.models.backbones import imagenet_classes
     from roomclf.models.embeddings import Embedder
     from roomclf.settings import data_root
     from roomclf.taxonomy import CLASSES
-    from roomclf.labels.zeroshot import DEFAULT_MAPPING, SEED_MAPPING, accuracy, fit_mapping, room_probs
 
     root = data_root()
     with open(root.parent / "labels.csv", newline="") as f:

@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from roomclf.photos import PHOTO_EXTENSIONS
 from roomclf.errors import RoomclfError
+from roomclf.photos import PHOTO_EXTENSIONS
 
 
 class CorpusError(RoomclfError, ValueError):

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from roomclf import settings
-from roomclf.tracking.experiments import ui_link
 from roomclf.errors import RoomclfError
 from roomclf.taxonomy import CLASSES, UnknownName, attribute_key, canonical_class
+from roomclf.tracking.experiments import ui_link
 
 # The demo's configuration, in one place.
 MAX_TRAIN_BATCHES = 3  # train on up to three labelled batches, validate on the next one
@@ -235,9 +235,9 @@ def tag_summary(out: Path, store, valid: list[str], thresholds: dict[str, float 
     """What infer-all wrote about tags: per attribute, photos tagged over ``batches`` (default: every
     batch in ``out``), and precision/recall/F1 on the validation batches' labelled photos, end to end
     (the predicted room must be the attribute's class for its tag to appear)."""
-    from roomclf.train.attributes import attribute_targets
     from roomclf.infer.output import read_listings, read_photos
     from roomclf.taxonomy import ATTRIBUTE_KEYS
+    from roomclf.train.attributes import attribute_targets
 
     photos, listings = read_photos(out, batches), read_listings(out, batches)
     tagged: dict[str, int] = {}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import yaml
+
 from roomclf.errors import RoomclfError
 
 

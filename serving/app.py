@@ -31,7 +31,14 @@ from starlette.exceptions import HTTPException
 
 from roomclf.models.registry import DEFAULT_ONNX_URI
 from serving.holder import LoadedModel, ModelHolder
-from serving.uploads import MB, MULTIPART_OVERHEAD, BodyLimit, UploadError, check_size, status_for
+from serving.uploads import (
+    MB,
+    MULTIPART_OVERHEAD,
+    BodyLimit,
+    UploadError,
+    check_size,
+    status_for,
+)
 
 log = logging.getLogger("roomclf.serving")
 STATIC = Path(__file__).resolve().parent / "static"

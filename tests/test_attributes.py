@@ -1,16 +1,22 @@
 """Attribute heads: real photos, real labels from attributes.csv, real ONNX export and MLflow store."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from roomclf.train.attribute_report import attribute_grid, log_attribute_report
-from roomclf.train.attributes import (AttributeDataError, attribute_targets, choose_threshold,
-                                fit_attribute_head, fit_linear, implied_negatives, import_attributes,
-                                predict_attributes)
 from roomclf.labels.store import LabelStore
 from roomclf.taxonomy import ATTRIBUTE_KEYS, ATTRIBUTES
+from roomclf.train.attribute_report import attribute_grid, log_attribute_report
+from roomclf.train.attributes import (
+    AttributeDataError,
+    attribute_targets,
+    choose_threshold,
+    fit_attribute_head,
+    fit_linear,
+    implied_negatives,
+    import_attributes,
+    predict_attributes,
+)
 
 TRAIN, VAL = ("batch_01", "batch_02"), ("batch_03",)
 K = {k: i for i, k in enumerate(ATTRIBUTE_KEYS)}
@@ -273,8 +279,8 @@ def test_a_box_ticked_in_the_labelling_app_trains_its_attribute(tmp_path, corpus
     """``interior.garage`` has no label anywhere in the corpus: ticked in the app on enough photos
     (and unticked on others), the store -> targets -> head path trains it; basement, attic and
     closet, never ticked, stay untrained."""
-    from roomclf.models.embeddings import embed
     from roomclf.labels.app.session import LabelSession
+    from roomclf.models.embeddings import embed
 
     monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(embedding_cache))
     store = LabelStore(tmp_path / "labels.sqlite")
@@ -320,8 +326,8 @@ def tagged(tmp_path_factory, shared_data, corpus_root, ground_truth, embedding_c
 
     from roomclf.infer.run import infer_all
     from roomclf.models.registry import ONNX_NAME
-    from roomclf.train.run import run_training
     from roomclf.train.recipe import TrainConfig
+    from roomclf.train.run import run_training
 
     home = tmp_path_factory.mktemp("tags_home")
     with isolated_store(home), pytest.MonkeyPatch.context() as mp:

@@ -4,8 +4,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import pick_photos
+
 from roomclf.models.backbones import BACKBONES, BackboneError, build_backbone, get_spec
 from roomclf.models.embeddings import embed
 

@@ -3,7 +3,6 @@ SQLite MLflow registry with real onnxruntime sessions."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import isolated_store, pick_photos
 
 
@@ -31,8 +30,12 @@ def _register_champion(quick_onnx, trained_on: list[str]) -> str:
 @pytest.mark.parametrize("champion_saw_validation", [False, True])
 def test_gate_on_photos_neither_model_trained_on(tmp_path, quick_onnx, corpus_root, ground_truth,
                                                  champion_saw_validation):
+    from roomclf.models.registry import (
+        ONNX_NAME,
+        model_version_info,
+        register_onnx_file,
+    )
     from roomclf.train.gate import gate
-    from roomclf.models.registry import ONNX_NAME, model_version_info, register_onnx_file
 
     items = pick_photos(ground_truth, "batch_02", 24)
     seen = [p for p, _ in items[:20]] if champion_saw_validation else [p for p, _ in pick_photos(ground_truth, "batch_01", 10)]

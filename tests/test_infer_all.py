@@ -155,8 +155,14 @@ def test_commit_replaces_a_batch_left_without_done_record(tmp_path):
     import pandas as pd
 
     from roomclf.infer.batch import row_schema
-    from roomclf.infer.output import clean_stale, commit_batch, is_done, read_photos, to_table
     from roomclf.infer.listings import listing_schema
+    from roomclf.infer.output import (
+        clean_stale,
+        commit_batch,
+        is_done,
+        read_photos,
+        to_table,
+    )
 
     def rows(n):
         return to_table(pd.DataFrame({"batch": ["b"] * n, "listing": ["l"] * n, "path": [f"b/l/{i}.jpg" for i in range(n)],
@@ -181,8 +187,8 @@ def test_commit_replaces_a_batch_left_without_done_record(tmp_path):
 @pytest.mark.slow
 def test_ray_cluster_batch19(env_home, ray_cluster, corpus_root, ground_truth, quick_onnx, tmp_path):
     """batch_19 through an existing cluster (--address auto), the model from the registry."""
-    from roomclf.infer.run import infer_all
     from roomclf.infer.output import done_record, read_listings, read_photos
+    from roomclf.infer.run import infer_all
     from roomclf.models.onnx_file import OnnxModel
     from roomclf.taxonomy import CLASSES
 
@@ -287,8 +293,8 @@ def test_bad_model_arguments_are_one_line_errors(env_home, tmp_path):
 def test_sigkill_mid_run_then_rerun_is_exactly_once(env_home, ray_cluster, mini_corpus, tmp_path):
     """Kill the driver (SIGKILL) after batch_01 is committed and while batch_19 runs, then rerun."""
     from roomclf.corpus import discover
-    from roomclf.infer.run import infer_all
     from roomclf.infer.output import read_listings, read_photos
+    from roomclf.infer.run import infer_all
 
     out = tmp_path / "out"
     cmd = [str(BIN / "roomclf"), "infer-all", "--data", str(mini_corpus), "--out", str(out), "--address", "auto",

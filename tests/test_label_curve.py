@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from conftest import pick_photos
+
 from roomclf.taxonomy import CLASSES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))

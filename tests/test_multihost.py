@@ -20,9 +20,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import pick_photos
-from hosts import PROJECT, Host, RayNode, TrackingServer, free_port, http_ok, stop_group, wait_for
+from hosts import (
+    PROJECT,
+    Host,
+    RayNode,
+    TrackingServer,
+    free_port,
+    http_ok,
+    stop_group,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 

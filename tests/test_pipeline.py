@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from roomclf.demo import DemoError, format_tag_summary, pick_manual, plan_demo, tag_summary
+from roomclf.demo import (
+    DemoError,
+    format_tag_summary,
+    pick_manual,
+    plan_demo,
+    tag_summary,
+)
 from roomclf.taxonomy import ATTRIBUTE_KEYS, CLASSES
 
 
@@ -94,9 +100,9 @@ def test_tag_summary_counts_tags_and_scores_the_validation_batch(tmp_path):
     """Tags per attribute over every batch, and P/R/F1 on the validation batch's labelled photos,
     end to end (a photo predicted as another room gets no tag of its true room)."""
     from roomclf.infer.batch import row_schema
+    from roomclf.infer.listings import listing_schema, summarize
     from roomclf.infer.output import commit_batch, to_table
     from roomclf.labels.store import LabelStore
-    from roomclf.infer.listings import listing_schema, summarize
 
     def rows(batch, items):
         return pd.DataFrame([{"batch": batch, "listing": p.split("/")[1], "path": p, "label": lab, "confidence": 0.9,

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from roomclf.labels import zeroshot
-from roomclf.models.backbones import imagenet_classes
 from roomclf.cli import main
-from roomclf.labels.store import LabelStore
+from roomclf.labels import zeroshot
 from roomclf.labels.prelabel import prelabel
 from roomclf.labels.queue import confirm_pages, margins, value_order
+from roomclf.labels.store import LabelStore
+from roomclf.models.backbones import imagenet_classes
 from roomclf.taxonomy import CLASSES
 
 N_PHOTOS = 48

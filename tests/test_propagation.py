@@ -7,14 +7,23 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import pick_photos
+
 from roomclf.cli import main
 from roomclf.labels.store import LabelStore
-from roomclf.propagate.neighbours import NeighbourIndex, duplicate_pairs, near_duplicates
-from roomclf.propagate.votes import (SHARE_GRID, PropagationError, pick_thresholds, threshold_table,
-                                 weighted_vote)
+from roomclf.propagate.neighbours import (
+    NeighbourIndex,
+    duplicate_pairs,
+    near_duplicates,
+)
 from roomclf.propagate.run import run_propagation
+from roomclf.propagate.votes import (
+    SHARE_GRID,
+    PropagationError,
+    pick_thresholds,
+    threshold_table,
+    weighted_vote,
+)
 
 # The same picture twice in batch_01 (a relisted photo), found by the duplicate search.
 DUPLICATE = ("batch_01/listing_0010/photo_15.jpg", "batch_01/listing_0183/photo_08.jpg")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import isolated_store, pick_photos
 
 TRUNCATED = "batch_19/listing_0001/photo_91.jpg"

@@ -6,9 +6,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import pick_photos
-from roomclf.train.recipe import DEFAULT_RECIPE, Recipe, TrainConfig, TrainingError, check_config, parse_recipe
+
+from roomclf.train.recipe import (
+    DEFAULT_RECIPE,
+    Recipe,
+    TrainConfig,
+    TrainingError,
+    check_config,
+    parse_recipe,
+)
 
 
 def _cfg(**recipe) -> TrainConfig:

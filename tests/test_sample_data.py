@@ -23,7 +23,12 @@ from urllib.parse import urlsplit
 import pytest
 from click.testing import CliRunner
 
-from roomclf.sample.download import SampleDataError, get_sample_corpus, sha256, source_url
+from roomclf.sample.download import (
+    SampleDataError,
+    get_sample_corpus,
+    sha256,
+    source_url,
+)
 from roomclf.sample.manifest import MANIFEST, PINNED_COMMITS, Entry, build, load, write
 from roomclf.taxonomy import CLASSES
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
 from conftest import isolated_store, pick_photos
+
 from serving.launch import ServerProcess, roomclf_serve
 
 MB = 1024 * 1024

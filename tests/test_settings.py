@@ -48,8 +48,8 @@ def test_a_failing_step_ends_its_run_as_failed(store):
 def test_an_existing_experiment_gets_marked_for_the_model_training_view(store):
     from mlflow import MlflowClient
 
-    from roomclf.tracking.experiments import use_experiment
     from roomclf.settings import setup_mlflow
+    from roomclf.tracking.experiments import use_experiment
 
     setup_mlflow()
     exp_id = MlflowClient().create_experiment("roomclf-train")

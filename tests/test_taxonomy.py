@@ -1,7 +1,15 @@
 import pytest
 
-from roomclf.taxonomy import (ATTRIBUTE_KEYS, ATTRIBUTES, CLASSES, UnknownName, attribute_key, canonical_attribute,
-                              canonical_class, load_taxonomy)
+from roomclf.taxonomy import (
+    ATTRIBUTE_KEYS,
+    ATTRIBUTES,
+    CLASSES,
+    UnknownName,
+    attribute_key,
+    canonical_attribute,
+    canonical_class,
+    load_taxonomy,
+)
 
 
 def test_classes_in_fixed_order():

@@ -119,14 +119,12 @@ def test_both_forms_registered_with_tags(trained):
 
 @pytest.mark.slow
 def test_quantized_twin_is_registered_with_its_accuracy_and_runs(trained, corpus_root, ground_truth):
+    import mlflow
     import onnx
 
     from roomclf.models.onnx_file import OnnxModel
-    from roomclf.models.registry import fetch_model
-
-    import mlflow
-
     from roomclf.models.quantize import agreement
+    from roomclf.models.registry import fetch_model
 
     _, run = _run(trained["first"].run_id)
     m = run.data.metrics
@@ -152,7 +150,11 @@ def test_quantized_twin_is_registered_with_its_accuracy_and_runs(trained, corpus
 def test_champion_loads_in_onnxruntime_and_worse_run_is_challenger(trained, corpus_root, ground_truth):
     from roomclf.models.catalogue import list_versions
     from roomclf.models.onnx_file import OnnxModel
-    from roomclf.models.registry import DEFAULT_ONNX_URI, fetch_model, model_version_info
+    from roomclf.models.registry import (
+        DEFAULT_ONNX_URI,
+        fetch_model,
+        model_version_info,
+    )
 
     first, second = trained["first"], trained["second"]
     assert first.alias == "champion" and first.champion_version is None

@@ -74,7 +74,9 @@ def import_labels(source_file, source, attributes, batches, limit, data):
     if src.is_dir():
         report = store.import_folders(src, source, corpus_root=data)
     elif attributes:
-        from roomclf.train.attributes import import_attributes   # object-annotation zeros by the evidence policy
+        from roomclf.train.attributes import (
+            import_attributes,  # object-annotation zeros by the evidence policy
+        )
 
         report = import_attributes(store, src, data, source)
     else:

@@ -49,8 +49,8 @@ def prepare(batches, data, backbone=DEFAULT_BACKBONE, mode="auto", model_uri=DEF
     from roomclf.corpus import parse_batches
     from roomclf.labels.app.app import create_app
     from roomclf.labels.app.session import AppError
-    from roomclf.labels.store import LabelStore
     from roomclf.labels.prelabel import ensure_prelabelled, has_predictions
+    from roomclf.labels.store import LabelStore
 
     names = parse_batches(batches, data)  # a bad batch is reported before anything is created
     if len(names) != 1:

@@ -62,8 +62,8 @@ def ui(port, host):
     started); with a tracking server ($MLFLOW_TRACKING_URI=http://...) it says where
     that server's own UI is.
     """
-    from roomclf.tracking.experiments import ui_link
     from roomclf.settings import is_remote_tracking, setup_mlflow
+    from roomclf.tracking.experiments import ui_link
     from roomclf.tracking.ui import experiment_links, run_local_ui
 
     uri = setup_mlflow()

@@ -23,9 +23,9 @@ def prelabel_options(f):
 
 
 def run_prelabel(data, batches, backbone, mode, model_uri, ground_truth, limit) -> None:
-    from roomclf.labels.store import LabelStore
     from roomclf.labels.prelabel import log_to_mlflow
     from roomclf.labels.prelabel import prelabel as run
+    from roomclf.labels.store import LabelStore
 
     store = LabelStore()
     report = run(store, data, batches, mode=mode, uri=model_uri, backbone=backbone,

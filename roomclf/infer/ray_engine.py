@@ -11,7 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from roomclf.infer.batch import InferError, decode_batch, load_model_bytes, predict_batch
+from roomclf.infer.batch import (
+    InferError,
+    decode_batch,
+    load_model_bytes,
+    predict_batch,
+)
 
 
 class Predictor:

@@ -14,9 +14,22 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-from roomclf.infer.batch import InferError, decode_batch, predict_batch, row_columns, row_schema
-from roomclf.models.registry import DEFAULT_ONNX_URI, INT8_NAME, ONNX_NAME, ModelNotFound, ModelRef, local_onnx, resolve
+from roomclf.infer.batch import (
+    InferError,
+    decode_batch,
+    predict_batch,
+    row_columns,
+    row_schema,
+)
+from roomclf.models.registry import (
+    DEFAULT_ONNX_URI,
+    INT8_NAME,
+    ONNX_NAME,
+    ModelNotFound,
+    ModelRef,
+    local_onnx,
+    resolve,
+)
 
 ENGINES = ("ray", "loop")
 
@@ -175,8 +188,8 @@ def _commit(out: Path, plan: BatchPlan, frames: list, model_ref: ModelFile, engi
             seconds: float) -> dict:
     import pandas as pd
 
-    from roomclf.infer.output import commit_batch, to_table
     from roomclf.infer.listings import listing_schema, summarize
+    from roomclf.infer.output import commit_batch, to_table
 
     photos = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=row_columns(with_embedding)))
     photos = (photos.drop_duplicates("path", keep="last")            # a retried task may repeat rows

@@ -19,8 +19,8 @@ import numpy as np
 
 from roomclf.corpus import discover
 from roomclf.errors import RoomclfError
-from roomclf.labels.store import LabelStore
 from roomclf.labels.queue import margin_order, margins, value_order
+from roomclf.labels.store import LabelStore
 from roomclf.models.registry import DEFAULT_ONNX_URI, ModelNotFound
 from roomclf.settings import DEFAULT_BACKBONE
 from roomclf.taxonomy import CLASSES
@@ -68,9 +68,9 @@ def top3(row: np.ndarray) -> list[list]:
 def zero_shot(root: str | os.PathLike, paths: list[str], backbone: str = DEFAULT_BACKBONE,
               progress: bool = True) -> Predictions:
     """Room probabilities from the ImageNet head over cached raw features."""
+    from roomclf.labels.zeroshot import room_probs, softmax
     from roomclf.models.backbones import imagenet_classes
     from roomclf.models.embeddings import Embedder, embed
-    from roomclf.labels.zeroshot import room_probs, softmax
 
     embedder = Embedder(backbone)
     emb = embed(root, paths, backbone, normalize=False, progress=progress, embedder=embedder)
@@ -85,8 +85,8 @@ def champion(root: str | os.PathLike, paths: list[str], uri: str = DEFAULT_ONNX_
     from tqdm.auto import tqdm
 
     from roomclf.models.onnx_file import OnnxModel
-    from roomclf.photos import PhotoError, model_input
     from roomclf.models.registry import local_onnx, resolve
+    from roomclf.photos import PhotoError, model_input
 
     ref = resolve(uri)
     model = OnnxModel(local_onnx(ref))

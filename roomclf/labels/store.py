@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from roomclf.corpus import is_photo_name
-from roomclf.taxonomy import CLASSES, UnknownName, attribute_key, canonical_class
 from roomclf.errors import RoomclfError
+from roomclf.taxonomy import CLASSES, UnknownName, attribute_key, canonical_class
 
 SOURCES = ("manual", "imported", "propagated", "predicted")
 SOURCE_PRIORITY = {s: i for i, s in enumerate(SOURCES)}  # lower wins

@@ -40,7 +40,12 @@ class Embedder:
     def __init__(self, backbone: str = DEFAULT_BACKBONE):
         import torch
 
-        from roomclf.models.backbones import build_backbone, get_spec, normalizer, split_backbone
+        from roomclf.models.backbones import (
+            build_backbone,
+            get_spec,
+            normalizer,
+            split_backbone,
+        )
 
         self.spec = get_spec(backbone)
         body, pool, head = split_backbone(backbone, build_backbone(backbone, pretrained=True))

@@ -12,10 +12,15 @@ output of ``roomclf.photos.model_input``.
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
-from roomclf.models.backbones import build_backbone, get_spec, normalizer, split_backbone
+from roomclf.models.backbones import (
+    build_backbone,
+    get_spec,
+    normalizer,
+    split_backbone,
+)
 from roomclf.taxonomy import ATTRIBUTE_KEYS, CLASSES
 
 

@@ -171,8 +171,8 @@ def log_roomclf_pyfunc(onnx_path: str | os.PathLike, registered_model_name: str 
     small grey JPEG). Returns MLflow's ``ModelInfo``
     (``.model_uri``, ``.registered_model_version``).
     """
-    from roomclf.tracking.experiments import use_experiment
     from roomclf.settings import setup_mlflow
+    from roomclf.tracking.experiments import use_experiment
 
     artifacts, meta = _check_artifacts(onnx_path, learner_path, extra_artifacts)
     setup_mlflow()

@@ -14,7 +14,6 @@ import numpy as np
 
 from roomclf.photos import PhotoError, model_input
 
-
 # Measured on the fast.ai-trained efficientnet_lite0 of bench/bench_train.py (573 validation photos of
 # batch_11-13, fp32 90.8%): plain U8S8 per channel 86.6% (top-1 agreement with fp32 87.8%);
 # reduce_range (7-bit weights: on AVX2 CPUs without VNNI, onnxruntime's U8S8 kernels can saturate)
@@ -36,7 +35,12 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, root: s
                          calib_paths: list[str], size: int) -> Path:
     """Write a static-int8 QDQ copy of ``src`` at ``dst`` (atomically); returns ``dst``."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from roomclf.models.onnx_file import META_KEY

@@ -23,11 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from roomclf.propagate import report
 from roomclf.corpus import discover
+from roomclf.propagate import report
 from roomclf.propagate.neighbours import NeighbourIndex, duplicate_pairs
-from roomclf.propagate.votes import (PropagationError, cross_validated_votes, pick_thresholds, suspect_labels,
-                                 threshold_table, votes_for)
+from roomclf.propagate.votes import (
+    PropagationError,
+    cross_validated_votes,
+    pick_thresholds,
+    suspect_labels,
+    threshold_table,
+    votes_for,
+)
 from roomclf.settings import DEFAULT_BACKBONE
 from roomclf.taxonomy import CLASSES
 

@@ -81,7 +81,12 @@ import numpy as np
 
 from roomclf.errors import RoomclfError
 from roomclf.labels.store import SOURCES, ImportReport, LabelStore
-from roomclf.taxonomy import ATTRIBUTE_KEYS, ATTRIBUTES, UnknownName, canonical_attribute
+from roomclf.taxonomy import (
+    ATTRIBUTE_KEYS,
+    ATTRIBUTES,
+    UnknownName,
+    canonical_attribute,
+)
 
 KEY_INDEX = {k: i for i, k in enumerate(ATTRIBUTE_KEYS)}
 MIN_PRECISION = 0.8

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from roomclf.taxonomy import CLASSES
 from roomclf.train import recipe as T
 from roomclf.train.attribute_report import log_attribute_report
-from roomclf.taxonomy import CLASSES
 
 PARITY_TOLERANCE = 1e-4
 EXPERIMENT = "roomclf-train"
@@ -342,8 +342,8 @@ def _register_and_gate(onnx_path: Path, learner_path: Path, state_path: Path, ta
                        example: tuple[str, np.ndarray], root: Path, data: T.TrainData, cfg: T.TrainConfig, out: Path):
     """Register every form (each with its signature, input example and description), then move
     the alias on all of them together: an alias is set only once every version is complete."""
-    from roomclf.train.gate import gate
     from roomclf.models.registry import ONNX_NAME, TORCH_NAME, register_onnx_file
+    from roomclf.train.gate import gate
 
     photo, pixels = example
     versions = {ONNX_NAME: register_onnx_file(onnx_path, ONNX_NAME, tags, description=description,

@@ -17,9 +17,15 @@ from pathlib import Path
 
 from roomclf.corpus import discover, parse_batches, safe_join
 from roomclf.errors import RoomclfError
-from roomclf.labels.store import LabelStore
 from roomclf.labels.queue import confirm_pages
-from roomclf.taxonomy import ATTRIBUTES, CLASSES, UnknownName, attribute_key, canonical_class
+from roomclf.labels.store import LabelStore
+from roomclf.taxonomy import (
+    ATTRIBUTES,
+    CLASSES,
+    UnknownName,
+    attribute_key,
+    canonical_class,
+)
 
 SUGGESTION_SOURCES = ("imported", "propagated", "predicted")
 
