@@ -68,6 +68,13 @@ class Recipe:
 DEFAULT_RECIPE = Recipe()
 
 
+def _as_bool(text: str) -> bool:
+    words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    if text.lower() not in words:
+        raise ValueError(text)
+    return words[text.lower()]
+
+
 def parse_recipe(text: str | None, base: Recipe = DEFAULT_RECIPE) -> Recipe:
     """``"label_smoothing=0.1,mixup=0.4"`` -> a Recipe with those knobs changed (``""``/``"defaults"``: none).
     Unknown knobs and values of the wrong type are a ``TrainingError`` in one line."""
@@ -85,7 +92,7 @@ def parse_recipe(text: str | None, base: Recipe = DEFAULT_RECIPE) -> Recipe:
             raise TrainingError(f"--recipe: {item!r} is not KNOB=VALUE with a knob of {', '.join(types)}")
         kind, value = types[key], value.strip()
         try:
-            changes[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+            changes[key] = _as_bool(value) if kind is bool else kind(value)
         except ValueError:
             raise TrainingError(f"--recipe: {key} takes a {kind.__name__}, not {value!r}") from None
     return replace(base, **changes)

@@ -7,6 +7,7 @@ that logs train/valid loss, accuracy and macro-F1 after every epoch).
 """
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from pathlib import Path
@@ -16,8 +17,10 @@ import numpy as np
 from roomclf.taxonomy import CLASSES
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """The commit of roomclf's own checkout (whatever the working directory), or 'unknown' outside git."""
+    """The commit of roomclf's own checkout (whatever the working directory), or 'unknown' outside git;
+    asked of git once per process."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
