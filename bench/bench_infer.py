@@ -14,7 +14,7 @@ TEST with infer-all's plain loop engine, in its own section `infer-accuracy`.
 The model: `models:/roomclf-onnx@champion` (and `roomclf-onnx-int8@champion`)
 when registered in $ROOMCLF_HOME, else a quick one built here (pretrained
 EfficientNet-Lite0 body, logistic-regression head on 150 photos of batch_01)
-and an int8 copy quantised here with `roomclf.models.quantize` (static QDQ, 64 calibration photos).
+and an int8 copy quantised here with `roomclf.models.quantize` (static QDQ, calibrated as `roomclf train --quantize` is).
 
 ``--model DIR/model.onnx`` uses a network saved by ``bench/bench_train.py --save DIR``
 instead (its ``roomnet.pt`` beside it serves the learn.predict row; accuracy
@@ -126,11 +126,14 @@ def quick_model(work: Path, root: Path, labels: dict) -> Path:
     return export_onnx(ExportNet(net), work / "quick.onnx", {"note": "bench: logistic-regression head on batch_01"})
 
 
-def quantize(fp32: Path, root: Path, calib_paths: list[str], out: Path) -> Path:
-    """Static int8 with roomclf's own quantiser (what `roomclf train --quantize` registers)."""
-    from roomclf.models.quantize import quantize_static_int8
+def quantize(fp32: Path, root: Path, trained_on: list[str], out: Path) -> Path:
+    """Static int8 with roomclf's own quantiser, calibrated as `roomclf train --quantize` calibrates (the
+    recipe's number of photos, evenly spaced through the model's training photos)."""
+    from roomclf.models.quantize import calibration_sample, quantize_static_int8
+    from roomclf.train.recipe import DEFAULT_RECIPE
 
-    return quantize_static_int8(fp32, out, root, calib_paths, 224)
+    calib = calibration_sample(trained_on, DEFAULT_RECIPE.int8_calibration_photos)
+    return quantize_static_int8(fp32, out, root, calib)
 
 
 def registered(uri: str) -> bool:
@@ -221,7 +224,8 @@ def fmt_acc(scores: dict, key: str) -> str:
 
 def accuracy_only(args, root: Path, fp32: str, int8: str | None, notes: list[str], split: dict, work: Path) -> None:
     """fp32 vs int8 accuracy on TUNE and TEST with the plain loop engine (what infer-all computes), and
-    its own section ``infer-accuracy`` of docs/benchmarks.md."""
+    its own section ``infer-accuracy`` of docs/benchmarks.md: one block per model measured (results kept
+    in var/bench/infer-accuracy.json, keyed by the model's path relative to the project)."""
     batches = ",".join(split["batches"]["tune"] + split["batches"]["test"])
     res = {}
     for prec, model in (("fp32", fp32), ("int8", int8)):
@@ -232,21 +236,35 @@ def accuracy_only(args, root: Path, fp32: str, int8: str | None, notes: list[str
         res[prec] = split_scores(out, split)
         print(f"{prec}: TUNE {fmt_acc(res[prec], 'tune')}, TEST {fmt_acc(res[prec], 'test')} ({wall:.0f}s)",
               flush=True)
-    rows = [[prec, f"{r['tune']['acc']:.4f}", f"{r['tune']['macro_f1']:.4f}", f"**{r['test']['acc']:.4f}**",
-             f"{r['test']['macro_f1']:.4f}"] for prec, r in res.items()]
-    lines = ["## infer-all accuracy by split, fp32 vs int8 (`bench/bench_infer.py --accuracy-only`)", "",
-             *[f"- {x}" for x in notes],
-             f"- split: {SPLIT_NOTE}. {split_summary(split)}",
-             "- the plain onnxruntime loop engine of `roomclf infer-all` over batch_11–19, scored against labels.csv; "
-             "a photo without a prediction counts as wrong", "",
-             table(["precision", "TUNE acc", "TUNE macro-F1", "TEST acc", "TEST macro-F1"], rows)]
-    if "int8" in res:
-        gap = 100 * (res["fp32"]["test"]["acc"] - res["int8"]["test"]["acc"])
-        lines += ["", f"int8 costs {gap:.2f} points on TEST (target: within 0.5)."]
-    text = "\n".join(lines)
+    store = PROJECT / "var" / "bench" / "infer-accuracy.json"
+    kept = json.loads(store.read_text()) if store.exists() else {}
+    key = str(Path(fp32).relative_to(PROJECT)) if args.model and Path(fp32).is_relative_to(PROJECT) else fp32
+    kept[key] = {"notes": notes, "scores": res, "date": time.strftime("%Y-%m-%d %H:%M"),
+                 "split_line": split_summary(split)}
+    store.parent.mkdir(parents=True, exist_ok=True)
+    store.write_text(json.dumps(kept, indent=1))
+    text = accuracy_section(kept)
     print("\n" + text)
     if not args.no_write:
         write_section(SECTION + "-accuracy", text)
+
+
+def accuracy_section(kept: dict) -> str:
+    """The ``infer-accuracy`` section: one block per model in var/bench/infer-accuracy.json."""
+    split_line = next(iter(kept.values())).get("split_line", "")
+    lines = ["## infer-all accuracy by split, fp32 vs int8 (`bench/bench_infer.py --accuracy-only`)", "",
+             f"Split: {SPLIT_NOTE}. {split_line}. The plain onnxruntime loop engine of `roomclf infer-all` "
+             "over batch_11–19, scored against labels.csv; a photo without a prediction counts as wrong."]
+    for name, entry in kept.items():
+        r = entry["scores"]
+        lines += ["", f"### `{name}` ({entry['date']})", "", *[f"- {x}" for x in entry["notes"]], "",
+                  table(["precision", "TUNE acc", "TUNE macro-F1", "TEST acc", "TEST macro-F1"],
+                        [[prec, f"{s['tune']['acc']:.4f}", f"{s['tune']['macro_f1']:.4f}", f"**{s['test']['acc']:.4f}**",
+                          f"{s['test']['macro_f1']:.4f}"] for prec, s in r.items()])]
+        if "int8" in r and "fp32" in r:
+            gap = 100 * (r["fp32"]["test"]["acc"] - r["int8"]["test"]["acc"])
+            lines += ["", f"int8 costs {gap:.2f} points on TEST (target: within 0.5)."]
+    return "\n".join(lines)
 
 
 def main():
@@ -278,14 +296,18 @@ def main():
         from roomclf.models.onnx_file import OnnxModel
 
         fp32 = str(Path(args.model).resolve())
+        shown = Path(fp32).relative_to(PROJECT) if Path(fp32).is_relative_to(PROJECT) else fp32
         trained_on = list(OnnxModel(fp32).meta.get("train_batches") or [])
         weights = Path(fp32).with_name("roomnet.pt")
         weights = weights if weights.exists() else None
-        calib = sorted(p for p, lab in labels.items() if p.split("/")[0] in trained_on and lab)[1::25][:64]
-        int8 = str(quantize(Path(fp32), root, calib, work / "model-int8.onnx"))
-        notes.append(f"model: `{args.model}` (fast.ai-trained by `bench/bench_train.py`, fitted on "
-                     f"{trained_on[0]}-{trained_on[-1]}) and its static-int8 copy quantised here "
-                     "with `roomclf.models.quantize` (64 calibration photos of its training batches)")
+        train_photos = sorted(p for p, lab in labels.items() if p.split("/")[0] in trained_on and lab)
+        int8 = str(quantize(Path(fp32), root, train_photos, work / "model-int8.onnx"))
+        members = OnnxModel(fp32).meta.get("members")
+        made = (f"the mean of {len(members)} fast.ai-trained models ({', '.join(m['note'] for m in members)}), "
+                "combined by `roomclf.models.ensemble`" if members else "fast.ai-trained by `bench/bench_train.py`")
+        notes.append(f"model: `{shown}` ({made}, fitted on {trained_on[0]}-{trained_on[-1]}) and its "
+                     "static-int8 copy quantised here with `roomclf.models.quantize` (calibrated as "
+                     "`roomclf train --quantize` does)")
     elif registered(fp32):
         notes.append(f"model: the registered champion `{fp32}`")
         int8 = int8 if registered(int8) else None
@@ -303,8 +325,8 @@ def main():
             notes.append("int8: no `roomclf-onnx-int8@champion` registered, so no int8 rows")
     else:
         fp32 = str(quick_model(work, root, labels))
-        calib = sorted(p for p, lab in labels.items() if p.startswith("batch_01/") and lab)[1::6][:64]
-        int8 = str(quantize(Path(fp32), root, calib, work / "quick-int8.onnx"))
+        train_photos = sorted(p for p, lab in labels.items() if p.startswith("batch_01/") and lab)
+        int8 = str(quantize(Path(fp32), root, train_photos, work / "quick-int8.onnx"))
         trained_on, weights = ["batch_01"], work / "quick_head.pt"
         notes.append("model: no champion registered here, so a quick one (pretrained EfficientNet-Lite0 + "
                      "logistic-regression head on 150 photos of batch_01) and its static-int8 copy")

@@ -75,15 +75,17 @@ def int8_model(fp32: str, root: Path, tmp: Path) -> tuple[str, str] | None:
     except ModelNotFound:
         pass
     try:
-        from roomclf.models.quantize import quantize_static_int8
+        from roomclf.models.quantize import calibration_sample, quantize_static_int8
     except ImportError:
         return None
-    from roomclf.models.onnx_file import OnnxModel, find_onnx
+    from roomclf.models.onnx_file import find_onnx
+    from roomclf.train.recipe import DEFAULT_RECIPE
 
     src = find_onnx(fetch_model(fp32, dst=tmp / "fp32") if fp32.startswith("models:/") else fp32)
-    calib = [str(p.relative_to(root)) for p in sorted((root / "batch_02").glob("listing_*/photo_*.jpg"))[:50]]
+    photos = [str(p.relative_to(root)) for p in sorted((root / "batch_02").glob("listing_*/photo_*.jpg"))]
     print("quantising to int8 for comparison", flush=True)
-    dst = quantize_static_int8(src, tmp / "int8.onnx", root, calib, OnnxModel(src).input_size)
+    dst = quantize_static_int8(src, tmp / "int8.onnx", root,
+                               calibration_sample(photos, DEFAULT_RECIPE.int8_calibration_photos))
     return "same model int8 (quantised here)", str(dst)
 
 

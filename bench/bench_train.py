@@ -22,6 +22,7 @@ and the full tables of the runs measured on TEST.
     python bench/bench_train.py --name ls01 --label-smoothing 0.1          # a candidate, TUNE only
     python bench/bench_train.py --name plus2 --resume var/bench/train-default --frozen-epochs 0 --epochs 2
     python bench/bench_train.py --from-saved var/bench/train-ls01 --test   # the TUNE winner, on TEST
+    python bench/bench_train.py --ensemble default,lite1                    # two saved runs averaged (TUNE)
 """
 from __future__ import annotations
 
@@ -68,6 +69,9 @@ EARLIER = [
 # --------------------------------------------------------------------------- recipe pieces
 
 def recipe_text(r: dict) -> str:
+    if r.get("ensemble"):
+        return (" + ".join(f"`{n}`" for n in r["ensemble"]) + ": their exported ONNX models through onnxruntime, "
+                "class probabilities averaged (no training of its own)")
     parts = [f"{r['backbone']} {r['image_size']} px", f"{r['frozen_epochs']} frozen + {r['epochs']} unfrozen"]
     if r.get("resume"):
         parts = [f"`{r['resume']}` + {r['frozen_epochs']} frozen + {r['epochs']} more unfrozen epochs "
@@ -79,7 +83,29 @@ def recipe_text(r: dict) -> str:
         parts.append(f"mixup α={r['mixup']:g}")
     if r.get("hand_labels"):
         parts.append(f"only {r['hand_labels']:,} TRAIN photos, drawn at random (a person's hand labels)")
+    if r.get("clean"):
+        parts.append(f"TRAIN cleaned: {r.get('cleaned', '?')} suspect labels dropped (neighbour vote ≥ {r['clean']:g})")
     return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- cleaning
+
+def drop_suspects(root: Path, split: dict, min_share: float) -> list[str]:
+    """Remove from ``split["train"]`` the photos the suspect finder flags (their nearest TRAIN neighbours
+    vote for another class with at least ``min_share``): the labels a person would be asked to check.
+    Returns the dropped paths; TUNE and TEST are left as they are."""
+    from roomclf.models.embeddings import embed
+    from roomclf.propagate.votes import suspect_labels
+    from roomclf.taxonomy import CLASSES
+
+    label = dict(split["train"])
+    emb = embed(root, [p for p, _ in split["train"]])
+    found = suspect_labels(emb.paths, emb.vectors, [label[p] for p in emb.paths], list(CLASSES),
+                           min_share=min_share)
+    dropped = {s["path"] for s in found}
+    split["train"] = [(p, c) for p, c in split["train"] if p not in dropped]
+    print(f"cleaning: {len(dropped)} suspect TRAIN labels dropped (vote share >= {min_share:g})", flush=True)
+    return sorted(dropped)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -99,6 +125,35 @@ def probs_on(learn, items: list[tuple[str, str]], flip: bool = False, bs: int = 
             out.append(p.float().cpu().numpy())
             ys.append(yb.cpu().numpy())
     return np.concatenate(out), np.concatenate(ys).astype(int)
+
+
+def onnx_probs(model_path: Path, root: Path, items: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities of an exported model on ``items`` through onnxruntime, as `roomclf infer-all` runs it
+    (its own preprocessing; a photo it cannot read gets uniform probabilities, so it counts as a miss)."""
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.taxonomy import CLASSES
+
+    model = OnnxModel(model_path, threads=os.cpu_count() or 1)
+    preds = model.predict_sources([root / p for p, _ in items], progress=f"scoring {model_path.parent.name}")
+    probs = np.array([[p.probabilities.get(c, 0.0) for c in CLASSES] if p.error is None
+                      else [1.0 / len(CLASSES)] * len(CLASSES) for p in preds], dtype=np.float32)
+    return probs, np.array([CLASSES.index(c) for _, c in items])
+
+
+def ensemble(names: list[str], root: Path, split: dict, upstream: dict, with_test: bool) -> dict:
+    """Score the mean probabilities of saved runs (``var/bench/train-NAME/model.onnx``) on TUNE (and TEST)."""
+    runs = [json.loads((RESULTS / f"train-{n}" / "result.json").read_text()) for n in names]
+    result = {"name": "ens-" + "-".join(names), "recipe": {"ensemble": names}, "date": time.strftime("%Y-%m-%d %H:%M"),
+              "times": {"train_total_s": sum(r["times"]["train_total_s"] for r in runs)}, "history": []}
+    for part in ("tune", "test") if with_test else ("tune",):
+        probs = [onnx_probs(RESULTS / f"train-{n}" / "model.onnx", root, split[part]) for n in names]
+        mean = np.mean([p for p, _ in probs], axis=0)
+        result[part] = scores(mean, probs[0][1], split[part], upstream)
+        for n, (p, y) in zip(names, probs):
+            print(f"{part.upper()} {n} alone: {float(np.mean(p.argmax(1) == y)):.4f}", flush=True)
+        print(f"{part.upper()} ensemble: {result[part]['accuracy']:.4f}, macro-F1 {result[part]['macro_f1']:.4f}",
+              flush=True)
+    return result
 
 
 def scores(probs: np.ndarray, y: np.ndarray, items, upstream: dict) -> dict:
@@ -163,13 +218,15 @@ def render(results: list[dict], split_line: str) -> str:
                           f"{r['test_flip']['accuracy']:.4f}" if r.get("test_flip") else "not measured"]]
                         if r.get("tune_flip") else [])]), "",
                   table(["time (this machine, load average %.1f at the end)" % r["load_end"], "value"], [
-                      ["per frozen epoch (train + score TUNE)", f"{tm['frozen_epoch_s']:.0f} s" if tm['frozen_epoch_s'] else "-"],
-                      ["per unfrozen epoch (train + score TUNE)", f"{tm['unfrozen_epoch_s']:.0f} s" if tm['unfrozen_epoch_s'] else "-"],
+                      ["per frozen epoch (train + score TUNE)", f"{tm['frozen_epoch_s']:.0f} s" if tm.get('frozen_epoch_s') else "-"],
+                      ["per unfrozen epoch (train + score TUNE)", f"{tm['unfrozen_epoch_s']:.0f} s" if tm.get('unfrozen_epoch_s') else "-"],
                       ["whole recipe (all epochs" + (", earlier run included" if r["recipe"].get("resume") else "")
+                       + (", of every member" if r["recipe"].get("ensemble") else "")
                        + ")", f"{tm['train_total_s'] / 60:.1f} min"],
-                      ["data preparation (split, leak filter, photo checks)", f"{tm['prep_s']:.0f} s"]]), "",
-                  "Per epoch (scored on TUNE after each; the schedule is fixed, nothing is picked per epoch):", "",
-                  table(["phase", "epoch", "train loss", "TUNE loss", "TUNE acc", "TUNE macro-F1"], r["history"]), "",
+                      ["data preparation (split, leak filter, photo checks)", f"{tm['prep_s']:.0f} s" if "prep_s" in tm else "-"]]), "",
+                  *(["Per epoch (scored on TUNE after each; the schedule is fixed, nothing is picked per epoch):", "",
+                     table(["phase", "epoch", "train loss", "TUNE loss", "TUNE acc", "TUNE macro-F1"], r["history"]), ""]
+                    if r["history"] else []),
                   table(["class", "TUNE F1", "TEST F1", "TEST photos"],
                         [[c, f"{tu['f1'][c]:.3f}", f"{t['f1'][c]:.3f}", t["support"][c]] for c in CLASSES]), "",
                   "TEST accuracy by the photos' upstream source (labels.csv `source`):", "",
@@ -203,7 +260,13 @@ def main() -> None:
     ap.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off)")
     ap.add_argument("--hand-labels", type=int, default=0,
                     help="train on only this many TRAIN photos drawn at random (0: all); TUNE and TEST unchanged")
+    ap.add_argument("--clean", type=float, default=0.0,
+                    help="drop TRAIN photos whose 10 nearest TRAIN neighbours vote for another class with at least "
+                         "this share (the suspect finder of `roomclf propagate`; 0: keep all)")
     ap.add_argument("--resume", help="a saved run folder: start from its roomnet.pt (a second cycle)")
+    ap.add_argument("--ensemble", help="comma-separated names of saved runs: score their averaged probabilities "
+                                       "(through their model.onnx) instead of training, and save the combined "
+                                       "model.onnx `roomclf combine` makes of them")
     ap.add_argument("--from-saved", help="score a saved run folder (no training); with --test scores TEST")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--workers", type=int, default=0)
@@ -248,10 +311,22 @@ def main() -> None:
         rng = np.random.default_rng(args.seed)
         split["train"] = [split["train"][i] for i in sorted(rng.choice(len(split["train"]), args.hand_labels,
                                                                         replace=False))]
+    cleaned = drop_suspects(root, split, args.clean) if args.clean else []
     prep = time.perf_counter() - t0
     split_line = split_summary(split)
     split_key = f"{args.train}|{args.tune}|{args.test_batches}|{args.limit}"
     print(f"{split_line} ({prep:.0f}s)", flush=True)
+
+    if args.ensemble:
+        result = ensemble(args.ensemble.split(","), root, split, upstream, args.test)
+        result.update(split_key=split_key, split_line=split_line, load_end=os.getloadavg()[0])
+        out = RESULTS / f"train-{result['name']}"
+        from roomclf.models.ensemble import combine_onnx
+
+        combine_onnx([RESULTS / f"train-{n}" / "model.onnx" for n in args.ensemble.split(",")], out / "model.onnx",
+                     note=f"bench/bench_train.py --ensemble {args.ensemble}")
+        (out / "result.json").write_text(json.dumps(result, indent=1))
+        return finish(split_key, split_line, args)
 
     set_seed(args.seed, reproducible=True)
     spec = get_spec(args.backbone)
@@ -284,7 +359,8 @@ def main() -> None:
         unfrozen_total = time.perf_counter() - t
         history += history_rows("unfrozen" + (" (2nd cycle)" if args.resume else "")) if args.epochs else []
         recipe = {k: getattr(args, k) for k in ("backbone", "image_size", "frozen_epochs", "epochs", "batch_size",
-                                                "lr", "label_smoothing", "mixup", "seed", "hand_labels")}
+                                                "lr", "label_smoothing", "mixup", "seed", "hand_labels", "clean")}
+        recipe["cleaned"] = len(cleaned)
         recipe["resume"] = Path(args.resume).name if args.resume else None
         result = {"name": args.name, "recipe": recipe, "split_key": split_key, "date": time.strftime("%Y-%m-%d %H:%M"),
                   "history": history,
@@ -326,7 +402,11 @@ def main() -> None:
                      "val_macro_f1": result["tune"]["macro_f1"], "note": f"bench/bench_train.py {args.name}"})
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(f"saved {out}", flush=True)
+    finish(split_key, split_line, args)
 
+
+def finish(split_key: str, split_line: str, args) -> None:
+    """Render the section from every saved result of this split; write it unless told not to."""
     text = render(load_results(split_key), split_line)
     print(text)
     if not args.no_write and not args.limit:

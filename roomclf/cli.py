@@ -18,6 +18,7 @@ The workflow:
 Comparing models:
   roomclf models       registered versions, their metrics, aliases and attribute tags
   roomclf promote      move the champion alias (every form of one training run)
+  roomclf combine      average several models into one ONNX model (an ensemble)
   roomclf ui           the MLflow UI on roomclf's store (or the server's links)
 
 Working data (label store, embeddings, MLflow store) lives in $ROOMCLF_HOME
@@ -44,6 +45,7 @@ COMMANDS = {
     "models": "roomclf.commands.models:models",
     "promote": "roomclf.commands.models:promote",
     "ui": "roomclf.commands.models:ui",
+    "combine": "roomclf.commands.models:combine",
     "infer-all": "roomclf.commands.infer:infer_all",
     "serve": "roomclf.commands.serve:serve",
     "sample-data": "roomclf.commands.data:sample_data",

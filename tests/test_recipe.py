@@ -120,3 +120,15 @@ def test_flip_tta_is_folded_into_the_onnx_graph(corpus_root, ground_truth, tmp_p
     assert np.allclose(tta[0]["probs"], tta[1]["probs"], atol=1e-5)
     assert np.allclose(tta[0]["probs"], (plain[0]["probs"] + plain[1]["probs"]) / 2, atol=1e-5)
     assert np.allclose(tta[0]["embedding"], plain[0]["embedding"], atol=1e-5)
+
+
+def test_int8_calibration_draws_the_recipe_number_of_photos_from_every_batch():
+    from roomclf.models.quantize import calibration_sample
+    from roomclf.train.recipe import DEFAULT_RECIPE
+
+    train = [f"batch_{b:02d}/listing_{i:04d}/photo_01.jpg" for b in (1, 2, 3) for i in range(400)]
+    drawn = calibration_sample(train, DEFAULT_RECIPE.int8_calibration_photos)
+    assert len(drawn) == len(set(drawn)) == DEFAULT_RECIPE.int8_calibration_photos
+    assert {p.split("/")[0] for p in drawn} == {"batch_01", "batch_02", "batch_03"}
+    assert calibration_sample(train[:7], 50) == train[:7]
+    assert calibration_sample(train, 0) == []

@@ -1,7 +1,7 @@
 """`roomclf train`: fast.ai transfer learning, tracked in MLflow, registered, gated."""
 import click
 
-from roomclf.commands.options import backbone_option, data_option
+from roomclf.commands.options import data_option
 from roomclf.train.recipe import TrainConfig, parse_recipe
 
 
@@ -32,7 +32,9 @@ INT = WholeNumber()
 @click.option("--valid-sources", default="manual,imported", show_default=True,
               help="Label sources that count for validation: labels a person gave. Propagated labels are the "
                    "easy photos and would read high.")
-@backbone_option
+@click.option("--backbone", default=TrainConfig.backbone, show_default=True,
+              help="The pretrained network to fine-tune, from the backbone registry (efficientnet_lite0/1/2, "
+                   "resnet50, densenet121).")
 @click.option("--image-size", type=INT, default=None, help="Input size in pixels  [default: the backbone's].")
 @click.option("--frozen-epochs", type=INT, default=TrainConfig.frozen_epochs, show_default=True,
               help="Epochs with the body frozen.")
@@ -58,13 +60,12 @@ def train(data, train_batches, valid_batches, sources, valid_sources, backbone, 
     (pyfunc + fast.ai learner) and `roomclf-onnx`, and the new version becomes
     `champion` only if it beats the current one on the same validation photos.
     """
-    from roomclf.models.backbones import get_spec
     from roomclf.train.run import run_training
 
     cfg = TrainConfig(data=data, train_batches=train_batches, valid_batches=valid_batches,
                       sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
                       valid_sources=tuple(s.strip() for s in valid_sources.split(",") if s.strip()), backbone=backbone,
-                      image_size=image_size or get_spec(backbone).input_size, frozen_epochs=frozen_epochs,
+                      image_size=image_size, frozen_epochs=frozen_epochs,
                       epochs=epochs, batch_size=batch_size, lr=lr or None, seed=seed, workers=workers,
                       quantize=quantize, run_name=run_name, recipe=parse_recipe(recipe))
     result = run_training(cfg, echo=click.echo)

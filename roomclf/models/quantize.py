@@ -25,15 +25,31 @@ FP32_FIRST_CONVS, FP32_LAST_CONVS = 3, 1
 
 
 def _convs_kept_fp32(model_path: str | os.PathLike) -> list[str]:
+    """The first and last convolutions of each network in the file: one network, or each member of an
+    ensemble (``roomclf.models.ensemble`` prefixes member ``i``'s nodes with ``m<i>/``)."""
+    import re
+
     import onnx
 
-    convs = [n.name for n in onnx.load(str(model_path)).graph.node if n.op_type == "Conv"]
-    return convs[:FP32_FIRST_CONVS] + convs[len(convs) - FP32_LAST_CONVS:]
+    networks: dict[str, list[str]] = {}
+    for node in onnx.load(str(model_path)).graph.node:
+        if node.op_type == "Conv":
+            member = re.match(r"m\d+/", node.name)
+            networks.setdefault(member.group(0) if member else "", []).append(node.name)
+    return [name for convs in networks.values()
+            for name in convs[:FP32_FIRST_CONVS] + convs[len(convs) - FP32_LAST_CONVS:]]
+
+
+def calibration_sample(paths: list[str], n: int) -> list[str]:
+    """The ``n`` photos that calibrate an int8 twin: evenly spaced through ``paths`` (its training photos),
+    so every batch and class of the training set is represented."""
+    return list(paths)[:: max(1, len(paths) // n)][:n] if n > 0 else []
 
 
 def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, root: str | os.PathLike,
-                         calib_paths: list[str], size: int) -> Path:
-    """Write a static-int8 QDQ copy of ``src`` at ``dst`` (atomically); returns ``dst``."""
+                         calib_paths: list[str]) -> Path:
+    """Write a static-int8 QDQ copy of ``src`` at ``dst`` (atomically), calibrated on ``calib_paths``
+    (relative to ``root``) at the input size in ``src``'s own metadata; returns ``dst``."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -43,8 +59,9 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, root: s
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from roomclf.models.onnx_file import META_KEY
+    from roomclf.models.onnx_file import META_KEY, OnnxModel
 
+    size = OnnxModel(src).input_size
     arrays = []
     for p in calib_paths:
         try:

@@ -24,6 +24,7 @@ import numpy as np
 
 from roomclf.errors import RoomclfError
 from roomclf.photos import PhotoError, model_pixels, open_photo
+from roomclf.settings import DEFAULT_BACKBONE
 from roomclf.taxonomy import CLASSES
 
 DEFAULT_SOURCES = ("manual", "imported", "propagated")
@@ -105,8 +106,10 @@ class TrainConfig:
     valid_batches: list[str]
     sources: tuple[str, ...] = DEFAULT_SOURCES
     valid_sources: tuple[str, ...] = HUMAN_SOURCES
+    # bench_train on TUNE: efficientnet_lite1 ties with lite0 (90.7%) at 1.5x the time; the two averaged
+    # (`roomclf combine`) 92.8%
     backbone: str = "efficientnet_lite0"
-    image_size: int = 224
+    image_size: int | None = None              # None: the backbone's own input size
     frozen_epochs: int = 2                     # bench/bench_train.py: TUNE 90.7%, TEST 88.8%
     epochs: int = 3
     batch_size: int = 32
@@ -122,7 +125,7 @@ def check_config(cfg: TrainConfig) -> None:
     """The one check of a run's configuration, before any work (``TrainingError`` in one line)."""
     if min(cfg.frozen_epochs, cfg.epochs) < 0 or cfg.frozen_epochs + cfg.epochs == 0:
         raise TrainingError("--frozen-epochs and --epochs must be >= 0, and not both 0")
-    if cfg.batch_size < 1 or cfg.image_size < 32:
+    if cfg.batch_size < 1 or (cfg.image_size is not None and cfg.image_size < 32):
         raise TrainingError("--batch-size must be >= 1 and --image-size >= 32")
     if cfg.lr is not None and not 0 < cfg.lr < 1:
         raise TrainingError(f"--lr must be between 0 and 1 (got {cfg.lr})")
@@ -221,9 +224,10 @@ def _digest(path: Path) -> str:
 
 
 def duplicate_paths(root: str | os.PathLike, train: list[str], valid: list[str], near: bool = True,
-                    backbone: str = "efficientnet_lite0") -> list[str]:
+                    backbone: str = DEFAULT_BACKBONE) -> list[str]:
     """Validation photos that duplicate a training photo: the same bytes, or (``near``) the
-    same picture by embedding similarity."""
+    same picture by embedding similarity (the embeddings propagation uses, whatever network is trained:
+    the similarity threshold was set on them, and they are cached)."""
     root = Path(root)
     seen = {_digest(root / p) for p in train}
     dup = {p for p in valid if _digest(root / p) in seen}
@@ -240,7 +244,7 @@ def duplicate_paths(root: str | os.PathLike, train: list[str], valid: list[str],
 
 
 def drop_leaks(root: str | os.PathLike, data: TrainData, near: bool = True,
-               backbone: str = "efficientnet_lite0") -> TrainData:
+               backbone: str = DEFAULT_BACKBONE) -> TrainData:
     """Remove validation photos that duplicate training photos; they are listed in ``data.leaks``."""
     leaks = duplicate_paths(root, [p for p, _ in data.train], [p for p, _ in data.valid], near, backbone)
     gone = set(leaks)

@@ -52,7 +52,7 @@ def prepare_data(cfg: T.TrainConfig, store, echo=print) -> T.TrainData:
         raise T.TrainingError(f"after skipping {len(data.broken)} unreadable photos, "
                               + (f"no training examples of {', '.join(empty)} remain" if empty
                                  else "no validation photos remain"))
-    return T.drop_leaks(root, data, backbone=cfg.backbone)
+    return T.drop_leaks(root, data)
 
 
 def parity_check(export_net, onnx_path: Path, root: Path, paths: list[str], size: int) -> dict:
@@ -155,6 +155,7 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
 
     T.check_config(cfg)
     spec = get_spec(cfg.backbone)          # an unknown backbone fails here, before any work
+    cfg.image_size = cfg.image_size or spec.input_size
     store = store or LabelStore()
     root = Path(cfg.data)
     t0 = time.perf_counter()
@@ -371,12 +372,15 @@ def _quantize_and_register(onnx_path: Path, root: Path, data: T.TrainData, cfg: 
     """Static int8 QDQ copy calibrated on training photos, registered as ``roomclf-onnx-int8``."""
     import mlflow
 
-    from roomclf.models.quantize import agreement, quantize_static_int8
+    from roomclf.models.quantize import (
+        agreement,
+        calibration_sample,
+        quantize_static_int8,
+    )
     from roomclf.models.registry import INT8_NAME, register_onnx_file
 
-    n = cfg.recipe.int8_calibration_photos
-    calib = [p for p, _ in data.train][:: max(1, len(data.train) // n)][:n]
-    int8 = quantize_static_int8(onnx_path, out / "model.int8.onnx", root, calib, cfg.image_size)
+    calib = calibration_sample([p for p, _ in data.train], cfg.recipe.int8_calibration_photos)
+    int8 = quantize_static_int8(onnx_path, out / "model.int8.onnx", root, calib)
     stats = agreement(onnx_path, int8, root, data.valid)
     mlflow.log_metrics({f"int8_{k}": v for k, v in stats.items()})
     version = register_onnx_file(int8, INT8_NAME, {**tags, "int8_accuracy": f"{stats['accuracy']:.4f}",

@@ -1,0 +1,72 @@
+"""Benchmark: what an ensemble costs at inference, side by side with its members.
+
+The models are the ONNX files of saved `bench_train.py` runs (``var/bench/train-NAME/model.onnx``) and the
+file `roomclf combine` made of them. Each is timed on the same 32 real photos of batch_11, already decoded
+(model time only: one onnxruntime session, 1 thread, one batch of 32 per call), in interleaved rounds so
+that the machine's noise falls on all alike; the table gives the median per photo and the ratio to the
+first model. Accuracy is not measured here (bench_train.py and bench_infer.py --accuracy-only do that).
+
+    .venv/bin/python bench/bench_ensemble.py                 # default, lite1 and ens-default-lite1
+    .venv/bin/python bench/bench_ensemble.py --models default,lite1,ens-default-lite1 --rounds 9
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+from common import PROJECT, default_data, table, write_section
+
+sys.path.insert(0, str(PROJECT))
+RESULTS = PROJECT / "var" / "bench"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="default,lite1,ens-default-lite1", help="saved run names")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
+    args = ap.parse_args()
+
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.photos import model_input
+
+    names = args.models.split(",")
+    missing = [n for n in names if not (RESULTS / f"train-{n}" / "model.onnx").exists()]
+    if missing:     # `make bench` runs every bench in turn: say what is needed instead of failing
+        print(f"bench_ensemble: no saved model for {', '.join(missing)}: run bench/bench_train.py --name default, "
+              "--name lite1 --backbone efficientnet_lite1 --image-size 240, then --ensemble default,lite1")
+        return
+    root = default_data() / "listings"
+    photos = sorted((root / "batch_11").glob("listing_*/photo_*.jpg"))[:32]
+    models = {name: OnnxModel(RESULTS / f"train-{name}" / "model.onnx", threads=1) for name in names}
+    inputs = {size: np.stack([model_input(p, size) for p in photos]) for size in {m.input_size for m in models.values()}}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for m in models.values():                      # warm-up
+        m.run(inputs[m.input_size])
+    for _ in range(args.rounds):
+        for name, m in models.items():
+            t = time.perf_counter()
+            m.run(inputs[m.input_size])
+            times[name].append((time.perf_counter() - t) / len(photos) * 1000)
+    first = statistics.median(times[next(iter(models))])
+    rows = []
+    for name, m in models.items():
+        ms = statistics.median(times[name])
+        rows.append([f"`{name}`", m.meta.get("backbone", "-"), m.input_size, f"{ms:.1f}", f"{ms / first:.2f}x"])
+    text = "\n".join([
+        "## What an ensemble costs at inference (`bench/bench_ensemble.py`)", "",
+        f"Model time only (photos decoded beforehand), one onnxruntime session with 1 thread, batches of "
+        f"{len(photos)} real photos of batch_11, {args.rounds} interleaved rounds, median per photo; load average "
+        f"{os.getloadavg()[0]:.1f} at the end (this machine's 2 cores are shared, so compare the ratios).", "",
+        table(["model", "backbone(s)", "input px", "ms per photo", "vs first"], rows)])
+    print(text)
+    if not args.no_write:
+        write_section("ensemble", text)
+
+
+if __name__ == "__main__":
+    main()

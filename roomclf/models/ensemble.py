@@ -1,0 +1,125 @@
+"""Several exported room models combined into one ONNX file: the mean of their class probabilities.
+
+Two networks trained on the same labels make different mistakes: on the tuning split
+(bench/bench_train.py, TUNE = batch_11-13) efficientnet_lite0 at 224 px and efficientnet_lite1 at 240 px
+score 90.7% each and 92.8% averaged. ``combine_onnx`` writes that average as an ordinary roomclf
+model, so infer-all, serving, prelabel, the gate and the int8 quantiser take it unchanged:
+
+- input ``image`` at the largest member's size; a smaller member sees it resized to its own size
+  inside the graph (bilinear);
+- ``probs`` = the members' mean; ``attributes`` and ``embedding`` (and so the attribute thresholds
+  and the embedding size) are the first member's;
+- metadata: the first member's, with the input size above and ``members`` (each member's backbone,
+  input size and note) added.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from roomclf.errors import RoomclfError
+from roomclf.models.onnx_file import META_KEY, OUTPUTS
+
+
+class EnsembleError(RoomclfError, ValueError):
+    """Members that cannot be combined (fewer than two, different classes, not roomclf models)."""
+
+
+def _meta(model) -> dict:
+    for entry in model.metadata_props:
+        if entry.key == META_KEY:
+            return json.loads(entry.value)
+    raise EnsembleError("not a roomclf model (no roomclf metadata)")
+
+
+def _resized_input(helper, numpy_helper, size: int, prefix: str) -> tuple[list, list]:
+    """Nodes (and constants) that resize ``image`` (N x 3 x S x S) to N x 3 x size x size as ``<prefix>image``."""
+    import numpy as np
+
+    hw = numpy_helper.from_array(np.array([size, size], dtype=np.int64), f"{prefix}hw")
+    start = numpy_helper.from_array(np.array([0], dtype=np.int64), f"{prefix}nc_start")
+    end = numpy_helper.from_array(np.array([2], dtype=np.int64), f"{prefix}nc_end")
+    nodes = [
+        helper.make_node("Shape", ["image"], [f"{prefix}shape"]),
+        helper.make_node("Slice", [f"{prefix}shape", start.name, end.name], [f"{prefix}nc"]),
+        helper.make_node("Concat", [f"{prefix}nc", hw.name], [f"{prefix}sizes"], axis=0),
+        helper.make_node("Resize", ["image", "", "", f"{prefix}sizes"], [f"{prefix}image"], mode="linear",
+                         coordinate_transformation_mode="half_pixel"),
+    ]
+    return nodes, [hw, start, end]
+
+
+def combine_onnx(members: list[str | os.PathLike], out: str | os.PathLike, note: str = "") -> Path:
+    """Write one ONNX model at ``out`` (atomically) whose class probabilities are the mean of ``members``'."""
+    import onnx
+    from onnx import compose, helper, numpy_helper
+
+    if len(members) < 2:
+        raise EnsembleError("an ensemble needs at least two models")
+    models = [onnx.load(str(m)) for m in members]
+    metas = [_meta(m) for m in models]
+    if any(m["classes"] != metas[0]["classes"] for m in metas):
+        raise EnsembleError("the models predict different classes: " + " / ".join(",".join(m["classes"]) for m in metas))
+    opsets = {next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) for m in models}
+    if len(opsets) > 1:
+        raise EnsembleError(f"the models use different ONNX opsets ({sorted(opsets)}): export them alike")
+    size = max(int(m["input_size"]) for m in metas)
+
+    nodes, inits = [], []
+    for i, (model, meta) in enumerate(zip(models, metas)):
+        prefix = f"m{i}/"
+        graph = compose.add_prefix(model, prefix).graph
+        if int(meta["input_size"]) == size:
+            nodes.append(helper.make_node("Identity", ["image"], [f"{prefix}image"]))
+        else:
+            resize, consts = _resized_input(helper, numpy_helper, int(meta["input_size"]), prefix)
+            nodes += resize
+            inits += consts
+        nodes += list(graph.node)
+        inits += list(graph.initializer)
+    nodes.append(helper.make_node("Mean", [f"m{i}/probs" for i in range(len(models))], ["probs"]))
+    nodes += [helper.make_node("Identity", [f"m0/{name}"], [name]) for name in OUTPUTS if name != "probs"]
+
+    first = models[0].graph
+    image = helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["batch", 3, size, size])
+    outputs = [next(o for o in first.output if o.name == name) for name in OUTPUTS]
+    graph = helper.make_graph(nodes, "roomclf_ensemble", [image], outputs, initializer=inits)
+    combined = helper.make_model(graph, opset_imports=list(models[0].opset_import),
+                                 producer_name="roomclf.models.ensemble")
+    combined.ir_version = models[0].ir_version
+    meta = {**metas[0], "input_size": size, "backbone": "+".join(m["backbone"] for m in metas),
+            "members": [{"backbone": m["backbone"], "input_size": m["input_size"], "note": m.get("note", "")}
+                        for m in metas], "note": note or "mean of " + ", ".join(str(m) for m in members)}
+    entry = combined.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta)
+    onnx.checker.check_model(combined)
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    onnx.save(combined, str(tmp))
+    os.replace(tmp, out)
+    return out
+
+
+def combine_models(refs: list[str], out: str | os.PathLike, register: bool = False) -> tuple[Path, str | None]:
+    """Combine the models at ``refs`` (``models:/`` URIs or .onnx paths) into ``out``; with ``register``
+    also register it as a new ``roomclf-onnx`` version (no alias moves: ``roomclf promote`` does that).
+    Returns the file and the new version (or None)."""
+    import tempfile
+
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.models.registry import ONNX_NAME, local_onnx, register_onnx_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        members = [local_onnx(ref, Path(tmp) / f"m{i}") for i, ref in enumerate(refs)]
+        path = combine_onnx(members, out, note="mean of " + " + ".join(refs))
+    if not register:
+        return path, None
+    meta = OnnxModel(path).meta
+    description = (f"Mean of the class probabilities of {' + '.join(refs)} "
+                   f"({', '.join(m['backbone'] + ' ' + str(m['input_size']) + ' px' for m in meta['members'])}); "
+                   f"attribute tags and embedding from {refs[0]}.")
+    tags = {"backbone": meta["backbone"], "image_size": meta["input_size"], "ensemble_of": " + ".join(refs)}
+    return path, register_onnx_file(path, ONNX_NAME, tags, description=description)

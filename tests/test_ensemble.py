@@ -1,0 +1,121 @@
+"""`roomclf combine`: several exported room models as one ONNX graph, run by real onnxruntime sessions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from roomclf.cli import main
+from roomclf.taxonomy import CLASSES
+
+
+def _member(tmp_path, name: str, backbone: str, size: int, seed: int):
+    """A real exported room network (random weights, so no download; its outputs still depend on the input)."""
+    import torch
+
+    from roomclf.models.network import AttributeHead, ExportNet, RoomNet
+    from roomclf.models.onnx_file import export_onnx
+    from roomclf.taxonomy import ATTRIBUTE_KEYS
+
+    torch.manual_seed(seed)
+    net = RoomNet(backbone, pretrained=False).eval()
+    with torch.no_grad():     # a sharper head than the random one, so members disagree visibly
+        net.head[1].weight.mul_(20)
+    head = AttributeHead(net.head[1].in_features, len(ATTRIBUTE_KEYS)).eval()
+    thresholds = {key: 0.5 if i % 2 == 0 else None for i, key in enumerate(ATTRIBUTE_KEYS)}
+    path = export_onnx(ExportNet(net, head), tmp_path / f"{name}.onnx",
+                       {"input_size": size, "attribute_thresholds": thresholds, "note": name})
+    return path, net, head
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("members")
+    return [_member(tmp, "a", "efficientnet_lite0", 64, 0), _member(tmp, "b", "efficientnet_lite0", 64, 1),
+            _member(tmp, "c", "efficientnet_lite1", 80, 2)]
+
+
+def test_combined_model_is_the_mean_of_its_members(members, tmp_path):
+    from roomclf.models.ensemble import combine_onnx
+    from roomclf.models.onnx_file import OnnxModel
+
+    (a, _, _), (b, _, _), _ = members
+    out = combine_onnx([a, b], tmp_path / "ens.onnx")
+    ens, ma, mb = OnnxModel(out), OnnxModel(a), OnnxModel(b)
+    x = np.random.default_rng(0).random((5, 3, 64, 64), dtype=np.float32)
+    got, pa, pb = ens.run(x), ma.run(x), mb.run(x)
+    assert not np.allclose(pa["probs"], pb["probs"], atol=1e-3)          # the members differ...
+    np.testing.assert_allclose(got["probs"], (pa["probs"] + pb["probs"]) / 2, atol=1e-5)   # ...and are averaged
+    np.testing.assert_allclose(got["attributes"], pa["attributes"], atol=1e-5)    # tags: the first member's
+    np.testing.assert_allclose(got["embedding"], pa["embedding"], atol=1e-5)
+    assert ens.thresholds == ma.thresholds and ens.classes == list(CLASSES)
+    assert [m["note"] for m in ens.meta["members"]] == ["a", "b"]
+
+
+def test_members_of_other_sizes_see_the_photo_resized_inside_the_graph(members, tmp_path):
+    import torch
+    import torch.nn.functional as F
+
+    from roomclf.models.ensemble import combine_onnx
+    from roomclf.models.network import ExportNet
+    from roomclf.models.onnx_file import OnnxModel
+
+    (a, net_a, head_a), _, (c, net_c, head_c) = members
+    ens = OnnxModel(combine_onnx([a, c], tmp_path / "ens.onnx"))
+    assert ens.input_size == 80 and ens.meta["backbone"] == "efficientnet_lite0+efficientnet_lite1"
+    x = torch.rand(3, 3, 80, 80, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        small = F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
+        want = (ExportNet(net_a, head_a)(small)[0] + ExportNet(net_c, head_c)(x)[0]) / 2
+    np.testing.assert_allclose(ens.run(x.numpy())["probs"], want.numpy(), atol=1e-4)
+
+
+def test_combine_command_writes_registers_and_refuses_in_one_line(members, home, tmp_path):
+    import mlflow
+
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.models.registry import ONNX_NAME
+
+    (a, _, _), (b, _, _), _ = members
+    runner = CliRunner()
+    done = runner.invoke(main, ["combine", str(a), str(b), "--out", str(tmp_path / "e.onnx"), "--register"])
+    assert done.exit_code == 0, done.output
+    assert "registered as roomclf-onnx v1" in done.output
+    version = mlflow.MlflowClient().get_model_version(ONNX_NAME, "1")
+    assert version.tags["ensemble_of"] == f"{a} + {b}" and "Mean of the class probabilities" in version.description
+    assert not mlflow.MlflowClient().get_registered_model(ONNX_NAME).aliases     # the champion is not moved
+    registered = OnnxModel(mlflow.artifacts.download_artifacts(f"models:/{ONNX_NAME}/1", dst_path=str(tmp_path / "d")))
+    x = np.random.default_rng(1).random((2, 3, 64, 64), dtype=np.float32)
+    np.testing.assert_allclose(registered.run(x)["probs"], OnnxModel(tmp_path / "e.onnx").run(x)["probs"], atol=1e-6)
+    promoted = runner.invoke(main, ["promote", ONNX_NAME, "1"])       # it has one form only: that one moves
+    assert promoted.exit_code == 0 and "roomclf-onnx v1" in promoted.output, promoted.output
+    assert mlflow.MlflowClient().get_registered_model(ONNX_NAME).aliases == {"champion": 1}
+
+    for args, needle in (([str(a)], "at least two"), ([str(a), str(tmp_path / "nope.onnx")], "nope.onnx")):
+        bad = runner.invoke(main, ["combine", *args, "--out", str(tmp_path / "x.onnx")])
+        assert bad.exit_code != 0 and bad.output.startswith("Error: ") and needle in bad.output
+        assert "Traceback" not in bad.output and len(bad.output.strip().splitlines()) == 1
+
+
+def test_int8_keeps_the_first_and_last_convolutions_of_every_member_in_fp32(members, tmp_path):
+    import onnx
+    from PIL import Image
+
+    from roomclf.models.ensemble import combine_onnx
+    from roomclf.models.quantize import FP32_FIRST_CONVS, FP32_LAST_CONVS, quantize_static_int8
+
+    (a, _, _), _, (c, _, _) = members
+    combined = combine_onnx([a, c], tmp_path / "ens.onnx")
+    rng = np.random.default_rng(0)
+    photos = []
+    for i in range(4):     # calibration photos: any real JPEG will do for the graph's structure
+        Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(tmp_path / f"p{i}.jpg")
+        photos.append(f"p{i}.jpg")
+    int8 = onnx.load(str(quantize_static_int8(combined, tmp_path / "int8.onnx", tmp_path, photos)))
+    made_by = {out: node.op_type for node in int8.graph.node for out in node.output}
+    for member in ("m0/", "m1/"):
+        convs = [n for n in int8.graph.node if n.op_type == "Conv" and n.name.startswith(member)]
+        weight_is_int8 = [made_by.get(n.input[1]) == "DequantizeLinear" for n in convs]
+        kept = FP32_FIRST_CONVS + FP32_LAST_CONVS
+        assert not any(weight_is_int8[:FP32_FIRST_CONVS]) and not weight_is_int8[-1], member
+        assert sum(weight_is_int8) == len(convs) - kept, member       # every other convolution is int8
