@@ -203,7 +203,7 @@ def render(results: list[dict], split_line: str) -> str:
                      f"{r['times']['train_total_s'] / 60:.0f} min", f"{r['load_end']:.1f}",
                      f"**{t['accuracy']:.4f}**" if t else "not measured"])
     lines += ["What was tried on this split (TUNE = batch_11–13 figures decide; TEST is filled only for the "
-              "reference recipe and the TUNE winner):", "",
+              "reference recipe, the TUNE winners and the 1,000-hand-label points the issue asks for):", "",
               table(["run", "recipe", "TUNE acc", "TUNE macro-F1", "TUNE acc, flip TTA", "training time",
                      "load avg", "TEST acc"], rows), ""]
     lines += [f"- `{r['name']}`: {r['note']}" for r in results if r.get("note")] + [""] * any(r.get("note") for r in results)

@@ -102,7 +102,11 @@ def test_int8_keeps_the_first_and_last_convolutions_of_every_member_in_fp32(memb
     from PIL import Image
 
     from roomclf.models.ensemble import combine_onnx
-    from roomclf.models.quantize import FP32_FIRST_CONVS, FP32_LAST_CONVS, quantize_static_int8
+    from roomclf.models.quantize import (
+        FP32_FIRST_CONVS,
+        FP32_LAST_CONVS,
+        quantize_static_int8,
+    )
 
     (a, _, _), _, (c, _, _) = members
     combined = combine_onnx([a, c], tmp_path / "ens.onnx")
