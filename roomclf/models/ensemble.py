@@ -14,23 +14,36 @@ model, so infer-all, serving, prelabel, the gate and the int8 quantiser take it 
 """
 from __future__ import annotations
 
-import json
 import os
+import re
 from pathlib import Path
 
 from roomclf.errors import RoomclfError
-from roomclf.models.onnx_file import META_KEY, OUTPUTS
+from roomclf.models.onnx_file import OUTPUTS, read_meta, save_onnx
+
+_MEMBER = re.compile(r"m\d+/")
 
 
 class EnsembleError(RoomclfError, ValueError):
     """Members that cannot be combined (fewer than two, different classes, not roomclf models)."""
 
 
+def member_prefix(i: int) -> str:
+    """The prefix of every name (node, tensor) of member ``i`` in a combined graph."""
+    return f"m{i}/"
+
+
+def member_of(name: str) -> str:
+    """The member prefix a node or tensor name carries ('' outside an ensemble)."""
+    found = _MEMBER.match(name)
+    return found.group(0) if found else ""
+
+
 def _meta(model) -> dict:
-    for entry in model.metadata_props:
-        if entry.key == META_KEY:
-            return json.loads(entry.value)
-    raise EnsembleError("not a roomclf model (no roomclf metadata)")
+    meta = read_meta(model)
+    if meta is None:
+        raise EnsembleError("not a roomclf model (no roomclf metadata)")
+    return meta
 
 
 def _resized_input(helper, numpy_helper, size: int, prefix: str) -> tuple[list, list]:
@@ -68,7 +81,7 @@ def combine_onnx(members: list[str | os.PathLike], out: str | os.PathLike, note:
 
     nodes, inits = [], []
     for i, (model, meta) in enumerate(zip(models, metas)):
-        prefix = f"m{i}/"
+        prefix = member_prefix(i)
         graph = compose.add_prefix(model, prefix).graph
         if int(meta["input_size"]) == size:
             nodes.append(helper.make_node("Identity", ["image"], [f"{prefix}image"]))
@@ -78,8 +91,8 @@ def combine_onnx(members: list[str | os.PathLike], out: str | os.PathLike, note:
             inits += consts
         nodes += list(graph.node)
         inits += list(graph.initializer)
-    nodes.append(helper.make_node("Mean", [f"m{i}/probs" for i in range(len(models))], ["probs"]))
-    nodes += [helper.make_node("Identity", [f"m0/{name}"], [name]) for name in OUTPUTS if name != "probs"]
+    nodes.append(helper.make_node("Mean", [member_prefix(i) + "probs" for i in range(len(models))], ["probs"]))
+    nodes += [helper.make_node("Identity", [member_prefix(0) + name], [name]) for name in OUTPUTS if name != "probs"]
 
     first = models[0].graph
     image = helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["batch", 3, size, size])
@@ -91,16 +104,8 @@ def combine_onnx(members: list[str | os.PathLike], out: str | os.PathLike, note:
     meta = {**metas[0], "input_size": size, "backbone": "+".join(m["backbone"] for m in metas),
             "members": [{"backbone": m["backbone"], "input_size": m["input_size"], "note": m.get("note", "")}
                         for m in metas], "note": note or "mean of " + ", ".join(str(m) for m in members)}
-    entry = combined.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(meta)
     onnx.checker.check_model(combined)
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    onnx.save(combined, str(tmp))
-    os.replace(tmp, out)
-    return out
+    return save_onnx(combined, out, meta)
 
 
 def combine_models(refs: list[str], out: str | os.PathLike, register: bool = False) -> tuple[Path, str | None]:
@@ -109,7 +114,8 @@ def combine_models(refs: list[str], out: str | os.PathLike, register: bool = Fal
     Returns the file and the new version (or None)."""
     import tempfile
 
-    from roomclf.models.onnx_file import OnnxModel
+    import onnx
+
     from roomclf.models.registry import ONNX_NAME, local_onnx, register_onnx_file
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +123,7 @@ def combine_models(refs: list[str], out: str | os.PathLike, register: bool = Fal
         path = combine_onnx(members, out, note="mean of " + " + ".join(refs))
     if not register:
         return path, None
-    meta = OnnxModel(path).meta
+    meta = read_meta(onnx.load(str(path)))
     description = (f"Mean of the class probabilities of {' + '.join(refs)} "
                    f"({', '.join(m['backbone'] + ' ' + str(m['input_size']) + ' px' for m in meta['members'])}); "
                    f"attribute tags and embedding from {refs[0]}.")

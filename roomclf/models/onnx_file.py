@@ -34,16 +34,38 @@ def export_onnx(export_net, path: str | os.PathLike, meta: dict, opset: int | No
             "attribute_keys": list(ATTRIBUTE_KEYS), "attribute_thresholds": {}, **meta}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.export{os.getpid()}")    # torch's file, before the metadata
     export_net = export_net.eval()
     with torch.no_grad():
         torch.onnx.export(export_net, (torch.rand(2, 3, size, size),), str(tmp), dynamo=False,
                           input_names=["image"], output_names=list(OUTPUTS),
                           dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"} for o in OUTPUTS}},
                           opset_version=opset or 17)
-    model = onnx.load(str(tmp))
+    try:
+        return save_onnx(onnx.load(str(tmp)), path, full)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_meta(model) -> dict | None:
+    """The roomclf metadata of a loaded ONNX model (``onnx.ModelProto``), or None when it has none."""
+    for entry in model.metadata_props:
+        if entry.key == META_KEY:
+            return json.loads(entry.value)
+    return None
+
+
+def save_onnx(model, path: str | os.PathLike, meta: dict) -> Path:
+    """Write ``model`` (``onnx.ModelProto``) at ``path`` atomically, with ``meta`` as its only metadata:
+    the one writer of exported, quantised and combined room models."""
+    import onnx
+
+    del model.metadata_props[:]
     entry = model.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(full)
+    entry.key, entry.value = META_KEY, json.dumps(meta)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     onnx.save(model, str(tmp))
     os.replace(tmp, path)
     return path

@@ -27,15 +27,14 @@ FP32_FIRST_CONVS, FP32_LAST_CONVS = 3, 1
 def _convs_kept_fp32(model_path: str | os.PathLike) -> list[str]:
     """The first and last convolutions of each network in the file: one network, or each member of an
     ensemble (``roomclf.models.ensemble`` prefixes member ``i``'s nodes with ``m<i>/``)."""
-    import re
-
     import onnx
+
+    from roomclf.models.ensemble import member_of
 
     networks: dict[str, list[str]] = {}
     for node in onnx.load(str(model_path)).graph.node:
         if node.op_type == "Conv":
-            member = re.match(r"m\d+/", node.name)
-            networks.setdefault(member.group(0) if member else "", []).append(node.name)
+            networks.setdefault(member_of(node.name), []).append(node.name)
     return [name for convs in networks.values()
             for name in convs[:FP32_FIRST_CONVS] + convs[len(convs) - FP32_LAST_CONVS:]]
 
@@ -59,9 +58,12 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, root: s
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from roomclf.models.onnx_file import META_KEY, OnnxModel
+    from roomclf.models.onnx_file import read_meta, save_onnx
 
-    size = OnnxModel(src).input_size
+    meta = read_meta(onnx.load(str(src)))
+    if meta is None:
+        raise ValueError(f"{src} has no roomclf metadata")
+    size = int(meta["input_size"])
     arrays = []
     for p in calib_paths:
         try:
@@ -77,7 +79,6 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, root: s
             x = next(self.it, None)
             return None if x is None else {"image": x}
 
-    dst = Path(dst)
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre))
@@ -85,18 +86,7 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, root: s
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=REDUCE_RANGE, nodes_to_exclude=_convs_kept_fp32(pre),
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        meta = {e.key: e.value for e in onnx.load(str(src)).metadata_props}
-        model = onnx.load(str(out))
-        del model.metadata_props[:]
-        for key, value in meta.items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
-        if META_KEY not in meta:
-            raise ValueError(f"{src} has no roomclf metadata")
-        tmp_dst = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-        onnx.save(model, str(tmp_dst))
-        os.replace(tmp_dst, dst)
-    return dst
+        return save_onnx(onnx.load(str(out)), dst, meta)
 
 
 def agreement(fp32: str | os.PathLike, int8: str | os.PathLike, root: str | os.PathLike,
