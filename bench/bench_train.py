@@ -83,6 +83,11 @@ def recipe_text(r: dict) -> str:
         parts.append(f"mixup α={r['mixup']:g}")
     if r.get("hand_labels"):
         parts.append(f"only {r['hand_labels']:,} TRAIN photos, drawn at random (a person's hand labels)")
+    if r.get("pseudo"):
+        ps = r["pseudo"]
+        parts.append(f"+ self-training: {ps['added']:,} of the other {ps['unlabelled']:,} TRAIN photos labelled by "
+                     f"`{ps['teacher'].removeprefix('train-')}` (flip TTA) where its confidence is ≥ "
+                     f"{ps['threshold']:.2f} (TUNE precision ≥ {ps['tune_precision']:g})")
     if r.get("clean"):
         parts.append(f"TRAIN cleaned: {r.get('cleaned', '?')} suspect labels dropped (neighbour vote ≥ {r['clean']:g})")
     return ", ".join(parts)
@@ -106,6 +111,48 @@ def drop_suspects(root: Path, split: dict, min_share: float) -> list[str]:
     split["train"] = [(p, c) for p, c in split["train"] if p not in dropped]
     print(f"cleaning: {len(dropped)} suspect TRAIN labels dropped (vote share >= {min_share:g})", flush=True)
     return sorted(dropped)
+
+
+def add_pseudo_labels(root: Path, split: dict, unlabelled: list[str], teacher: Path, precision: float,
+                      out: Path) -> dict:
+    """Self-training: the TRAIN photos a person did not label get the ``teacher`` run's label where it is sure.
+
+    The teacher (a saved run folder: its ``roomnet.pt``, exported here with flip TTA, which won on TUNE for the
+    1,000-label point) scores TUNE and the unlabelled photos; the confidence threshold is the lowest at which its
+    TUNE precision (accuracy of the photos at or above it) is at least ``precision``. The photos at or above it
+    join ``split["train"]`` with the teacher's label (never the ground truth). Returns what was added, and how
+    many of those labels agree with the ground truth (told, not used)."""
+    import torch
+
+    from roomclf.models.network import ExportNet, RoomNet
+    from roomclf.models.onnx_file import export_onnx
+    from roomclf.taxonomy import CLASSES
+
+    rec = json.loads((teacher / "result.json").read_text())["recipe"]
+    net = RoomNet(rec["backbone"], pretrained=False)
+    net.load_state_dict(torch.load(teacher / "roomnet.pt"))
+    model = export_onnx(ExportNet(net.eval(), flip_tta=True), out / "teacher.onnx",
+                        {"input_size": rec["image_size"], "note": f"teacher {teacher.name}, flip TTA"})
+    tp, ty = onnx_probs(model, root, split["tune"])
+    conf, hit = tp.max(1), tp.argmax(1) == ty
+    order = np.argsort(-conf)
+    running = np.cumsum(hit[order]) / np.arange(1, len(order) + 1)
+    ok = np.nonzero(running >= precision)[0]
+    threshold = float(conf[order][ok[-1]]) if len(ok) else 1.0
+    truth = dict(split["all_train"])
+    items = [(p, truth[p]) for p in unlabelled]
+    up, _ = onnx_probs(model, root, items)
+    keep = up.max(1) >= threshold
+    added = [(p, CLASSES[int(k)]) for (p, _), k, kept in zip(items, up.argmax(1), keep) if kept]
+    split["train"] = split["train"] + added
+    agree = float(np.mean([truth[p] == c for p, c in added])) if added else 0.0
+    stats = {"teacher": teacher.name, "tune_precision": precision, "threshold": threshold,
+             "teacher_tune_accuracy": float(hit.mean()), "unlabelled": len(items), "added": len(added),
+             "added_agree_with_truth": agree}
+    print(f"self-training: teacher {teacher.name} (flip TTA, TUNE {hit.mean():.4f}); confidence >= {threshold:.3f} "
+          f"keeps TUNE precision >= {precision:g}; {len(added)} of {len(items)} unlabelled TRAIN photos added "
+          f"({agree:.1%} agree with the ground truth)", flush=True)
+    return stats
 
 
 # --------------------------------------------------------------------------- scoring
@@ -260,6 +307,10 @@ def main() -> None:
     ap.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off)")
     ap.add_argument("--hand-labels", type=int, default=0,
                     help="train on only this many TRAIN photos drawn at random (0: all); TUNE and TEST unchanged")
+    ap.add_argument("--pseudo", help="with --hand-labels: a saved run folder whose model labels the TRAIN photos "
+                    "left unlabelled (self-training; see add_pseudo_labels)")
+    ap.add_argument("--pseudo-precision", type=float, default=0.95,
+                    help="keep the teacher's labels above the confidence where its TUNE precision is this")
     ap.add_argument("--clean", type=float, default=0.0,
                     help="drop TRAIN photos whose 10 nearest TRAIN neighbours vote for another class with at least "
                          "this share (the suspect finder of `roomclf propagate`; 0: keep all)")
@@ -307,10 +358,16 @@ def main() -> None:
     if args.limit:
         for k in ("train", "tune", "test"):
             split[k] = split[k][::max(1, len(split[k]) // args.limit)][:args.limit]
+    pseudo = None
     if args.hand_labels:     # the labels-it-takes question: train on a random draw of TRAIN only
         rng = np.random.default_rng(args.seed)
+        split["all_train"] = split["train"]
         split["train"] = [split["train"][i] for i in sorted(rng.choice(len(split["train"]), args.hand_labels,
                                                                         replace=False))]
+        if args.pseudo:
+            drawn = {p for p, _ in split["train"]}
+            pseudo = add_pseudo_labels(root, split, [p for p, _ in split["all_train"] if p not in drawn],
+                                       Path(args.pseudo), args.pseudo_precision, out)
     cleaned = drop_suspects(root, split, args.clean) if args.clean else []
     prep = time.perf_counter() - t0
     split_line = split_summary(split)
@@ -361,6 +418,7 @@ def main() -> None:
         recipe = {k: getattr(args, k) for k in ("backbone", "image_size", "frozen_epochs", "epochs", "batch_size",
                                                 "lr", "label_smoothing", "mixup", "seed", "hand_labels", "clean")}
         recipe["cleaned"] = len(cleaned)
+        recipe["pseudo"] = pseudo
         recipe["resume"] = Path(args.resume).name if args.resume else None
         result = {"name": args.name, "recipe": recipe, "split_key": split_key, "date": time.strftime("%Y-%m-%d %H:%M"),
                   "history": history,
