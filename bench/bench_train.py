@@ -23,6 +23,8 @@ and the full tables of the runs measured on TEST.
     python bench/bench_train.py --name plus2 --resume var/bench/train-default --frozen-epochs 0 --epochs 2
     python bench/bench_train.py --from-saved var/bench/train-ls01 --test   # the TUNE winner, on TEST
     python bench/bench_train.py --ensemble default,lite1                    # two saved runs averaged (TUNE)
+    python bench/bench_train.py --name labels1k-lite1-self --backbone efficientnet_lite1 --image-size 240 \
+        --hand-labels 1000 --pseudo var/bench/train-labels1k-lite1          # self-training at 1,000 hand labels
 """
 from __future__ import annotations
 
@@ -113,8 +115,25 @@ def drop_suspects(root: Path, split: dict, min_share: float) -> list[str]:
     return sorted(dropped)
 
 
+def flip_model(run: Path) -> Path:
+    """``run/model-flip.onnx``: the saved run's network exported with horizontal-flip TTA (made once)."""
+    path = run / "model-flip.onnx"
+    if not path.is_file():
+        import torch
+
+        from roomclf.models.network import ExportNet, RoomNet
+        from roomclf.models.onnx_file import export_onnx
+
+        rec = json.loads((run / "result.json").read_text())["recipe"]
+        net = RoomNet(rec["backbone"], pretrained=False)
+        net.load_state_dict(torch.load(run / "roomnet.pt"))
+        export_onnx(ExportNet(net.eval(), flip_tta=True), path,
+                    {"input_size": rec["image_size"], "note": f"bench/bench_train.py {run.name}, flip TTA"})
+    return path
+
+
 def add_pseudo_labels(root: Path, split: dict, unlabelled: list[str], teacher: Path, precision: float,
-                      out: Path) -> dict:
+                      ) -> dict:
     """Self-training: the TRAIN photos a person did not label get the ``teacher`` run's label where it is sure.
 
     The teacher (a saved run folder: its ``roomnet.pt``, exported here with flip TTA, which won on TUNE for the
@@ -122,17 +141,9 @@ def add_pseudo_labels(root: Path, split: dict, unlabelled: list[str], teacher: P
     TUNE precision (accuracy of the photos at or above it) is at least ``precision``. The photos at or above it
     join ``split["train"]`` with the teacher's label (never the ground truth). Returns what was added, and how
     many of those labels agree with the ground truth (told, not used)."""
-    import torch
-
-    from roomclf.models.network import ExportNet, RoomNet
-    from roomclf.models.onnx_file import export_onnx
     from roomclf.taxonomy import CLASSES
 
-    rec = json.loads((teacher / "result.json").read_text())["recipe"]
-    net = RoomNet(rec["backbone"], pretrained=False)
-    net.load_state_dict(torch.load(teacher / "roomnet.pt"))
-    model = export_onnx(ExportNet(net.eval(), flip_tta=True), out / "teacher.onnx",
-                        {"input_size": rec["image_size"], "note": f"teacher {teacher.name}, flip TTA"})
+    model = flip_model(teacher)
     tp, ty = onnx_probs(model, root, split["tune"])
     conf, hit = tp.max(1), tp.argmax(1) == ty
     order = np.argsort(-conf)
@@ -187,19 +198,31 @@ def onnx_probs(model_path: Path, root: Path, items: list[tuple[str, str]]) -> tu
     return probs, np.array([CLASSES.index(c) for _, c in items])
 
 
-def ensemble(names: list[str], root: Path, split: dict, upstream: dict, with_test: bool) -> dict:
-    """Score the mean probabilities of saved runs (``var/bench/train-NAME/model.onnx``) on TUNE (and TEST)."""
+def ensemble(names: list[str], root: Path, split: dict, upstream: dict, with_test: bool, flip: bool) -> dict:
+    """Score the mean probabilities of saved runs (``var/bench/train-NAME/model.onnx``) on TUNE (and TEST);
+    ``flip``: also with every member's flip-TTA export (``flip_model``)."""
     runs = [json.loads((RESULTS / f"train-{n}" / "result.json").read_text()) for n in names]
     result = {"name": "ens-" + "-".join(names), "recipe": {"ensemble": names}, "date": time.strftime("%Y-%m-%d %H:%M"),
               "times": {"train_total_s": sum(r["times"]["train_total_s"] for r in runs)}, "history": []}
-    for part in ("tune", "test") if with_test else ("tune",):
-        probs = [onnx_probs(RESULTS / f"train-{n}" / "model.onnx", root, split[part]) for n in names]
+    def score(part: str, flip: bool) -> dict:
+        files = [flip_model(RESULTS / f"train-{n}") if flip else RESULTS / f"train-{n}" / "model.onnx"
+                 for n in names]
+        probs = [onnx_probs(f, root, split[part]) for f in files]
         mean = np.mean([p for p, _ in probs], axis=0)
-        result[part] = scores(mean, probs[0][1], split[part], upstream)
+        found = scores(mean, probs[0][1], split[part], upstream)
+        how = " with flip TTA" if flip else ""
         for n, (p, y) in zip(names, probs):
-            print(f"{part.upper()} {n} alone: {float(np.mean(p.argmax(1) == y)):.4f}", flush=True)
-        print(f"{part.upper()} ensemble: {result[part]['accuracy']:.4f}, macro-F1 {result[part]['macro_f1']:.4f}",
-              flush=True)
+            print(f"{part.upper()} {n} alone{how}: {float(np.mean(p.argmax(1) == y)):.4f}", flush=True)
+        print(f"{part.upper()} ensemble{how}: {found['accuracy']:.4f}, macro-F1 {found['macro_f1']:.4f}", flush=True)
+        return found
+
+    result["tune"] = score("tune", False)
+    if flip:
+        result["tune_flip"] = score("tune", True)
+    if with_test:   # as for one network: the flip figure on TEST only when flip won on TUNE
+        result["test"] = score("test", False)
+        if flip and result["tune_flip"]["accuracy"] > result["tune"]["accuracy"]:
+            result["test_flip"] = score("test", True)
     return result
 
 
@@ -367,7 +390,7 @@ def main() -> None:
         if args.pseudo:
             drawn = {p for p, _ in split["train"]}
             pseudo = add_pseudo_labels(root, split, [p for p, _ in split["all_train"] if p not in drawn],
-                                       Path(args.pseudo), args.pseudo_precision, out)
+                                       Path(args.pseudo), args.pseudo_precision)
     cleaned = drop_suspects(root, split, args.clean) if args.clean else []
     prep = time.perf_counter() - t0
     split_line = split_summary(split)
@@ -375,9 +398,12 @@ def main() -> None:
     print(f"{split_line} ({prep:.0f}s)", flush=True)
 
     if args.ensemble:
-        result = ensemble(args.ensemble.split(","), root, split, upstream, args.test)
+        result = ensemble(args.ensemble.split(","), root, split, upstream, args.test, not args.no_flip)
         result.update(split_key=split_key, split_line=split_line, load_end=os.getloadavg()[0])
         out = RESULTS / f"train-{result['name']}"
+        if not args.test and (out / "result.json").is_file():     # a TUNE re-score keeps the TEST figures
+            before = json.loads((out / "result.json").read_text())
+            result.update({k: before[k] for k in ("test", "test_flip") if k in before})
         from roomclf.models.ensemble import combine_onnx
 
         combine_onnx([RESULTS / f"train-{n}" / "model.onnx" for n in args.ensemble.split(",")], out / "model.onnx",

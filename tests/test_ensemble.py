@@ -1,6 +1,9 @@
 """`roomclf combine`: several exported room models as one ONNX graph, run by real onnxruntime sessions."""
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -72,24 +75,34 @@ def test_members_of_other_sizes_see_the_photo_resized_inside_the_graph(members, 
 
 def test_combine_command_writes_registers_and_refuses_in_one_line(members, home, tmp_path):
     import mlflow
+    import pandas as pd
+    from PIL import Image
 
     from roomclf.models.onnx_file import OnnxModel
-    from roomclf.models.registry import ONNX_NAME
+    from roomclf.models.registry import ONNX_NAME, TORCH_NAME
 
     (a, _, _), (b, _, _), _ = members
     runner = CliRunner()
     done = runner.invoke(main, ["combine", str(a), str(b), "--out", str(tmp_path / "e.onnx"), "--register"])
     assert done.exit_code == 0, done.output
-    assert "registered as roomclf-onnx v1" in done.output
-    version = mlflow.MlflowClient().get_model_version(ONNX_NAME, "1")
-    assert version.tags["ensemble_of"] == f"{a} + {b}" and "Mean of the class probabilities" in version.description
-    assert not mlflow.MlflowClient().get_registered_model(ONNX_NAME).aliases     # the champion is not moved
+    assert "registered as roomclf-onnx v1, roomclf v1" in done.output
+    client = mlflow.MlflowClient()
+    for name in (ONNX_NAME, TORCH_NAME):
+        version = client.get_model_version(name, "1")
+        assert version.tags["ensemble_of"] == f"{a} + {b}" and "Mean of the class probabilities" in version.description
+        assert not client.get_registered_model(name).aliases     # the champion is not moved
     registered = OnnxModel(mlflow.artifacts.download_artifacts(f"models:/{ONNX_NAME}/1", dst_path=str(tmp_path / "d")))
     x = np.random.default_rng(1).random((2, 3, 64, 64), dtype=np.float32)
     np.testing.assert_allclose(registered.run(x)["probs"], OnnxModel(tmp_path / "e.onnx").run(x)["probs"], atol=1e-6)
-    promoted = runner.invoke(main, ["promote", ONNX_NAME, "1"])       # it has one form only: that one moves
+    photo = io.BytesIO()
+    Image.fromarray((x[0].transpose(1, 2, 0) * 255).astype(np.uint8)).save(photo, format="PNG")
+    served = mlflow.pyfunc.load_model(f"models:/{TORCH_NAME}/1").predict(
+        pd.DataFrame({"image": [base64.b64encode(photo.getvalue()).decode()]}))
+    assert served["label"][0] == OnnxModel(tmp_path / "e.onnx").predict_sources([photo.getvalue()])[0].label
+    promoted = runner.invoke(main, ["promote", ONNX_NAME, "1"])       # both forms move together
     assert promoted.exit_code == 0 and "roomclf-onnx v1" in promoted.output, promoted.output
-    assert mlflow.MlflowClient().get_registered_model(ONNX_NAME).aliases == {"champion": 1}
+    assert {n: client.get_registered_model(n).aliases for n in (ONNX_NAME, TORCH_NAME)} == {
+        ONNX_NAME: {"champion": 1}, TORCH_NAME: {"champion": 1}}
 
     for args, needle in (([str(a)], "at least two"), ([str(a), str(tmp_path / "nope.onnx")], "nope.onnx")):
         bad = runner.invoke(main, ["combine", *args, "--out", str(tmp_path / "x.onnx")])

@@ -52,3 +52,26 @@ def test_gate_on_photos_neither_model_trained_on(tmp_path, quick_onnx, corpus_ro
         assert result.champion_unfair == "" and result.compared_on == 24
         assert result.alias == "challenger" and champion == v1
         assert result.champion.accuracy == pytest.approx(result.new.accuracy)
+
+
+def test_an_ensemble_champion_is_judged_without_its_members_training_photos(tmp_path, quick_onnx, corpus_root,
+                                                                            ground_truth):
+    """`roomclf combine --register` records the union of its members' training photos, so a later gate
+    does not score the ensemble on photos one of its members learnt."""
+    from roomclf.models.ensemble import combine_models
+    from roomclf.models.registry import ONNX_NAME, register_onnx_file, training_photos
+    from roomclf.train.gate import gate, promote
+
+    items = pick_photos(ground_truth, "batch_02", 24)
+    with isolated_store(tmp_path):
+        a = _register_champion(quick_onnx, [p for p, _ in items[:4]])
+        b = _register_champion(quick_onnx, [p for p, _ in items[4:20]])
+        _, versions = combine_models([f"models:/{ONNX_NAME}/{a}", f"models:/{ONNX_NAME}/{b}"], tmp_path / "e.onnx",
+                                     register=True)
+        photos, batches = training_photos(versions[ONNX_NAME])
+        assert photos == {p for p, _ in items[:20]} and batches == ["batch_01"]
+        promote(ONNX_NAME, versions[ONNX_NAME])
+        new = register_onnx_file(quick_onnx)
+        result = gate(quick_onnx, {ONNX_NAME: new}, corpus_root, items)
+    assert result.champion_version == versions[ONNX_NAME]
+    assert "trained on 20 of the 24 validation photos" in result.champion_unfair

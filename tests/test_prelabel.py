@@ -118,6 +118,30 @@ def test_prelabel_uses_the_champion(home, corpus_root, labels_csv, quick_onnx):
     assert len(json.loads(store.get_meta("queue:batch_01"))) == 24
 
 
+@pytest.mark.slow  # builds the shared quick_onnx fixture
+def test_a_trained_models_sure_confidence_reaches_its_suggestions_and_training(home, corpus_root, labels_csv,
+                                                                               quick_onnx, tmp_path, ground_truth):
+    """Self-training: prelabel with a model that knows where it is sure; training takes only those."""
+    import onnx
+
+    from roomclf.models.onnx_file import read_meta, save_onnx
+    from roomclf.train.recipe import select_data
+
+    model = onnx.load(str(quick_onnx))
+    table = {"0.9": 0.5, "0.95": 0.7, "0.98": 0.9, "0.99": None}
+    sure_model = save_onnx(model, tmp_path / "sure.onnx", {**read_meta(model), "sure_confidence": table})
+    store = LabelStore()
+    prelabel(store, corpus_root, "batch_01", uri=str(sure_model), limit=40, progress=False)
+    rows = store.rows(["predicted"])
+    assert len(rows) == 40 and all(r.extra["sure_confidence"] == table for r in rows)
+    store.set_labels([(p, r["label"]) for p, r in sorted(ground_truth.items())
+                      if p.startswith("batch_02/") and r["label"]][:30], "manual")
+    data = select_data(store, corpus_root, ["batch_01"], ["batch_02"], ("manual", "predicted"))
+    confident = sum(r.confidence >= 0.7 for r in rows)
+    assert 0 < confident < 40            # the quick model is sure of some photos and not of others
+    assert data.sources["train"] == {"predicted": confident} and data.unsure == 40 - confident
+
+
 def test_cli_prelabel_and_bad_input(home, corpus_root, labels_csv):
     runner = CliRunner()
     res = runner.invoke(main, ["prelabel", "--batch", "batch_01", "--limit", "8", "--model", "zeroshot",

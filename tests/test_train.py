@@ -77,6 +77,12 @@ def test_run_is_tracked_with_params_metrics_and_report(trained):
     assert m["n_train_source.imported"] == n_train and m["n_train_source.manual"] == 4 + 3
     assert m["n_valid_source.manual"] == n_valid
     assert 0.0 <= m["val_accuracy"] <= 1.0 and all(f"val_f1.{c}" in m for c in CLASSES)
+    sure = trained["first"].metrics["sure_confidence"]        # what prelabel copies onto its suggestions
+    assert set(sure) == {"0.9", "0.95", "0.98", "0.99"}
+    reached = [c for c in sure.values() if c is not None]
+    assert reached and reached == sorted(reached) and all(0 < c <= 1 for c in reached)
+    assert all(m[f"val_sure_confidence.{p}"] == pytest.approx(c) for p, c in sure.items() if c is not None)
+    assert m["n_train_predicted_unsure_left_out"] == 0
     history = client.get_metric_history(run.info.run_id, "epoch_valid_loss")
     assert [h.step for h in history] == [0, 1, 2]          # 2 frozen + 1 unfrozen epochs
     phases = [h.value for h in client.get_metric_history(run.info.run_id, "epoch_phase_unfrozen")]
@@ -247,6 +253,12 @@ def labelled(home, ground_truth):
     # validation counts human labels only, and enough of them
     (["--train-batches", "batch_01", "--valid-batches", "batch_03"], "no valid labels from sources manual,imported"),
     (["--train-batches", "batch_01", "--valid-batches", "batch_05"], "only 5 validation photos labelled by"),
+    # an ensemble: two or more different, known backbones; its first member checks the data as usual
+    (["--valid-batches", "batch_02", "--backbone", "efficientnet_lite0,efficientnet_lite0"],
+     "two or more different backbones"),
+    (["--valid-batches", "batch_02", "--backbone", "efficientnet_lite0,lite9"], "unknown backbone 'lite9'"),
+    (["--train-batches", "batch_01", "--valid-batches", "batch_01", "--backbone", "efficientnet_lite0,efficientnet_lite1"],
+     "overlap (batch_01)"),
 ])
 def test_bad_input_is_one_line_before_training(labelled, home, args, message):
     result = CliRunner().invoke(main, ["train", *args])
@@ -254,6 +266,34 @@ def test_bad_input_is_one_line_before_training(labelled, home, args, message):
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (home / "mlflow.db").exists() or _no_runs()
+
+
+@pytest.mark.slow
+def test_an_ensemble_is_trained_registered_and_gated_in_one_command(labelled, home):
+    """`roomclf train --backbone a,b`: one run per member (each registered), then their average registered
+    in both forms with the members' training photos, and gated on the members' validation photos."""
+    import mlflow
+
+    from roomclf.models.registry import ONNX_NAME, TORCH_NAME, training_photos
+
+    args = ["train", "--train-batches", "batch_01", "--valid-batches", "batch_02", "--image-size", "64",
+            "--frozen-epochs", "1", "--epochs", "0", "--batch-size", "16", "--lr", "0.01",
+            "--backbone", "efficientnet_lite0,efficientnet_lite1", "--run-name", "pair"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert "ensemble member 1/2: efficientnet_lite0" in result.output and "member 2/2: efficientnet_lite1" in result.output
+    assert lines[-1].startswith(f"ensemble {ONNX_NAME} v3, {TORCH_NAME} v3: ") and "on the validation photos" in lines[-1]
+    client = mlflow.MlflowClient()
+    runs = mlflow.search_runs(experiment_names=["roomclf-train"], output_format="list")
+    assert sorted(r.info.run_name for r in runs) == ["pair-efficientnet_lite0", "pair-efficientnet_lite1"]
+    ens = client.get_model_version(ONNX_NAME, "3")
+    assert ens.tags["ensemble_of"] == f"models:/{ONNX_NAME}/1 + models:/{ONNX_NAME}/2"
+    assert ens.tags["backbone"] == "efficientnet_lite0+efficientnet_lite1" and ens.tags["train_batches"] == "batch_01"
+    assert training_photos("3")[0] == {p for p, r in labelled.labels().items() if p.startswith("batch_01/")}
+    champion = {n: client.get_registered_model(n).aliases.get("champion") for n in (ONNX_NAME, TORCH_NAME)}
+    assert champion[ONNX_NAME] == champion[TORCH_NAME]           # the two forms never part
+    assert lines[-1].endswith("on the validation photos)") and (": champion" in lines[-1]) == (champion[ONNX_NAME] == 3)
 
 
 def _no_runs() -> bool:
@@ -277,6 +317,48 @@ def test_class_without_examples_and_missing_photo(home, ground_truth, corpus_roo
     store.set_label("batch_01/listing_9999/photo_01.jpg", "interior", "imported")
     with pytest.raises(TrainingError, match="do not exist.*listing_9999"):
         select_data(store, corpus_root, ["batch_01"], ["batch_02"], ("imported", "manual"))
+
+
+def test_sure_confidence_is_where_the_running_precision_still_reaches_the_target():
+    from roomclf.train.report import sure_confidence
+
+    # confidences 0.95 0.9 0.8 0.7 0.6; right, right, wrong, right, wrong: precision 1, 1, .67, .75, .6
+    probs = np.array([[0.95, 0.05], [0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    y = np.array([0, 1, 1, 1, 1])
+    assert sure_confidence(probs, y, 0.99) == pytest.approx(0.9)
+    assert sure_confidence(probs, y, 0.75) == pytest.approx(0.7)     # .67 at 0.8, back to .75 at 0.7
+    assert sure_confidence(probs, y, 0.6) == pytest.approx(0.6)
+    assert sure_confidence(probs, 1 - y, 0.5) is None                # the surest one is already wrong
+
+
+def test_predicted_labels_count_only_where_their_model_was_sure(home, ground_truth, corpus_root):
+    from roomclf.train.recipe import (
+        TrainingError,
+        check_config,
+        parse_recipe,
+        select_data,
+    )
+
+    store = LabelStore()
+    hand = pick_photos(ground_truth, "batch_01", 20)
+    store.set_labels(hand, "manual")
+    store.set_labels(pick_photos(ground_truth, "batch_02", 24), "manual")
+    table = {"0.9": 0.6, "0.95": 0.8, "0.98": 0.9, "0.99": None}
+    rest = [(p, r["label"]) for p, r in sorted(ground_truth.items())
+            if p.startswith("batch_01/") and r["label"] and (p, r["label"]) not in hand][:10]
+    store.set_labels([(p, c, conf, {"sure_confidence": table}) for (p, c), conf in zip(rest[:6], [0.95, 0.85, 0.7] * 2)]
+                     + [(p, c, 0.99, {}) for p, c in rest[6:8]]                     # zero-shot: no table
+                     + [(p, c, 0.99, {"sure_confidence": table}) for p, c in rest[8:]], "predicted")
+    store.set_label(rest[9][0], rest[9][1], "manual")             # a person's label wins, sure or not
+    picked = select_data(store, corpus_root, ["batch_01"], ["batch_02"], ("manual", "predicted"))
+    n = len(hand) + 1
+    assert picked.sources["train"] == {"manual": n, "predicted": 4 + 1} and picked.unsure == 2 + 2
+    strict = select_data(store, corpus_root, ["batch_01"], ["batch_02"], ("manual", "predicted"), sure_precision=0.99)
+    assert strict.sources["train"] == {"manual": n} and strict.unsure == 9
+    loose = select_data(store, corpus_root, ["batch_01"], ["batch_02"], ("manual", "predicted"), sure_precision=0.9)
+    assert loose.sources["train"]["predicted"] == 7 and loose.unsure == 2
+    with pytest.raises(TrainingError, match="sure_precision is one of 0.9, 0.95, 0.98, 0.99"):
+        check_config(_cfg(corpus_root, recipe=parse_recipe("sure_precision=0.97")))
 
 
 def test_leak_guard_drops_exact_duplicates(tmp_path, corpus_root, ground_truth):

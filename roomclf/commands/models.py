@@ -56,8 +56,8 @@ def promote(name, version, alias):
 @click.argument("models", nargs=-1, required=True)
 @click.option("--out", type=click.Path(dir_okay=False), default="ensemble.onnx", show_default=True,
               help="Where to write the combined ONNX file.")
-@click.option("--register", is_flag=True, help="Also register it as a new roomclf-onnx version (the champion "
-                                                "stays until `roomclf promote`).")
+@click.option("--register", is_flag=True, help="Also register it as new roomclf-onnx and roomclf versions (the "
+                                                "champion stays until `roomclf promote`).")
 def combine(models, out, register):
     """Combine two or more room models (models:/ URIs or .onnx files) into one ONNX model whose
     class probabilities are their mean: infer-all, serve and prelabel run it like any other.
@@ -67,8 +67,9 @@ def combine(models, out, register):
     """
     from roomclf.models.ensemble import combine_models
 
-    path, version = combine_models(list(models), out, register)
-    click.echo(f"wrote {path}" + (f"; registered as roomclf-onnx v{version}" if version else ""))
+    path, versions = combine_models(list(models), out, register)
+    click.echo(f"wrote {path}" + ("; registered as " + ", ".join(f"{n} v{v}" for n, v in versions.items())
+                                  if versions else ""))
 
 
 @click.command()

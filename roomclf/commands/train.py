@@ -28,13 +28,16 @@ INT = WholeNumber()
 @click.option("--valid-batches", default="batch_11", show_default=True,
               help="Batches to validate on: different from the training batches.")
 @click.option("--sources", default="manual,imported,propagated", show_default=True,
-              help="Label sources that count (comma list of manual, imported, propagated, predicted).")
+              help="Label sources that count (comma list of manual, imported, propagated, predicted). "
+                   "`predicted` (self-training: what `roomclf prelabel` suggested with a trained model) counts "
+                   "only where that model was 95% right on its validation photos (recipe sure_precision).")
 @click.option("--valid-sources", default="manual,imported", show_default=True,
               help="Label sources that count for validation: labels a person gave. Propagated labels are the "
                    "easy photos and would read high.")
 @click.option("--backbone", default=TrainConfig.backbone, show_default=True,
               help="The pretrained network to fine-tune, from the backbone registry (efficientnet_lite0/1/2, "
-                   "resnet50, densenet121).")
+                   "resnet50, densenet121). Two or more, comma-separated (efficientnet_lite0,efficientnet_lite1): "
+                   "train each, then register their averaged ensemble too (`roomclf combine`) and gate it.")
 @click.option("--image-size", type=INT, default=None, help="Input size in pixels  [default: the backbone's].")
 @click.option("--frozen-epochs", type=INT, default=TrainConfig.frozen_epochs, show_default=True,
               help="Epochs with the body frozen.")
@@ -60,13 +63,23 @@ def train(data, train_batches, valid_batches, sources, valid_sources, backbone, 
     (pyfunc + fast.ai learner) and `roomclf-onnx`, and the new version becomes
     `champion` only if it beats the current one on the same validation photos.
     """
+    from roomclf.train.ensemble import run_ensemble_training
     from roomclf.train.run import run_training
 
+    backbones = [b.strip() for b in backbone.split(",") if b.strip()] or [TrainConfig.backbone]
     cfg = TrainConfig(data=data, train_batches=train_batches, valid_batches=valid_batches,
                       sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
-                      valid_sources=tuple(s.strip() for s in valid_sources.split(",") if s.strip()), backbone=backbone,
-                      image_size=image_size, frozen_epochs=frozen_epochs,
+                      valid_sources=tuple(s.strip() for s in valid_sources.split(",") if s.strip()),
+                      backbone=backbones[0], image_size=image_size, frozen_epochs=frozen_epochs,
                       epochs=epochs, batch_size=batch_size, lr=lr or None, seed=seed, workers=workers,
                       quantize=quantize, run_name=run_name, recipe=parse_recipe(recipe))
-    result = run_training(cfg, echo=click.echo)
-    click.echo(f"run {result.run_id}: {result.alias}")
+    if len(backbones) == 1:
+        result = run_training(cfg, echo=click.echo)
+        click.echo(f"run {result.run_id}: {result.alias}")
+        return
+    ens = run_ensemble_training(cfg, backbones, echo=click.echo)
+    for member in ens.members:
+        click.echo(f"run {member.run_id}: {member.alias} (" + ", ".join(f"{n} v{v}" for n, v in member.versions.items())
+                   + ")")
+    click.echo(f"ensemble {', '.join(f'{n} v{v}' for n, v in ens.versions.items())}: {ens.alias} "
+               f"(accuracy {ens.accuracy:.4f} on the validation photos)")

@@ -39,6 +39,7 @@ class Predictions:
     probs: np.ndarray               # len(paths) x 7, CLASSES order
     vectors: np.ndarray | None      # len(paths) x D, L2-normalised (for the queue)
     errors: dict[str, str] = field(default_factory=dict)
+    sure_confidence: dict | None = None   # the model's {precision: confidence} on its validation photos
 
 
 @dataclass
@@ -110,7 +111,7 @@ def champion(root: str | os.PathLike, paths: list[str], uri: str = DEFAULT_ONNX_
             bar.update(len(paths[start:start + batch_size]))
     have_vecs = bool(vecs) and all(v is not None for v in vecs)
     return Predictions(name, done, np.concatenate(probs) if probs else np.zeros((0, len(CLASSES))),
-                       np.concatenate(vecs) if have_vecs else None, errors)
+                       np.concatenate(vecs) if have_vecs else None, errors, model.meta.get("sure_confidence"))
 
 
 def predict(root: str | os.PathLike, paths: list[str], mode: str = "auto", uri: str = DEFAULT_ONNX_URI,
@@ -151,8 +152,9 @@ def queue_order(pred: Predictions) -> list[str]:
 def write(store: LabelStore, pred: Predictions, batches: list[str], who: str = "prelabel") -> int:
     """Store the suggestions as ``predicted`` labels and each batch's queue, in one transaction."""
     m = margins(pred.probs)
+    sure = {"sure_confidence": pred.sure_confidence} if pred.sure_confidence else {}
     rows = [(p, CLASSES[int(np.argmax(row))], float(row.max()),
-             {"top3": top3(row), "margin": round(float(mi), 4), "model": pred.model})
+             {"top3": top3(row), "margin": round(float(mi), 4), "model": pred.model, **sure})
             for p, row, mi in zip(pred.paths, pred.probs, m)]
     order = queue_order(pred)
     with store.transaction() as db:

@@ -10,7 +10,8 @@ model, so infer-all, serving, prelabel, the gate and the int8 quantiser take it 
 - ``probs`` = the members' mean; ``attributes`` and ``embedding`` (and so the attribute thresholds
   and the embedding size) are the first member's;
 - metadata: the first member's, with the input size above and ``members`` (each member's backbone,
-  input size and note) added.
+  input size and note) added, less ``sure_confidence`` (measured on that member's probabilities, not
+  the mean's: prelabel suggestions of an ensemble are not trained on).
 """
 from __future__ import annotations
 
@@ -101,31 +102,75 @@ def combine_onnx(members: list[str | os.PathLike], out: str | os.PathLike, note:
     combined = helper.make_model(graph, opset_imports=list(models[0].opset_import),
                                  producer_name="roomclf.models.ensemble")
     combined.ir_version = models[0].ir_version
-    meta = {**metas[0], "input_size": size, "backbone": "+".join(m["backbone"] for m in metas),
+    first = {k: v for k, v in metas[0].items() if k != "sure_confidence"}
+    meta = {**first, "input_size": size, "backbone": "+".join(m["backbone"] for m in metas),
             "members": [{"backbone": m["backbone"], "input_size": m["input_size"], "note": m.get("note", "")}
                         for m in metas], "note": note or "mean of " + ", ".join(str(m) for m in members)}
     onnx.checker.check_model(combined)
     return save_onnx(combined, out, meta)
 
 
-def combine_models(refs: list[str], out: str | os.PathLike, register: bool = False) -> tuple[Path, str | None]:
+def members_training(refs: list[str]) -> tuple[dict[str, str], list[str]] | None:
+    """({photo: the first member that trained on it}, batches) over every member, when every member is a
+    registered version; None when one is a file (what it trained on is unknown)."""
+    from roomclf.models.registry import resolve, training_photos
+
+    photos: dict[str, str] = {}
+    batches: set[str] = set()
+    for ref in refs:
+        found = resolve(ref)
+        if found.version is None:
+            return None
+        some, their_batches = training_photos(found.version, found.name)
+        for p in some:
+            photos.setdefault(p, ref)
+        batches.update(their_batches)
+    return photos, sorted(batches)
+
+
+def combine_models(refs: list[str], out: str | os.PathLike, register: bool = False) -> tuple[Path, dict[str, str]]:
     """Combine the models at ``refs`` (``models:/`` URIs or .onnx paths) into ``out``; with ``register``
-    also register it as a new ``roomclf-onnx`` version (no alias moves: ``roomclf promote`` does that).
-    Returns the file and the new version (or None)."""
+    also register it, in one MLflow run, as a new ``roomclf-onnx`` version and a new ``roomclf`` (pyfunc)
+    version, as training does, so ``roomclf promote`` moves both together (no alias moves here).
+    Returns the file and {registered name: version} (empty without ``register``)."""
     import tempfile
 
     import onnx
 
-    from roomclf.models.registry import ONNX_NAME, local_onnx, register_onnx_file
+    from roomclf.models.pyfunc import log_roomclf_pyfunc
+    from roomclf.models.registry import (
+        ONNX_NAME,
+        TORCH_NAME,
+        TRAIN_LIST,
+        local_onnx,
+        register_onnx_file,
+    )
+    from roomclf.settings import setup_mlflow
+    from roomclf.tracking.experiments import use_experiment
 
     with tempfile.TemporaryDirectory() as tmp:
         members = [local_onnx(ref, Path(tmp) / f"m{i}") for i, ref in enumerate(refs)]
         path = combine_onnx(members, out, note="mean of " + " + ".join(refs))
     if not register:
-        return path, None
+        return path, {}
     meta = read_meta(onnx.load(str(path)))
     description = (f"Mean of the class probabilities of {' + '.join(refs)} "
                    f"({', '.join(m['backbone'] + ' ' + str(m['input_size']) + ' px' for m in meta['members'])}); "
                    f"attribute tags and embedding from {refs[0]}.")
     tags = {"backbone": meta["backbone"], "image_size": meta["input_size"], "ensemble_of": " + ".join(refs)}
-    return path, register_onnx_file(path, ONNX_NAME, tags, description=description)
+    setup_mlflow()
+    import mlflow
+
+    trained = members_training(refs)
+    if trained is not None:
+        tags["train_batches"] = ",".join(trained[1])
+    use_experiment("roomclf")
+    with mlflow.start_run(run_name="combine"):
+        mlflow.log_params({"members": " + ".join(refs)})
+        if trained is not None:     # what the gate leaves out when it judges this model later
+            mlflow.log_text("path,member\n" + "".join(f"{p},{m}\n" for p, m in sorted(trained[0].items())),
+                            TRAIN_LIST)
+        versions = {ONNX_NAME: register_onnx_file(path, ONNX_NAME, tags, description=description)}
+        info = log_roomclf_pyfunc(path, registered_model_name=TORCH_NAME, tags=tags, description=description)
+        versions[TORCH_NAME] = str(info.registered_model_version)
+    return path, versions

@@ -15,6 +15,8 @@ from roomclf.settings import setup_mlflow
 ONNX_NAME = "roomclf-onnx"
 TORCH_NAME = "roomclf"
 DEFAULT_ONNX_URI = f"models:/{ONNX_NAME}@champion"
+TRAIN_LIST = "data/train.csv"     # a training run's photo list (path,label,source; roomclf/train/run.py), or
+                                  # an ensemble's: the union of its members' (path,member)
 
 
 INT8_NAME = f"{ONNX_NAME}-int8"
@@ -154,6 +156,31 @@ def versions_of_run(run_id: str, names=(TORCH_NAME, ONNX_NAME, INT8_NAME)) -> di
         if versions:
             found[name] = str(max(int(v.version) for v in versions))
     return found
+
+
+def training_photos(version: str, name: str = ONNX_NAME) -> tuple[set[str], list[str]]:
+    """(photos, batches) a registered version was trained on: the run's ``data/train.csv``
+    when it has one, and the version's ``train_batches`` tag."""
+    import csv
+    import tempfile
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    setup_mlflow()
+    mv = MlflowClient().get_model_version(name, version)
+    batches = [b for b in (mv.tags or {}).get("train_batches", "").split(",") if b]
+    photos: set[str] = set()
+    if mv.run_id:
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=TRAIN_LIST,
+                                                           dst_path=tmp)
+                with open(path, newline="") as f:
+                    photos = {row["path"] for row in csv.DictReader(f)}
+        except Exception:   # a version logged before training lists were kept
+            photos = set()
+    return photos, batches
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,10 @@ from roomclf.models.registry import (
     ModelNotFound,
     local_onnx,
     set_aliases,
+    training_photos,
     versions_of_run,
 )
 from roomclf.settings import setup_mlflow
-
-TRAIN_LIST = "data/train.csv"     # a training run's photo list (path,label,source), see train/run.py
 
 
 class GatingError(RoomclfError):
@@ -87,30 +86,6 @@ class GateResult:
 
 
 MIN_FAIR_SHARE = 0.5   # below this share of the validation photos left, the champion cannot be judged
-
-
-def training_photos(version: str, name: str = ONNX_NAME) -> tuple[set[str], list[str]]:
-    """(photos, batches) a registered version was trained on: the run's ``data/train.csv``
-    when it has one, and the version's ``train_batches`` tag."""
-    import csv
-    import tempfile
-
-    import mlflow
-    from mlflow import MlflowClient
-
-    mv = MlflowClient().get_model_version(name, version)
-    batches = [b for b in (mv.tags or {}).get("train_batches", "").split(",") if b]
-    photos: set[str] = set()
-    if mv.run_id:
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=TRAIN_LIST,
-                                                           dst_path=tmp)
-                with open(path, newline="") as f:
-                    photos = {row["path"] for row in csv.DictReader(f)}
-        except Exception:   # a version logged before training lists were kept
-            photos = set()
-    return photos, batches
 
 
 def fair_items(items: list[tuple[str, str]], trained_photos: set[str], trained_batches: list[str]):
@@ -180,6 +155,5 @@ __all__ = [
     "gate",
     "is_better",
     "promote",
-    "training_photos",
     "fair_items",
 ]

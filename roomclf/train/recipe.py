@@ -32,6 +32,9 @@ DEFAULT_SOURCES = ("manual", "imported", "propagated")
 # easy photos, and validating on them reads high (97.7% against 81% on human labels, measured).
 HUMAN_SOURCES = ("manual", "imported")
 MIN_VALID_PHOTOS = 20
+# A trained model records the confidence at which it reached each of these precisions on its validation
+# photos (export metadata ``sure_confidence``); prelabel copies that table onto its `predicted` labels.
+SURE_PRECISIONS = (0.9, 0.95, 0.98, 0.99)
 
 
 class TrainingError(RoomclfError):
@@ -58,6 +61,9 @@ class Recipe:
     unfrozen_lr_div: float = 2.0
     body_lr_ratio: float = 100.0         # the early body learns at base / this (discriminative rates)
     pct_start: float = 0.3               # one-cycle warm-up share in the unfrozen phase
+    sure_precision: float = 0.95         # `predicted` labels are trained on only at or above the confidence where
+                                         # the model that made them was this precise on its validation photos
+                                         # (self-training; bench_train --pseudo: 1,000 hand labels + 2,443 such)
     label_smoothing: float = 0.0         # 0: plain cross-entropy; eps of fastai's label-smoothing loss
     mixup: float = 0.0                   # 0: off; else MixUp's Beta(alpha, alpha) in every epoch
     flip_tta: bool = False               # exported model averages the photo and its mirror (2x the compute;
@@ -107,7 +113,7 @@ class TrainConfig:
     sources: tuple[str, ...] = DEFAULT_SOURCES
     valid_sources: tuple[str, ...] = HUMAN_SOURCES
     # bench_train on TUNE: efficientnet_lite1 ties with lite0 (90.7%) at 1.5x the time; the two averaged
-    # (`roomclf combine`) 92.8%
+    # (`roomclf train --backbone efficientnet_lite0,efficientnet_lite1`, roomclf.train.ensemble) 92.8%
     backbone: str = "efficientnet_lite0"
     image_size: int | None = None              # None: the backbone's own input size
     frozen_epochs: int = 2                     # bench/bench_train.py: TUNE 90.7%, TEST 88.8%
@@ -136,6 +142,8 @@ def check_config(cfg: TrainConfig) -> None:
     if min(r.lr_min, r.lr_max, r.frozen_lr_mult, r.frozen_lr_cap, r.unfrozen_lr_cap, r.unfrozen_lr_div,
            r.body_lr_ratio) <= 0 or r.lr_min > r.lr_max:
         raise TrainingError("recipe: learning-rate knobs must be > 0 and lr_min <= lr_max")
+    if r.sure_precision not in SURE_PRECISIONS:
+        raise TrainingError(f"recipe: sure_precision is one of {', '.join(f'{p:g}' for p in SURE_PRECISIONS)}")
     if min(r.parity_photos, r.int8_calibration_photos, r.lr_find_iters) < 1:
         raise TrainingError("recipe: parity_photos, int8_calibration_photos and lr_find_iters must be >= 1")
 
@@ -147,6 +155,7 @@ class TrainData:
     sources: dict[str, dict[str, int]] = field(default_factory=dict)   # split -> source -> n photos
     broken: dict[str, str] = field(default_factory=dict)               # path -> reason (dropped)
     leaks: list[str] = field(default_factory=list)                     # valid paths dropped as duplicates
+    unsure: int = 0                    # `predicted` labels left out: below their model's sure confidence
     origin: dict[str, str] = field(default_factory=dict)               # path -> label source
 
     def class_counts(self, split: str) -> dict[str, int]:
@@ -156,10 +165,21 @@ class TrainData:
 
 # ---- data selection and checks ----------------------------------------------------------
 
+def is_sure(label, precision: float) -> bool:
+    """Whether a label may be trained on: any label but a `predicted` one; a `predicted` one only when its
+    confidence reaches the one at which its model was ``precision``-precise on validation (recorded by
+    prelabel in ``extra["sure_confidence"]``; a zero-shot suggestion has none, so it never counts)."""
+    if label.source != "predicted":
+        return True
+    at = ((label.extra or {}).get("sure_confidence") or {}).get(f"{precision:g}")
+    return at is not None and label.confidence is not None and label.confidence >= at
+
+
 def select_data(store, root: str | os.PathLike, train_batches: list[str], valid_batches: list[str],
-                sources=DEFAULT_SOURCES, valid_sources=HUMAN_SOURCES) -> TrainData:
+                sources=DEFAULT_SOURCES, valid_sources=HUMAN_SOURCES, sure_precision: float = 0.95) -> TrainData:
     """The effective labels of the train and valid batches (``sources`` for training,
-    ``valid_sources`` for validation), checked; raises ``TrainingError``."""
+    ``valid_sources`` for validation; `predicted` ones only where ``is_sure``), checked;
+    raises ``TrainingError``."""
     overlap = sorted(set(train_batches) & set(valid_batches))
     if overlap:
         raise TrainingError(f"train and validation batches overlap ({', '.join(overlap)}): "
@@ -175,6 +195,9 @@ def select_data(store, root: str | os.PathLike, train_batches: list[str], valid_
         items, per_source = [], Counter()
         for batch in batches:
             for path, lab in sorted(store.labels(wanted, prefix=f"{batch}/").items()):
+                if not is_sure(lab, sure_precision):
+                    data.unsure += 1
+                    continue
                 if lab.label not in CLASSES:
                     raise TrainingError(f"unknown class {lab.label!r} for {path} (source {lab.source}); "
                                         f"classes are {', '.join(CLASSES)}")

@@ -1,7 +1,8 @@
 """What a training run records in MLflow, and the report figures it draws.
 
 Pure helpers: ``class_report`` (per-class precision/recall/F1 from labels and
-predictions), ``confusion_png`` and ``top_loss_grid`` (figures written
+predictions), ``sure_confidence`` (the confidence above which a model is right
+often enough for its predictions to be trained on), ``confusion_png`` and ``top_loss_grid`` (figures written
 atomically to a path), ``git_commit``, and ``epoch_logger`` (a fastai callback
 that logs train/valid loss, accuracy and macro-F1 after every epoch).
 """
@@ -43,6 +44,17 @@ def class_report(y_true: np.ndarray, y_pred: np.ndarray, classes=CLASSES) -> dic
             "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                               "support": int(s[i])} for i, c in enumerate(classes)},
             "text": text}
+
+
+def sure_confidence(probs: np.ndarray, y_true: np.ndarray, precision: float) -> float | None:
+    """The lowest confidence (top class probability) at which the predictions at or above it are right at
+    least ``precision`` of the time on these labelled photos; None when not even the surest one reaches it."""
+    conf = np.asarray(probs).max(1)
+    order = np.argsort(-conf, kind="stable")
+    right = (np.asarray(probs).argmax(1) == np.asarray(y_true))[order]
+    running = np.cumsum(right) / np.arange(1, len(order) + 1)
+    ok = np.nonzero(running >= precision)[0]
+    return float(conf[order][ok[-1]]) if len(ok) else None
 
 
 def _save_figure(fig, path: Path) -> Path:

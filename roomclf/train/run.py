@@ -32,16 +32,27 @@ class TrainResult:
     champion_version: str | None          # the champion it was compared with
     parity: dict
     data: dict = field(default_factory=dict)
+    valid: list = field(default_factory=list)   # the (path, class) photos it was validated and gated on
+
+
+def selected_data(cfg: T.TrainConfig, store) -> T.TrainData:
+    """The run's labels from the store, checked (the quick part of ``prepare_data``; ``cfg``'s batch
+    ranges become lists); raises TrainingError."""
+    from roomclf.corpus import parse_batches
+
+    root = Path(cfg.data)
+    cfg.train_batches, cfg.valid_batches = parse_batches(cfg.train_batches, root), parse_batches(cfg.valid_batches, root)
+    return T.select_data(store, root, cfg.train_batches, cfg.valid_batches, cfg.sources, cfg.valid_sources,
+                         cfg.recipe.sure_precision)
 
 
 def prepare_data(cfg: T.TrainConfig, store, echo=print) -> T.TrainData:
     """Checked, cleaned train/valid lists (raises TrainingError before any training)."""
-    from roomclf.corpus import parse_batches
-
     root = Path(cfg.data)
-    train_b, valid_b = parse_batches(cfg.train_batches, root), parse_batches(cfg.valid_batches, root)
-    cfg.train_batches, cfg.valid_batches = train_b, valid_b
-    data = T.select_data(store, root, train_b, valid_b, cfg.sources, cfg.valid_sources)
+    data = selected_data(cfg, store)
+    if data.unsure:
+        echo(f"{data.unsure} predicted labels left out: below the confidence at which their model was "
+             f"{cfg.recipe.sure_precision:.0%} right on its validation photos")
     echo(f"checking that the {len(data.train) + len(data.valid)} labelled photos open, and dropping validation "
          "photos that duplicate training photos")
     data.train, broken_t = T.drop_broken(root, data.train, cfg.image_size)
@@ -182,7 +193,7 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
         if is_remote_tracking():
             echo(f"compare runs in the MLflow UI: {ui_link(tracking_uri(), f'experiments/{run.info.experiment_id}')}")
         return TrainResult(run.info.run_id, metrics, versions, gated.alias, gated.champion_version, parity,
-                           summary)
+                           summary, list(data.valid))
 
 
 def _log_inputs(run, cfg: T.TrainConfig, data: T.TrainData, root: Path, prep_s: float) -> dict:
@@ -209,6 +220,7 @@ def _log_inputs(run, cfg: T.TrainConfig, data: T.TrainData, root: Path, prep_s: 
                         **{f"n_valid.{c}": n for c, n in summary["valid_per_class"].items()},
                         **{f"n_{split}_source.{s}": n for split, per in data.sources.items()
                            for s, n in per.items()},
+                        "n_train_predicted_unsure_left_out": data.unsure,
                         "duration_data_s": prep_s})
     return summary
 
@@ -241,11 +253,18 @@ def _evaluate(learn, data: T.TrainData, root: Path, out: Path, echo) -> dict:
     """Validation metrics (overall and per class), the classification report and its figures."""
     import mlflow
 
-    from roomclf.train.report import class_report, confusion_png, top_loss_grid
+    from roomclf.train.report import (
+        class_report,
+        confusion_png,
+        sure_confidence,
+        top_loss_grid,
+    )
 
     probs, y = T.predict(learn)
     report = class_report(y, probs.argmax(1))
     metrics = {"val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
+    sure = {f"{p:g}": sure_confidence(probs, y, p) for p in T.SURE_PRECISIONS}
+    metrics.update({f"val_sure_confidence.{p}": c for p, c in sure.items() if c is not None})
     for c, m in report["per_class"].items():
         metrics.update({f"val_precision.{c}": m["precision"], f"val_recall.{c}": m["recall"],
                         f"val_f1.{c}": m["f1"]})
@@ -256,7 +275,7 @@ def _evaluate(learn, data: T.TrainData, root: Path, out: Path, echo) -> dict:
     mlflow.log_artifact(str(confusion_png(y, probs.argmax(1), out / "confusion_matrix.png")), "report")
     mlflow.log_artifact(str(top_loss_grid(root, valid_paths, probs, y, out / "top_losses.png")), "report")
     echo(f"validation accuracy {metrics['val_accuracy']:.4f}, macro F1 {metrics['val_macro_f1']:.4f}")
-    return metrics
+    return {**metrics, "sure_confidence": sure}
 
 
 def _export_checked(net, fit_attrs, cfg: T.TrainConfig, metrics: dict, run_id: str, root: Path,
@@ -269,7 +288,8 @@ def _export_checked(net, fit_attrs, cfg: T.TrainConfig, metrics: dict, run_id: s
 
     meta = {"input_size": cfg.image_size, "train_batches": cfg.train_batches,
             "valid_batches": cfg.valid_batches, "val_accuracy": metrics["val_accuracy"],
-            "val_macro_f1": metrics["val_macro_f1"], "mlflow_run_id": run_id, "flip_tta": cfg.recipe.flip_tta}
+            "val_macro_f1": metrics["val_macro_f1"], "mlflow_run_id": run_id, "flip_tta": cfg.recipe.flip_tta,
+            "sure_confidence": metrics["sure_confidence"]}
     if fit_attrs is not None:
         meta["attribute_thresholds"] = fit_attrs.thresholds
     echo("exporting to ONNX and checking torch/onnxruntime parity on validation photos")
