@@ -39,11 +39,10 @@ def run_ensemble_training(cfg: T.TrainConfig, backbones: list[str], store=None, 
     """Train one model per backbone (same data and recipe, each at ``cfg.image_size`` or its own size),
     combine them, register the combination and gate it. A member that fails stops the whole run
     before anything is combined; members already registered stay registered."""
+    from roomclf.labels.store import LabelStore
     from roomclf.models.ensemble import combine_models
     from roomclf.models.registry import ONNX_NAME
     from roomclf.train.gate import gate
-
-    from roomclf.labels.store import LabelStore
 
     T.check_config(cfg)
     check_backbones(backbones)
