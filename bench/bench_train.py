@@ -401,9 +401,9 @@ def main() -> None:
         result = ensemble(args.ensemble.split(","), root, split, upstream, args.test, not args.no_flip)
         result.update(split_key=split_key, split_line=split_line, load_end=os.getloadavg()[0])
         out = RESULTS / f"train-{result['name']}"
-        if not args.test and (out / "result.json").is_file():     # a TUNE re-score keeps the TEST figures
+        if not args.test and (out / "result.json").is_file():     # a TUNE re-score keeps TEST and the note
             before = json.loads((out / "result.json").read_text())
-            result.update({k: before[k] for k in ("test", "test_flip") if k in before})
+            result.update({k: before[k] for k in ("test", "test_flip", "note") if k in before})
         from roomclf.models.ensemble import combine_onnx
 
         combine_onnx([RESULTS / f"train-{n}" / "model.onnx" for n in args.ensemble.split(",")], out / "model.onnx",
