@@ -132,8 +132,7 @@ def flip_model(run: Path) -> Path:
     return path
 
 
-def add_pseudo_labels(root: Path, split: dict, unlabelled: list[str], teacher: Path, precision: float,
-                      ) -> dict:
+def add_pseudo_labels(root: Path, split: dict, unlabelled: list[str], teacher: Path, precision: float) -> dict:
     """Self-training: the TRAIN photos a person did not label get the ``teacher`` run's label where it is sure.
 
     The teacher (a saved run folder: its ``roomnet.pt``, exported here with flip TTA, which won on TUNE for the
@@ -142,14 +141,12 @@ def add_pseudo_labels(root: Path, split: dict, unlabelled: list[str], teacher: P
     join ``split["train"]`` with the teacher's label (never the ground truth). Returns what was added, and how
     many of those labels agree with the ground truth (told, not used)."""
     from roomclf.taxonomy import CLASSES
+    from roomclf.train.report import sure_confidence
 
     model = flip_model(teacher)
     tp, ty = onnx_probs(model, root, split["tune"])
-    conf, hit = tp.max(1), tp.argmax(1) == ty
-    order = np.argsort(-conf)
-    running = np.cumsum(hit[order]) / np.arange(1, len(order) + 1)
-    ok = np.nonzero(running >= precision)[0]
-    threshold = float(conf[order][ok[-1]]) if len(ok) else 1.0
+    hit = tp.argmax(1) == ty
+    threshold = sure_confidence(tp, ty, precision) or 1.0     # the product's rule (roomclf train's `predicted`)
     truth = dict(split["all_train"])
     items = [(p, truth[p]) for p in unlabelled]
     up, _ = onnx_probs(model, root, items)
