@@ -64,7 +64,8 @@ class Recipe:
     sure_precision: float = 0.95         # `predicted` labels are trained on only at or above the confidence where
                                          # the model that made them was this precise on its validation photos
                                          # (self-training; bench_train --pseudo, 1,000 hand labels + 2,443 such:
-                                         # TUNE +0.4 points without TTA, -0.4 with flip TTA: not a default source)
+                                         # lite1 +0.4 on TUNE, -0.4 with flip TTA; lite0 taught by lite1 +1.9:
+                                         # `predicted` is not among the default --sources)
     label_smoothing: float = 0.0         # 0: plain cross-entropy; eps of fastai's label-smoothing loss
     mixup: float = 0.0                   # 0: off; else MixUp's Beta(alpha, alpha) in every epoch
     flip_tta: bool = False               # exported model averages the photo and its mirror (2x the compute;
