@@ -59,9 +59,9 @@ def main() -> None:
         rows.append([f"`{name}`", m.meta.get("backbone", "-"), m.input_size, f"{ms:.1f}", f"{ms / first:.2f}x"])
     text = "\n".join([
         "## What an ensemble costs at inference (`bench/bench_ensemble.py`)", "",
-        f"Model time only (photos decoded beforehand), one onnxruntime session with 1 thread, batches of "
-        f"{len(photos)} real photos of batch_11, {args.rounds} interleaved rounds, median per photo; load average "
-        f"{os.getloadavg()[0]:.1f} at the end (this machine's 2 cores are shared, so compare the ratios).", "",
+        (f"Model time only (photos decoded beforehand), one onnxruntime session with 1 thread, batches of "
+         f"{len(photos)} real photos of batch_11, {args.rounds} interleaved rounds, median per photo; load average "
+         f"{os.getloadavg()[0]:.1f} at the end (this machine's 2 cores are shared, so compare the ratios)."), "",
         table(["model", "backbone(s)", "input px", "ms per photo", "vs first"], rows)])
     print(text)
     if not args.no_write:

@@ -37,6 +37,11 @@ MIN_VALID_PHOTOS = 20
 SURE_PRECISIONS = (0.9, 0.95, 0.98, 0.99)
 
 
+def sure_key(precision: float) -> str:
+    """The key of ``precision`` in a ``sure_confidence`` table (JSON keys are strings): '0.95'."""
+    return f"{precision:g}"
+
+
 class TrainingError(RoomclfError):
     """Training input that cannot work (no labels, overlapping batches, a class without examples...)."""
 
@@ -145,7 +150,7 @@ def check_config(cfg: TrainConfig) -> None:
            r.body_lr_ratio) <= 0 or r.lr_min > r.lr_max:
         raise TrainingError("recipe: learning-rate knobs must be > 0 and lr_min <= lr_max")
     if r.sure_precision not in SURE_PRECISIONS:
-        raise TrainingError(f"recipe: sure_precision is one of {', '.join(f'{p:g}' for p in SURE_PRECISIONS)}")
+        raise TrainingError(f"recipe: sure_precision is one of {', '.join(map(sure_key, SURE_PRECISIONS))}")
     if min(r.parity_photos, r.int8_calibration_photos, r.lr_find_iters) < 1:
         raise TrainingError("recipe: parity_photos, int8_calibration_photos and lr_find_iters must be >= 1")
 
@@ -173,12 +178,13 @@ def is_sure(label, precision: float) -> bool:
     prelabel in ``extra["sure_confidence"]``; a zero-shot suggestion has none, so it never counts)."""
     if label.source != "predicted":
         return True
-    at = ((label.extra or {}).get("sure_confidence") or {}).get(f"{precision:g}")
+    at = ((label.extra or {}).get("sure_confidence") or {}).get(sure_key(precision))
     return at is not None and label.confidence is not None and label.confidence >= at
 
 
 def select_data(store, root: str | os.PathLike, train_batches: list[str], valid_batches: list[str],
-                sources=DEFAULT_SOURCES, valid_sources=HUMAN_SOURCES, sure_precision: float = 0.95) -> TrainData:
+                sources=DEFAULT_SOURCES, valid_sources=HUMAN_SOURCES,
+                sure_precision: float = Recipe.sure_precision) -> TrainData:
     """The effective labels of the train and valid batches (``sources`` for training,
     ``valid_sources`` for validation; `predicted` ones only where ``is_sure``), checked;
     raises ``TrainingError``."""

@@ -2,8 +2,8 @@
 
 Pure helpers: ``class_report`` (per-class precision/recall/F1 from labels and
 predictions), ``sure_confidence`` (the confidence above which a model is right
-often enough for its predictions to be trained on), ``confusion_png`` and ``top_loss_grid`` (figures written
-atomically to a path), ``git_commit``, and ``epoch_logger`` (a fastai callback
+often enough for its predictions to be trained on), ``confusion_png`` and
+``top_loss_grid`` (figures written atomically to a path), ``git_commit``, and ``epoch_logger`` (a fastai callback
 that logs train/valid loss, accuracy and macro-F1 after every epoch).
 """
 from __future__ import annotations

@@ -263,7 +263,7 @@ def _evaluate(learn, data: T.TrainData, root: Path, out: Path, echo) -> dict:
     probs, y = T.predict(learn)
     report = class_report(y, probs.argmax(1))
     metrics = {"val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
-    sure = {f"{p:g}": sure_confidence(probs, y, p) for p in T.SURE_PRECISIONS}
+    sure = {T.sure_key(p): sure_confidence(probs, y, p) for p in T.SURE_PRECISIONS}
     metrics.update({f"val_sure_confidence.{p}": c for p, c in sure.items() if c is not None})
     for c, m in report["per_class"].items():
         metrics.update({f"val_precision.{c}": m["precision"], f"val_recall.{c}": m["recall"],
