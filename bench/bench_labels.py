@@ -94,12 +94,13 @@ def propagate(unit: np.ndarray, hand: np.ndarray, y_hand: np.ndarray, n_classes:
 
 def simulate(X: np.ndarray, unit: np.ndarray, y: np.ndarray, probs0: np.ndarray, X_test: np.ndarray,
              y_test: np.ndarray, rounds: list[int], strategy: str, with_propagation: bool, C: float,
-             n_classes: int, seed: int = 0, log=print) -> list[dict]:
+             n_classes: int, seed: int = 0, log=print, picked: dict | None = None) -> list[dict]:
     """One labelling campaign over the pool (X raw-ish features, unit L2-normalised embeddings, y truth).
 
     ``probs0``: the cold-start suggestions for the pool. ``strategy``: ``queue`` (the app's value order,
     recomputed from the latest model's margins every round) or ``random``. Returns one row per round:
     hand labels, propagated labels and their precision, TEST accuracy and macro-F1, seconds.
+    ``picked``, when given, receives {hand labels: pool indices labelled by then} for every round.
     """
     from sklearn.metrics import f1_score
 
@@ -119,6 +120,8 @@ def simulate(X: np.ndarray, unit: np.ndarray, y: np.ndarray, probs0: np.ndarray,
             labelled[picks] = True
         t_queue = time.perf_counter() - t
         hand = np.flatnonzero(labelled)
+        if picked is not None:
+            picked[int(len(hand))] = hand.copy()
         idx, lab = hand, y[hand]
         prop_n, prop_prec = 0, float("nan")
         if with_propagation:
@@ -239,6 +242,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="at most this many photos per split (smoke tests)")
     ap.add_argument("--mlflow", action="store_true", help="also log the curves and plot to var/bench/mlflow.db")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--save-picks", metavar="N:FILE",
+                    help="only run the app-queue campaign (no propagation) up to N hand labels and write the pool "
+                         "photos it had the person label to FILE, one path per line (for bench_train.py "
+                         "--hand-picks: full fast.ai training on the queue's picks)")
     args = ap.parse_args()
 
     from roomclf.taxonomy import CLASSES
@@ -278,6 +285,16 @@ def main() -> None:
 
     wanted = [int(x) for x in args.rounds.split(",")] if args.rounds else ROUNDS
     rounds = [n for n in wanted if n < len(y)] + [len(y)]
+    if args.save_picks:
+        n, _, file = args.save_picks.partition(":")
+        picked: dict = {}
+        simulate(X, unit, y, probs0, X_test, y_test, [r for r in rounds if r < int(n)] + [int(n)], "queue", False,
+                 C, len(CLASSES), picked=picked)
+        Path(file).parent.mkdir(parents=True, exist_ok=True)
+        Path(file).write_text("".join(pool_paths[i] + "\n" for i in picked[int(n)]))
+        print(f"{len(picked[int(n)])} photos the app queue picked written to {file}")
+        return
+
     curves, timing = {}, {}
     for strategy in ("queue", "random"):
         for prop in (False, True):

@@ -83,7 +83,10 @@ def recipe_text(r: dict) -> str:
         parts.append(f"label smoothing {r['label_smoothing']:g}")
     if r.get("mixup"):
         parts.append(f"mixup α={r['mixup']:g}")
-    if r.get("hand_labels"):
+    if r.get("hand_picks"):
+        parts.append(f"only {r['hand_labels']:,} TRAIN photos, picked by the labelling app's queue "
+                     f"(`{r['hand_picks']}`: a person's hand labels)")
+    elif r.get("hand_labels"):
         parts.append(f"only {r['hand_labels']:,} TRAIN photos, drawn at random (a person's hand labels)")
     if r.get("pseudo"):
         ps = r["pseudo"]
@@ -327,6 +330,9 @@ def main() -> None:
     ap.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off)")
     ap.add_argument("--hand-labels", type=int, default=0,
                     help="train on only this many TRAIN photos drawn at random (0: all); TUNE and TEST unchanged")
+    ap.add_argument("--hand-picks", help="train on only the TRAIN photos listed in this file, one path per line "
+                    "(bench_labels.py --save-picks writes what the labelling app's queue picks); TUNE and TEST "
+                    "unchanged")
     ap.add_argument("--pseudo", help="with --hand-labels: a saved run folder whose model labels the TRAIN photos "
                     "left unlabelled (self-training; see add_pseudo_labels)")
     ap.add_argument("--pseudo-precision", type=float, default=0.95,
@@ -379,11 +385,21 @@ def main() -> None:
         for k in ("train", "tune", "test"):
             split[k] = split[k][::max(1, len(split[k]) // args.limit)][:args.limit]
     pseudo = None
-    if args.hand_labels:     # the labels-it-takes question: train on a random draw of TRAIN only
-        rng = np.random.default_rng(args.seed)
+    if args.hand_labels or args.hand_picks:    # the labels-it-takes question: train on part of TRAIN only
         split["all_train"] = split["train"]
-        split["train"] = [split["train"][i] for i in sorted(rng.choice(len(split["train"]), args.hand_labels,
-                                                                        replace=False))]
+        if args.hand_picks:
+            label_of = dict(split["train"])
+            picked = Path(args.hand_picks).read_text().split()
+            strangers = [p for p in picked if p not in label_of]
+            if strangers:
+                sys.exit(f"--hand-picks: {len(strangers)} of {len(picked)} photos are not TRAIN photos "
+                         f"(e.g. {strangers[0]})")
+            split["train"] = [(p, label_of[p]) for p in picked]
+            args.hand_labels = len(picked)
+        else:
+            rng = np.random.default_rng(args.seed)
+            split["train"] = [split["train"][i] for i in sorted(rng.choice(len(split["train"]), args.hand_labels,
+                                                                            replace=False))]
         if args.pseudo:
             drawn = {p for p, _ in split["train"]}
             pseudo = add_pseudo_labels(root, split, [p for p, _ in split["all_train"] if p not in drawn],
@@ -440,6 +456,7 @@ def main() -> None:
         history += history_rows("unfrozen" + (" (2nd cycle)" if args.resume else "")) if args.epochs else []
         recipe = {k: getattr(args, k) for k in ("backbone", "image_size", "frozen_epochs", "epochs", "batch_size",
                                                 "lr", "label_smoothing", "mixup", "seed", "hand_labels", "clean")}
+        recipe["hand_picks"] = Path(args.hand_picks).name if args.hand_picks else None
         recipe["cleaned"] = len(cleaned)
         recipe["pseudo"] = pseudo
         recipe["resume"] = Path(args.resume).name if args.resume else None

@@ -27,7 +27,9 @@ def _member(tmp_path, name: str, backbone: str, size: int, seed: int):
     head = AttributeHead(net.head[1].in_features, len(ATTRIBUTE_KEYS)).eval()
     thresholds = {key: 0.5 if i % 2 == 0 else None for i, key in enumerate(ATTRIBUTE_KEYS)}
     path = export_onnx(ExportNet(net, head), tmp_path / f"{name}.onnx",
-                       {"input_size": size, "attribute_thresholds": thresholds, "note": name})
+                       {"input_size": size, "attribute_thresholds": thresholds, "note": name,
+                        "val_accuracy": 0.8 + seed / 100, "train_batches": [f"batch_0{seed + 1}", "batch_09"],
+                        "sure_confidence": {"0.95": 0.7}})
     return path, net, head
 
 
@@ -53,6 +55,10 @@ def test_combined_model_is_the_mean_of_its_members(members, tmp_path):
     np.testing.assert_allclose(got["embedding"], pa["embedding"], atol=1e-5)
     assert ens.thresholds == ma.thresholds and ens.classes == list(CLASSES)
     assert [m["note"] for m in ens.meta["members"]] == ["a", "b"]
+    # the members' own figures stay theirs; the mean has none until the gate measures it
+    assert [m["val_accuracy"] for m in ens.meta["members"]] == [0.8, 0.81]
+    assert "val_accuracy" not in ens.meta and "sure_confidence" not in ens.meta
+    assert ens.meta["train_batches"] == ["batch_01", "batch_02", "batch_09"]
 
 
 def test_members_of_other_sizes_see_the_photo_resized_inside_the_graph(members, tmp_path):

@@ -25,10 +25,14 @@ def test_the_simulated_labelling_loop_picks_labels_propagates_and_learns(corpus_
     assert probs0.shape == (len(paths), len(CLASSES))
 
     rounds = [16, 32, len(paths)]
-    curves = {}
+    curves, picked = {}, {"queue": {}, "random": {}}
     for strategy in ("queue", "random"):
         curves[strategy] = loop.simulate(X, unit, y, probs0, Xt, yt, rounds, strategy, with_propagation=True,
-                                         C=1.0, n_classes=len(CLASSES), log=lambda *_: None)
+                                         C=1.0, n_classes=len(CLASSES), log=lambda *_: None, picked=picked[strategy])
+    # what the person labelled by each round (--save-picks writes it): it grows, and the queue's choice is its own
+    for got in picked.values():
+        assert sorted(got) == rounds and set(got[16]) < set(got[32]) and len(set(got[32])) == 32
+    assert set(picked["queue"][16]) != set(picked["random"][16])
     for rows in curves.values():
         assert [r["hand"] for r in rows] == rounds
         assert rows[0]["propagated"] > 0 and 0 <= rows[0]["prop_precision"] <= 1    # lent labels at 16 hand labels

@@ -122,6 +122,37 @@ def test_flip_tta_is_folded_into_the_onnx_graph(corpus_root, ground_truth, tmp_p
     assert np.allclose(tta[0]["embedding"], plain[0]["embedding"], atol=1e-5)
 
 
+def test_validation_with_flip_tta_scores_what_the_flip_model_computes(corpus_root, ground_truth, tmp_path):
+    """``predict(learn, flip_tta=True)`` (the validation figures and sure-confidence table of a flip_tta
+    run) is the mean over photo and mirror: mirroring every validation photo leaves it unchanged,
+    while the plain probabilities change."""
+    from PIL import Image, ImageOps
+
+    from roomclf.models.backbones import get_spec
+    from roomclf.train import recipe as T
+
+    train, valid = pick_photos(ground_truth, "batch_01", 8), pick_photos(ground_truth, "batch_02", 8)
+    for name, turn in (("plain", lambda im: im), ("mirror", ImageOps.mirror)):
+        for p, _ in train + valid:
+            out = tmp_path / name / (p + ".png")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            turn(Image.open(corpus_root / p).convert("RGB").resize((64, 64))).save(out)   # square: no crop offset
+    data = T.TrainData(train=[(p + ".png", c) for p, c in train], valid=[(p + ".png", c) for p, c in valid])
+    spec = get_spec("efficientnet_lite0")
+    learn = None
+    got = {}
+    for name in ("plain", "mirror"):
+        dls = T.build_dls(tmp_path / name, data, 64, 4, spec.mean, spec.std)
+        if learn is None:
+            learn = T.make_learner(dls, "efficientnet_lite0", T.class_weights([c for _, c in data.train]))
+        learn.dls = dls
+        got[name] = {flip: T.predict(learn, flip_tta=flip) for flip in (False, True)}
+    assert list(got["plain"][True][1]) == [T.CLASSES.index(c) for _, c in valid]
+    assert not np.allclose(got["plain"][False][0], got["mirror"][False][0], atol=1e-4)
+    assert np.allclose(got["plain"][True][0], got["mirror"][True][0], atol=1e-5)
+    assert np.allclose(got["plain"][True][0], (got["plain"][False][0] + got["mirror"][False][0]) / 2, atol=1e-5)
+
+
 def test_int8_calibration_draws_the_recipe_number_of_photos_from_every_batch():
     from roomclf.models.quantize import calibration_sample
     from roomclf.train.recipe import DEFAULT_RECIPE

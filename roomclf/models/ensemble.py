@@ -9,9 +9,11 @@ model, so infer-all, serving, prelabel, the gate and the int8 quantiser take it 
   inside the graph (bilinear);
 - ``probs`` = the members' mean; ``attributes`` and ``embedding`` (and so the attribute thresholds
   and the embedding size) are the first member's;
-- metadata: the first member's, with the input size above and ``members`` (each member's backbone,
-  input size and note) added, less ``sure_confidence`` (measured on that member's probabilities, not
-  the mean's: prelabel suggestions of an ensemble are not trained on).
+- metadata: what the members share (classes, attribute keys; the attribute thresholds are the first
+  member's), the input size above, the union of their ``train_batches``, and ``members``: each member's
+  backbone, input size, note, validation figures and run. No ``val_accuracy`` of its own (the gate
+  measures the mean) and no ``sure_confidence`` (measured on one member's probabilities, not the
+  mean's: prelabel suggestions of an ensemble are not trained on).
 """
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ from roomclf.errors import RoomclfError
 from roomclf.models.onnx_file import OUTPUTS, read_meta, save_onnx
 
 _MEMBER = re.compile(r"m\d+/")
+# what describes one member, not the mean: kept per member under "members"
+_MEMBER_KEYS = ("backbone", "input_size", "note", "flip_tta", "train_batches", "valid_batches", "val_accuracy",
+                "val_macro_f1", "mlflow_run_id")
 
 
 class EnsembleError(RoomclfError, ValueError):
@@ -102,10 +107,11 @@ def combine_onnx(members: list[str | os.PathLike], out: str | os.PathLike, note:
     combined = helper.make_model(graph, opset_imports=list(models[0].opset_import),
                                  producer_name="roomclf.models.ensemble")
     combined.ir_version = models[0].ir_version
-    first = {k: v for k, v in metas[0].items() if k != "sure_confidence"}
-    meta = {**first, "input_size": size, "backbone": "+".join(m["backbone"] for m in metas),
-            "members": [{"backbone": m["backbone"], "input_size": m["input_size"], "note": m.get("note", "")}
-                        for m in metas], "note": note or "mean of " + ", ".join(str(m) for m in members)}
+    shared = {k: v for k, v in metas[0].items() if k not in _MEMBER_KEYS and k != "sure_confidence"}
+    meta = {**shared, "input_size": size, "backbone": "+".join(m["backbone"] for m in metas),
+            "train_batches": sorted({b for m in metas for b in m.get("train_batches", [])}),
+            "members": [{"note": "", **{k: m[k] for k in _MEMBER_KEYS if k in m}} for m in metas],
+            "note": note or "mean of " + ", ".join(str(m) for m in members)}
     onnx.checker.check_model(combined)
     return save_onnx(combined, out, meta)
 

@@ -15,8 +15,9 @@ from roomclf.settings import setup_mlflow
 ONNX_NAME = "roomclf-onnx"
 TORCH_NAME = "roomclf"
 DEFAULT_ONNX_URI = f"models:/{ONNX_NAME}@champion"
-TRAIN_LIST = "data/train.csv"     # a training run's photo list (path,label,source; roomclf/train/run.py), or
-                                  # an ensemble's: the union of its members' (path,member)
+DATA_LISTS = {"train": "data/train.csv", "valid": "data/valid.csv"}   # a training run's photo lists
+TRAIN_LIST = DATA_LISTS["train"]  # (path,label,source; roomclf/train/run.py), or an ensemble's training
+                                  # list: the union of its members' (path,member)
 
 
 INT8_NAME = f"{ONNX_NAME}-int8"
@@ -166,6 +167,7 @@ def training_photos(version: str, name: str = ONNX_NAME) -> tuple[set[str], list
 
     import mlflow
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     setup_mlflow()
     mv = MlflowClient().get_model_version(name, version)
@@ -178,7 +180,7 @@ def training_photos(version: str, name: str = ONNX_NAME) -> tuple[set[str], list
                                                            dst_path=tmp)
                 with open(path, newline="") as f:
                     photos = {row["path"] for row in csv.DictReader(f)}
-        except Exception:   # a version logged before training lists were kept
+        except (MlflowException, OSError):   # a version logged before training lists were kept
             photos = set()
     return photos, batches
 

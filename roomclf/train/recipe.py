@@ -418,12 +418,21 @@ def fit(learn, frozen_epochs: int, epochs: int, lr: float, cbs=None, recipe: Rec
     learn.freeze()  # leaves BN running stats as trained; eval mode is set at export
 
 
-def predict(learn) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities N x 7, true class indices N) on the validation set, no augmentation."""
+def predict(learn, flip_tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities N x 7, true class indices N) on the validation set, no augmentation; with
+    ``flip_tta`` the mean over each photo and its mirror image, as the exported model computes them."""
+    import torch
+
     if list(learn.dls.vocab) != list(CLASSES):
         raise TrainingError(f"class order {list(learn.dls.vocab)} is not the taxonomy's {list(CLASSES)}")
     with learn.no_bar():
         probs, targets = learn.get_preds(ds_idx=1)
+    if flip_tta:
+        model = learn.model.eval()
+        with torch.inference_mode():
+            mirrored = torch.cat([torch.softmax(model(torch.flip(xb, dims=[3])).float(), dim=1)
+                                  for xb, _ in learn.dls.valid])
+        probs = (probs.float() + mirrored.cpu()) / 2
     return probs.float().cpu().numpy(), targets.cpu().numpy().astype(int)
 
 

@@ -126,10 +126,12 @@ def _log_data_lists(mlflow, root: Path, data: T.TrainData, sources_of: dict[str,
     data can be rebuilt after the label store has changed."""
     import pandas as pd
 
+    from roomclf.models.registry import DATA_LISTS
+
     for split, context in (("train", "training"), ("valid", "validation")):
         frame = pd.DataFrame([{"path": p, "label": c, "source": sources_of.get(p, "")}
                               for p, c in getattr(data, split)], columns=["path", "label", "source"])
-        mlflow.log_text(frame.to_csv(index=False), f"data/{split}.csv")
+        mlflow.log_text(frame.to_csv(index=False), DATA_LISTS[split])
         with warnings.catch_warnings():   # a local folder reads as two kinds of source: either is fine
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
             dataset = mlflow.data.from_pandas(frame, source=str(root), name=f"roomclf-{split}")
@@ -181,7 +183,7 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
         out = Path(tmp)
         summary = _log_inputs(run, cfg, data, root, prep_s)
         learn = _fit(cfg, data, root, spec, echo)
-        metrics = _evaluate(learn, data, root, out, echo)
+        metrics = _evaluate(learn, data, root, out, echo, flip_tta=cfg.recipe.flip_tta)
         net = learn.model.cpu().eval()
         fit_attrs = attach_attributes(net, root, data, store, cfg.sources, cfg.image_size, cfg.seed)
         if fit_attrs is not None:
@@ -249,8 +251,9 @@ def _fit(cfg: T.TrainConfig, data: T.TrainData, root: Path, spec, echo):
     return learn
 
 
-def _evaluate(learn, data: T.TrainData, root: Path, out: Path, echo) -> dict:
-    """Validation metrics (overall and per class), the classification report and its figures."""
+def _evaluate(learn, data: T.TrainData, root: Path, out: Path, echo, flip_tta: bool = False) -> dict:
+    """Validation metrics (overall and per class), the classification report and its figures, of the
+    probabilities the exported model gives (with ``flip_tta``, the photo's and its mirror image's mean)."""
     import mlflow
 
     from roomclf.train.report import (
@@ -260,7 +263,7 @@ def _evaluate(learn, data: T.TrainData, root: Path, out: Path, echo) -> dict:
         top_loss_grid,
     )
 
-    probs, y = T.predict(learn)
+    probs, y = T.predict(learn, flip_tta=flip_tta)
     report = class_report(y, probs.argmax(1))
     metrics = {"val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
     sure = {T.sure_key(p): sure_confidence(probs, y, p) for p in T.SURE_PRECISIONS}
