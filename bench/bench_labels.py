@@ -20,6 +20,13 @@ docs/benchmarks.md, a plot ``docs/labels_curve.png`` and, with ``--mlflow``, an 
 under var/bench/ (experiment ``roomclf-bench-labels``).
 
     nice -n 10 python bench/bench_labels.py [--seeds 3] [--mlflow]
+
+Full fast.ai training on the photos the app's queue has the person label (the curve's 1,000-label point
+with the real network; random picks are ``bench_train.py --hand-labels 1000``):
+
+    python bench/bench_labels.py --save-picks 1000:var/bench/labels/queue-picks-1000.txt
+    python bench/bench_train.py --name labels1k-lite1-queue --backbone efficientnet_lite1 --image-size 240 \
+        --hand-picks var/bench/labels/queue-picks-1000.txt
 """
 from __future__ import annotations
 

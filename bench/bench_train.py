@@ -271,11 +271,12 @@ def render(results: list[dict], split_line: str) -> str:
                      f"{r['tune']['macro_f1']:.4f}",
                      f"{r['tune_flip']['accuracy']:.4f}" if r.get("tune_flip") else "-",
                      f"{r['times']['train_total_s'] / 60:.0f} min", f"{r['load_end']:.1f}",
-                     f"**{t['accuracy']:.4f}**" if t else "not measured"])
+                     (f"**{t['accuracy']:.4f}**" + (f"; flip TTA **{r['test_flip']['accuracy']:.4f}**"
+                                                     if r.get("test_flip") else "")) if t else "not measured"])
     lines += ["What was tried on this split (TUNE = batch_11–13 figures decide; TEST is filled only for the "
               "reference recipe, the TUNE winners and the 1,000-hand-label points the issue asks for):", "",
               table(["run", "recipe", "TUNE acc", "TUNE macro-F1", "TUNE acc, flip TTA", "training time",
-                     "load avg", "TEST acc"], rows), ""]
+                     "load avg", "TEST acc (flip TTA: scored only where it won on TUNE)"], rows), ""]
     lines += [f"- `{r['name']}`: {r['note']}" for r in results if r.get("note")] + [""] * any(r.get("note") for r in results)
     for r in [r for r in results if r.get("test")]:
         t, tu, tm = r["test"], r["tune"], r["times"]
