@@ -25,7 +25,7 @@ Full fast.ai training on the photos the app's queue has the person label (the cu
 with the real network; random picks are ``bench_train.py --hand-labels 1000``):
 
     python bench/bench_labels.py --save-picks 1000:var/bench/labels/queue-picks-1000.txt
-    python bench/bench_train.py --name labels1k-lite1-queue --backbone efficientnet_lite1 --image-size 240 \
+    python bench/bench_train.py --name labels1k-lite2-queue --backbone efficientnet_lite2 --image-size 260 \
         --hand-picks var/bench/labels/queue-picks-1000.txt
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -254,6 +255,8 @@ def main() -> None:
                          "photos it had the person label to FILE, one path per line (for bench_train.py "
                          "--hand-picks: full fast.ai training on the queue's picks)")
     args = ap.parse_args()
+    if args.save_picks and not re.fullmatch(r"[1-9]\d*:.+", args.save_picks):
+        ap.error(f"--save-picks takes N:FILE (e.g. 1000:var/bench/labels/queue-picks-1000.txt), not {args.save_picks!r}")
 
     from roomclf.taxonomy import CLASSES
 
