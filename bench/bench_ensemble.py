@@ -8,6 +8,9 @@ first model. Accuracy is not measured here (bench_train.py and bench_infer.py --
 
     .venv/bin/python bench/bench_ensemble.py                 # default, lite1 and ens-default-lite1
     .venv/bin/python bench/bench_ensemble.py --models default,lite1,ens-default-lite1 --rounds 9
+    .venv/bin/python bench/bench_ensemble.py --models default,ens-default-lite1,labels1k-lite2-queue:flip
+
+``NAME:flip`` is the saved run's network exported with horizontal-flip TTA (``bench_train.flip_model``).
 """
 from __future__ import annotations
 
@@ -24,6 +27,16 @@ sys.path.insert(0, str(PROJECT))
 RESULTS = PROJECT / "var" / "bench"
 
 
+def model_file(name: str):
+    """A saved run's model.onnx; ``NAME:flip``: its flip-TTA export (made once from its roomnet.pt)."""
+    run, _, variant = name.partition(":")
+    if variant == "flip":
+        from bench_train import flip_model
+
+        return flip_model(RESULTS / f"train-{run}")
+    return RESULTS / f"train-{run}" / "model.onnx"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="default,lite1,ens-default-lite1", help="saved run names")
@@ -35,14 +48,14 @@ def main() -> None:
     from roomclf.photos import model_input
 
     names = args.models.split(",")
-    missing = [n for n in names if not (RESULTS / f"train-{n}" / "model.onnx").exists()]
+    missing = [n for n in names if not (RESULTS / f"train-{n.removesuffix(':flip')}" / "model.onnx").exists()]
     if missing:     # `make bench` runs every bench in turn: say what is needed instead of failing
         print(f"bench_ensemble: no saved model for {', '.join(missing)}: run bench/bench_train.py --name default, "
               "--name lite1 --backbone efficientnet_lite1 --image-size 240, then --ensemble default,lite1")
         return
     root = default_data() / "listings"
     photos = sorted((root / "batch_11").glob("listing_*/photo_*.jpg"))[:32]
-    models = {name: OnnxModel(RESULTS / f"train-{name}" / "model.onnx", threads=1) for name in names}
+    models = {name: OnnxModel(model_file(name), threads=1) for name in names}
     inputs = {size: np.stack([model_input(p, size) for p in photos]) for size in {m.input_size for m in models.values()}}
     times: dict[str, list[float]] = {name: [] for name in models}
     for m in models.values():                      # warm-up
@@ -56,9 +69,10 @@ def main() -> None:
     rows = []
     for name, m in models.items():
         ms = statistics.median(times[name])
-        rows.append([f"`{name}`", m.meta.get("backbone", "-"), m.input_size, f"{ms:.1f}", f"{ms / first:.2f}x"])
+        backbone = m.meta.get("backbone", "-") + (", flip TTA" if name.endswith(":flip") else "")
+        rows.append([f"`{name}`", backbone, m.input_size, f"{ms:.1f}", f"{ms / first:.2f}x"])
     text = "\n".join([
-        "## What an ensemble costs at inference (`bench/bench_ensemble.py`)", "",
+        "## What an ensemble or a bigger network costs at inference (`bench/bench_ensemble.py`)", "",
         (f"Model time only (photos decoded beforehand), one onnxruntime session with 1 thread, batches of "
          f"{len(photos)} real photos of batch_11, {args.rounds} interleaved rounds, median per photo; load average "
          f"{os.getloadavg()[0]:.1f} at the end (this machine's 2 cores are shared, so compare the ratios)."), "",

@@ -131,7 +131,8 @@ def flip_model(run: Path) -> Path:
         net = RoomNet(rec["backbone"], pretrained=False)
         net.load_state_dict(torch.load(run / "roomnet.pt"))
         export_onnx(ExportNet(net.eval(), flip_tta=True), path,
-                    {"input_size": rec["image_size"], "note": f"bench/bench_train.py {run.name}, flip TTA"})
+                    {"input_size": rec["image_size"], "flip_tta": True,
+                     "note": f"bench/bench_train.py {run.name}, flip TTA"})
     return path
 
 
