@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from conftest import pick_photos
 from roomclf.cli import main
 from roomclf.labels.store import LabelStore
 from roomclf.taxonomy import CLASSES
+from roomclf.train.recipe import DEFAULT_RECIPE
 
 BROKEN = ["batch_19/listing_0001/photo_90.jpg", "batch_19/listing_0001/photo_91.jpg",
           "batch_19/listing_0001/photo_92.jpg"]
@@ -48,8 +50,8 @@ def trained(tmp_path_factory, corpus_root, ground_truth, embedding_cache):
                    if p.startswith("batch_19/") and r["label"]][:4]
         store.set_labels(good_19 + [(p, "interior") for p in BROKEN], "manual")
         first = run_training(_cfg(corpus_root, run_name="good", quantize=True), store, echo=lambda *_: None)
-        second = run_training(_cfg(corpus_root, frozen_epochs=1, epochs=0, lr=1e-7, run_name="worse"),
-                              store, echo=lambda *_: None)
+        second = run_training(_cfg(corpus_root, frozen_epochs=1, epochs=0, lr=1e-7, run_name="worse",
+                                   recipe=replace(DEFAULT_RECIPE, flip_tta=True)), store, echo=lambda *_: None)
         yield {"home": home, "first": first, "second": second, "store": store, "n_train": len(train),
                "n_valid": len(valid)}
 
@@ -102,6 +104,28 @@ def test_parity_is_logged_and_holds(trained):
     m = run.data.metrics
     assert m["parity_photos"] >= 10
     assert m["parity_max_abs_diff_probs"] <= 1e-4 and m["parity_max_abs_diff_embedding"] <= 1e-4
+
+
+@pytest.mark.slow
+def test_a_flip_tta_run_reports_what_its_flip_model_scores(trained, corpus_root):
+    """The worse run was trained with ``--recipe flip_tta=true``: its registered ONNX graph averages photo and
+    mirror, parity is checked on that graph, and its logged validation accuracy is the one that graph gets on
+    the run's validation photos (not the unflipped network's)."""
+    import mlflow
+
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.models.registry import ONNX_NAME, fetch_model
+
+    second = trained["second"]
+    _, run = _run(second.run_id)
+    m = run.data.metrics
+    model = OnnxModel(fetch_model(f"models:/{ONNX_NAME}/{second.versions[ONNX_NAME]}"))
+    assert model.meta["flip_tta"] is True and m["parity_max_abs_diff_probs"] <= 1e-4
+    text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/data/valid.csv")
+    valid = [(r["path"], r["label"]) for r in csv.DictReader(io.StringIO(text))]
+    preds = model.predict_sources([corpus_root / p for p, _ in valid])
+    onnx_accuracy = float(np.mean([p.label == c for p, (_, c) in zip(preds, valid)]))
+    assert onnx_accuracy == pytest.approx(m["val_accuracy"], abs=1.5 / len(valid))
 
 
 @pytest.mark.slow
