@@ -129,7 +129,7 @@ def simulate(X: np.ndarray, unit: np.ndarray, y: np.ndarray, probs0: np.ndarray,
         t_queue = time.perf_counter() - t
         hand = np.flatnonzero(labelled)
         if picked is not None:
-            picked[int(len(hand))] = hand.copy()
+            picked[len(hand)] = hand.copy()
         idx, lab = hand, y[hand]
         prop_n, prop_prec = 0, float("nan")
         if with_propagation:

@@ -171,19 +171,9 @@ def add_pseudo_labels(root: Path, split: dict, unlabelled: list[str], teacher: P
 
 def probs_on(learn, items: list[tuple[str, str]], flip: bool = False, bs: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities on ``items`` with the validation transforms; ``flip`` averages in the mirror image."""
-    import torch
+    from roomclf.train.recipe import loader_probs
 
-    dl = learn.dls.test_dl([list(i) for i in items], with_labels=True, bs=bs)
-    model = learn.model.eval()
-    out, ys = [], []
-    with torch.inference_mode():
-        for xb, yb in dl:
-            p = torch.softmax(model(xb), 1)
-            if flip:
-                p = (p + torch.softmax(model(torch.flip(xb, dims=[3])), 1)) / 2
-            out.append(p.float().cpu().numpy())
-            ys.append(yb.cpu().numpy())
-    return np.concatenate(out), np.concatenate(ys).astype(int)
+    return loader_probs(learn, learn.dls.test_dl([list(i) for i in items], with_labels=True, bs=bs), flip)
 
 
 def onnx_probs(model_path: Path, root: Path, items: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -335,7 +325,7 @@ def main() -> None:
     ap.add_argument("--hand-picks", help="train on only the TRAIN photos listed in this file, one path per line "
                     "(bench_labels.py --save-picks writes what the labelling app's queue picks); TUNE and TEST "
                     "unchanged")
-    ap.add_argument("--pseudo", help="with --hand-labels: a saved run folder whose model labels the TRAIN photos "
+    ap.add_argument("--pseudo", help="with --hand-labels or --hand-picks: a saved run folder whose model labels the TRAIN photos "
                     "left unlabelled (self-training; see add_pseudo_labels)")
     ap.add_argument("--pseudo-precision", type=float, default=0.95,
                     help="keep the teacher's labels above the confidence where its TUNE precision is this")

@@ -418,22 +418,28 @@ def fit(learn, frozen_epochs: int, epochs: int, lr: float, cbs=None, recipe: Rec
     learn.freeze()  # leaves BN running stats as trained; eval mode is set at export
 
 
-def predict(learn, flip_tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities N x 7, true class indices N) on the validation set, no augmentation; with
-    ``flip_tta`` the mean over each photo and its mirror image, as the exported model computes them."""
+def loader_probs(learn, dl, flip_tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities N x 7, true class indices N) of a labelled DataLoader through ``learn.model`` in eval
+    mode; with ``flip_tta`` the mean over each photo and its mirror image, as the exported model computes them."""
     import torch
 
+    model = learn.model.eval()
+    probs, targets = [], []
+    with torch.inference_mode():
+        for xb, yb in dl:
+            p = torch.softmax(model(xb).float(), dim=1)
+            if flip_tta:
+                p = (p + torch.softmax(model(torch.flip(xb, dims=[3])).float(), dim=1)) / 2
+            probs.append(p.cpu().numpy())
+            targets.append(yb.cpu().numpy())
+    return np.concatenate(probs), np.concatenate(targets).astype(int)
+
+
+def predict(learn, flip_tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``loader_probs`` on the validation set (no augmentation), in the taxonomy's class order."""
     if list(learn.dls.vocab) != list(CLASSES):
         raise TrainingError(f"class order {list(learn.dls.vocab)} is not the taxonomy's {list(CLASSES)}")
-    with learn.no_bar():
-        probs, targets = learn.get_preds(ds_idx=1)
-    if flip_tta:
-        model = learn.model.eval()
-        with torch.inference_mode():
-            mirrored = torch.cat([torch.softmax(model(torch.flip(xb, dims=[3])).float(), dim=1)
-                                  for xb, _ in learn.dls.valid])
-        probs = (probs.float() + mirrored.cpu()) / 2
-    return probs.float().cpu().numpy(), targets.cpu().numpy().astype(int)
+    return loader_probs(learn, learn.dls.valid, flip_tta)
 
 
 def raw_features(net, root: str | os.PathLike, paths: list[str], size: int, batch_size: int = 32,
