@@ -139,7 +139,7 @@ def simulate(X: np.ndarray, unit: np.ndarray, y: np.ndarray, probs0: np.ndarray,
             idx, lab = np.concatenate([hand, pidx]), np.concatenate([y[hand], plab])
         probs, p_test = fit_predict(X[idx], lab, [X, X_test], C, n_classes)
         pred = p_test.argmax(1)
-        row = {"hand": int(len(hand)), "propagated": prop_n, "prop_precision": prop_prec,
+        row = {"hand": len(hand), "propagated": prop_n, "prop_precision": prop_prec,
                "test_acc": float((pred == y_test).mean()),
                "test_macro_f1": float(f1_score(y_test, pred, labels=range(n_classes), average="macro",
                                                zero_division=0)),

@@ -169,11 +169,15 @@ def add_pseudo_labels(root: Path, split: dict, unlabelled: list[str], teacher: P
 
 # --------------------------------------------------------------------------- scoring
 
-def probs_on(learn, items: list[tuple[str, str]], flip: bool = False, bs: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities on ``items`` with the validation transforms; ``flip`` averages in the mirror image."""
-    from roomclf.train.recipe import loader_probs
+def probs_on(learn, items: list[tuple[str, str]], flip: bool = False,
+             bs: int = 64) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(probabilities, the flip-TTA mean or None without ``flip``, true classes) on ``items`` with the
+    validation transforms, from one pass over the photos (the mirror images are computed in the same pass)."""
+    from roomclf.train.recipe import loader_passes
 
-    return loader_probs(learn, learn.dls.test_dl([list(i) for i in items], with_labels=True, bs=bs), flip)
+    plain, mirror, y = loader_passes(learn, learn.dls.test_dl([list(i) for i in items], with_labels=True, bs=bs),
+                                     mirrored=flip)
+    return plain, ((plain + mirror) / 2 if flip else None), y
 
 
 def onnx_probs(model_path: Path, root: Path, items: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -226,7 +230,7 @@ def scores(probs: np.ndarray, y: np.ndarray, items, upstream: dict) -> dict:
     by_source = defaultdict(list)
     for (path, _), hit in zip(items, pred == y):
         by_source[upstream.get(path, "-")].append(bool(hit))
-    return {"n": int(len(y)), "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"],
+    return {"n": len(y), "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"],
             "f1": {c: rep["per_class"][c]["f1"] for c in CLASSES},
             "support": {c: rep["per_class"][c]["support"] for c in CLASSES},
             "by_source": {s: [len(h), float(np.mean(h))] for s, h in by_source.items()}}
@@ -462,22 +466,21 @@ def main() -> None:
         torch.save(net.state_dict(), out / "roomnet.pt")
 
     t = time.perf_counter()
-    probs, y = probs_on(learn, split["tune"])
+    probs, fprobs, y = probs_on(learn, split["tune"], flip=not args.no_flip)
     result["tune"] = scores(probs, y, split["tune"], upstream)
     print(f"TUNE accuracy {result['tune']['accuracy']:.4f}, macro-F1 {result['tune']['macro_f1']:.4f} "
           f"({time.perf_counter() - t:.0f}s)", flush=True)
-    if not args.no_flip:
-        fprobs, fy = probs_on(learn, split["tune"], flip=True)
-        result["tune_flip"] = scores(fprobs, fy, split["tune"], upstream)
+    if fprobs is not None:
+        result["tune_flip"] = scores(fprobs, y, split["tune"], upstream)
         print(f"TUNE accuracy with flip TTA {result['tune_flip']['accuracy']:.4f}", flush=True)
     if args.test:
-        probs, y = probs_on(learn, split["test"])
+        # flip TTA is reported on TEST only when it was better on TUNE (the choice is made there)
+        flip_won = bool(result.get("tune_flip")) and result["tune_flip"]["accuracy"] > result["tune"]["accuracy"]
+        probs, fprobs, y = probs_on(learn, split["test"], flip=flip_won)
         result["test"] = scores(probs, y, split["test"], upstream)
         print(f"TEST accuracy {result['test']['accuracy']:.4f}, macro-F1 {result['test']['macro_f1']:.4f}", flush=True)
-        # flip TTA is reported on TEST only when it was better on TUNE (the choice is made there)
-        if result.get("tune_flip") and result["tune_flip"]["accuracy"] > result["tune"]["accuracy"]:
-            fprobs, fy = probs_on(learn, split["test"], flip=True)
-            result["test_flip"] = scores(fprobs, fy, split["test"], upstream)
+        if flip_won:
+            result["test_flip"] = scores(fprobs, y, split["test"], upstream)
             print(f"TEST accuracy with flip TTA {result['test_flip']['accuracy']:.4f}", flush=True)
     result["load_end"] = os.getloadavg()[0]
     result["split_line"] = split_line

@@ -270,7 +270,7 @@ def tag_summary(out: Path, store, valid: list[str], thresholds: dict[str, float 
         row = with_tags.iloc[best]
         example = {"listing": f"{row['batch']}/{row['listing']}", "tags": list(row["tags"])}
     return {"per_key": per_key, "photos_tagged": len(set().union(*predicted.values())),
-            "listings": int(len(listings)), "listings_tagged": int(len(with_tags)), "example": example}
+            "listings": len(listings), "listings_tagged": len(with_tags), "example": example}
 
 
 def _fmt(v) -> str:

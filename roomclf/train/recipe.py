@@ -418,21 +418,28 @@ def fit(learn, frozen_epochs: int, epochs: int, lr: float, cbs=None, recipe: Rec
     learn.freeze()  # leaves BN running stats as trained; eval mode is set at export
 
 
-def loader_probs(learn, dl, flip_tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities N x 7, true class indices N) of a labelled DataLoader through ``learn.model`` in eval
-    mode; with ``flip_tta`` the mean over each photo and its mirror image, as the exported model computes them."""
+def loader_passes(learn, dl, mirrored: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(probabilities N x 7 of the photos, of their mirror images or None without ``mirrored``, true class
+    indices N) of a labelled DataLoader through ``learn.model`` in eval mode: each batch is decoded once."""
     import torch
 
     model = learn.model.eval()
-    probs, targets = [], []
+    plain, mirror, targets = [], [], []
     with torch.inference_mode():
         for xb, yb in dl:
-            p = torch.softmax(model(xb).float(), dim=1)
-            if flip_tta:
-                p = (p + torch.softmax(model(torch.flip(xb, dims=[3])).float(), dim=1)) / 2
-            probs.append(p.cpu().numpy())
+            plain.append(torch.softmax(model(xb).float(), dim=1).cpu().numpy())
+            if mirrored:
+                mirror.append(torch.softmax(model(torch.flip(xb, dims=[3])).float(), dim=1).cpu().numpy())
             targets.append(yb.cpu().numpy())
-    return np.concatenate(probs), np.concatenate(targets).astype(int)
+    return (np.concatenate(plain), np.concatenate(mirror) if mirrored else None,
+            np.concatenate(targets).astype(int))
+
+
+def loader_probs(learn, dl, flip_tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities N x 7, true class indices N) of a labelled DataLoader; with ``flip_tta`` the mean over
+    each photo and its mirror image, as the exported model computes them."""
+    plain, mirror, y = loader_passes(learn, dl, mirrored=flip_tta)
+    return ((plain + mirror) / 2 if flip_tta else plain), y
 
 
 def predict(learn, flip_tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
