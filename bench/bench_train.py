@@ -83,6 +83,8 @@ def recipe_text(r: dict) -> str:
         parts.append(f"label smoothing {r['label_smoothing']:g}")
     if r.get("mixup"):
         parts.append(f"mixup α={r['mixup']:g}")
+    if r.get("knobs"):
+        parts.append(f"recipe `{r['knobs']}`")
     if r.get("hand_picks"):
         parts.append(f"only {r['hand_labels']:,} TRAIN photos, picked by the labelling app's queue "
                      f"(`{r['hand_picks']}`: a person's hand labels)")
@@ -324,6 +326,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1.6e-3)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off)")
+    ap.add_argument("--recipe", default="", help="other knobs of the product's Recipe, as `roomclf train --recipe`: e.g. balanced_sampling=true")
     ap.add_argument("--hand-labels", type=int, default=0,
                     help="train on only this many TRAIN photos drawn at random (0: all); TUNE and TEST unchanged")
     ap.add_argument("--hand-picks", help="train on only the TRAIN photos listed in this file, one path per line "
@@ -358,6 +361,11 @@ def main() -> None:
     from roomclf.models.backbones import get_spec
     from roomclf.train import recipe as T
 
+    # the product's recipe: two knobs from their own options, any other from --recipe (as `roomclf train`)
+    try:
+        knobs = T.parse_recipe(args.recipe, T.Recipe(label_smoothing=args.label_smoothing, mixup=args.mixup))
+    except T.TrainingError as exc:
+        ap.error(str(exc))
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -423,7 +431,6 @@ def main() -> None:
     set_seed(args.seed, reproducible=True)
     spec = get_spec(args.backbone)
     data = T.TrainData(train=split["train"], valid=split["tune"])
-    knobs = T.Recipe(label_smoothing=args.label_smoothing, mixup=args.mixup)    # the product's recipe, two knobs set
     dls = T.build_dls(root, data, args.image_size, args.batch_size, spec.mean, spec.std, args.seed, args.workers,
                       recipe=knobs)
     weights = T.class_weights([c for _, c in data.train])
@@ -452,6 +459,7 @@ def main() -> None:
         history += history_rows("unfrozen" + (" (2nd cycle)" if args.resume else "")) if args.epochs else []
         recipe = {k: getattr(args, k) for k in ("backbone", "image_size", "frozen_epochs", "epochs", "batch_size",
                                                 "lr", "label_smoothing", "mixup", "seed", "hand_labels", "clean")}
+        recipe["knobs"] = args.recipe
         recipe["hand_picks"] = Path(args.hand_picks).name if args.hand_picks else None
         recipe["cleaned"] = len(cleaned)
         recipe["pseudo"] = pseudo

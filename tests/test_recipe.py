@@ -95,6 +95,38 @@ def test_label_smoothing_and_mixup_reach_the_learner(corpus_root, ground_truth, 
     assert isinstance(plain.loss_func, CrossEntropyLossFlat)
 
 
+def test_balanced_sampling_draws_every_class_about_equally_and_drops_the_loss_weights(corpus_root, ground_truth):
+    """``balanced_sampling``: the training loader draws photos with probability 1/(class count), so a class
+    with 6x the photos of another is drawn about as often; the loss is then unweighted. The default
+    loader draws in the photos' own proportions."""
+    from roomclf.models.backbones import get_spec
+    from roomclf.train import recipe as T
+
+    by_class: dict[str, list] = {}
+    for p, r in sorted(ground_truth.items()):
+        if p.startswith("batch_01/") and r["label"] in ("exterior", "kitchen", "bathroom"):
+            by_class.setdefault(r["label"], []).append((p, r["label"]))
+    train = by_class["exterior"][:24] + by_class["kitchen"][:4] + by_class["bathroom"][:4]
+    data = T.TrainData(train=train, valid=pick_photos(ground_truth, "batch_02", 8))
+    spec = get_spec("efficientnet_lite0")
+
+    def exterior_share(recipe) -> float:
+        dls = T.build_dls(corpus_root, data, 64, 8, spec.mean, spec.std, recipe=recipe)
+        np.random.seed(0)
+        drawn = [train[i][1] for _ in range(60) for i in dls.train.get_idxs()]
+        assert len(drawn) == 60 * len(train)
+        return drawn.count("exterior") / len(drawn)
+
+    balanced = Recipe(balanced_sampling=True)
+    assert 0.25 < exterior_share(balanced) < 0.42          # a third each, give or take
+    assert exterior_share(DEFAULT_RECIPE) == pytest.approx(24 / 32)   # every photo once per epoch
+
+    dls = T.build_dls(corpus_root, data, 64, 8, spec.mean, spec.std, recipe=balanced)
+    weights = T.class_weights([c for _, c in train])
+    assert T.make_learner(dls, "efficientnet_lite0", weights, recipe=balanced).loss_func.func.weight is None
+    assert T.make_learner(dls, "efficientnet_lite0", weights).loss_func.func.weight is not None
+
+
 def test_flip_tta_is_folded_into_the_onnx_graph(corpus_root, ground_truth, tmp_path):
     """``flip_tta``: one ONNX graph averages a photo and its mirror, so a photo and its mirror image get
     the same class probabilities; the embedding is the photo's own, as without the option."""

@@ -73,6 +73,9 @@ class Recipe:
                                          # `predicted` is not among the default --sources)
     label_smoothing: float = 0.0         # 0: plain cross-entropy; eps of fastai's label-smoothing loss
     mixup: float = 0.0                   # 0: off; else MixUp's Beta(alpha, alpha) in every epoch
+    balanced_sampling: bool = False      # each epoch draws training photos with probability 1 / (their class's
+                                         # count), so every class is seen about equally often; replaces the
+                                         # class-weighted loss (class_weighted is then ignored)
     flip_tta: bool = False               # exported model averages the photo and its mirror (2x the compute;
                                          # TUNE +0.26 points, TEST +0.32: docs/benchmarks.md, train)
     parity_photos: int = 16              # validation photos for the torch/ONNX parity check
@@ -339,6 +342,12 @@ def build_dls(root: str | os.PathLike, data: TrainData, size: int, batch_size: i
                       batch_tfms=[*aug_transforms(size=size, max_rotate=recipe.max_rotate, max_warp=recipe.max_warp,
                                                   pad_mode=recipe.pad_mode),
                                   Normalize.from_stats(list(mean), list(std))])
+    if recipe.balanced_sampling:
+        import fastai.callback.data  # noqa: F401  (DataBlock.weighted_dataloaders)
+
+        counts = Counter(c for _, c in data.train)
+        weights = [1.0 / counts[c] for _, c in data.train] + [1.0] * len(data.valid)   # valid: not sampled
+        return block.weighted_dataloaders(items, weights, bs=batch_size, num_workers=workers, seed=seed)
     return block.dataloaders(items, bs=batch_size, num_workers=workers, seed=seed)
 
 
@@ -365,7 +374,8 @@ def _keep_bn_stats_callback():
 
 def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = True, train_bn: bool = False,
                  recipe: Recipe = DEFAULT_RECIPE):
-    """A fastai Learner over ``roomclf.models.network.RoomNet`` with a class-weighted loss.
+    """A fastai Learner over ``roomclf.models.network.RoomNet`` with a class-weighted loss (plain with
+    ``recipe.balanced_sampling``, which balances the classes by drawing instead).
 
     ``train_bn=False`` keeps the body's BatchNorm weights frozen with the body, so the
     frozen phase never back-propagates through the body: about 2.5x faster on a CPU.
@@ -381,7 +391,8 @@ def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = Tru
 
     KeepBnStats = _keep_bn_stats_callback()
     net = RoomNet(backbone, pretrained=pretrained, dropout=recipe.head_dropout)
-    weight = torch.tensor(weights, device=dls.device) if recipe.class_weighted else None
+    use_weights = recipe.class_weighted and not recipe.balanced_sampling   # not both corrections at once
+    weight = torch.tensor(weights, device=dls.device) if use_weights else None
     loss = (LabelSmoothingCrossEntropyFlat(weight=weight, eps=recipe.label_smoothing) if recipe.label_smoothing
             else CrossEntropyLossFlat(weight=weight))
     return Learner(dls, net, loss_func=loss, metrics=[accuracy, F1Score(average="macro")],
