@@ -301,12 +301,13 @@ def test_server_stopped_during_registration(base, server, corpus_root, labels_fi
         proc.wait(timeout=300)
     finally:
         stop_group(proc)
+        if server.proc is None:
+            server.start()          # back on the same port, whatever happened: the next tests share it
     text = log.read_text()
     last = text.strip().splitlines()[-1]
     assert proc.returncode == 1 and "Traceback" not in text, text[-3000:]
     assert last.startswith("Error: registration failed: the MLflow tracking store at http://127.0.0.1:"), last
 
-    server.start()
     c = client(server)
     from mlflow.artifacts import list_artifacts
 

@@ -2,6 +2,8 @@
 which Ray cluster infer-all joins. No photos needed."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 
@@ -87,3 +89,25 @@ def test_unreachable_server_is_recognised():
                            "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url")
     assert is_unreachable(down) and is_unreachable(ConnectionRefusedError())
     assert not is_unreachable(MlflowException("RESOURCE_DOES_NOT_EXIST: Registered Model not found"))
+
+
+def test_a_server_failure_that_mlflow_wraps_is_still_recognised(monkeypatch):
+    """Registration tags the logged model through ``set_logged_model_tags``, which reports a dead server as
+    "Failed to get logged model" (an invalid parameter); the connection error is its cause."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from roomclf.models.registry import is_unreachable
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    with socket.socket() as s:                      # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(MlflowException, match="Failed to get logged model") as err:
+        MlflowClient(tracking_uri=f"http://127.0.0.1:{port}").set_logged_model_tags("m-0123", {"k": "v"})
+    assert is_unreachable(err.value)
+    try:                                            # a bad request wrapped alike is not a dead server
+        raise MlflowException("Failed to get logged model") from MlflowException("RESOURCE_DOES_NOT_EXIST: no model")
+    except MlflowException as exc:
+        assert not is_unreachable(exc)

@@ -55,7 +55,18 @@ def unreachable(exc: Exception, doing: str) -> RegistryUnavailable:
 
 
 def is_unreachable(exc: BaseException) -> bool:
-    """Whether an exception means the tracking server did not answer (not a bad request)."""
+    """Whether an exception means the tracking server did not answer (not a bad request), also when MLflow
+    wrapped that failure in another error (``set_logged_model_tags`` reports "Failed to get logged model")."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if _did_not_answer(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _did_not_answer(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionError) or type(exc).__name__ in ("ConnectionError", "ConnectTimeout", "ReadTimeout"):
         return True
     text = str(exc)
