@@ -83,9 +83,6 @@ def recipe_text(r: dict) -> str:
         parts.append(f"label smoothing {r['label_smoothing']:g}")
     if r.get("mixup"):
         parts.append(f"mixup α={r['mixup']:g}")
-    if r.get("small"):
-        parts.append(f"progressive resizing: frozen epochs and the first {r['small'][1]} unfrozen at "
-                     f"{r['small'][0]} px")
     if r.get("knobs"):
         parts.append(f"recipe `{r['knobs']}`")
     if r.get("hand_picks"):
@@ -170,19 +167,6 @@ def add_pseudo_labels(root: Path, split: dict, unlabelled: list[str], teacher: P
           f"keeps TUNE precision >= {precision:g}; {len(added)} of {len(items)} unlabelled TRAIN photos added "
           f"({agree:.1%} agree with the ground truth)", flush=True)
     return stats
-
-
-def resize_after(epochs: int, dls):
-    """A fastai callback that trains on ``dls`` from epoch ``epochs`` of a cycle on (progressive resizing:
-    the learner starts on smaller photos)."""
-    from fastai.callback.core import Callback
-
-    class ResizeAfter(Callback):
-        def before_epoch(self):
-            if self.epoch >= epochs:
-                self.learn.dls = dls
-
-    return ResizeAfter()
 
 
 # --------------------------------------------------------------------------- scoring
@@ -338,10 +322,6 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--frozen-epochs", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--small-size", type=int, default=0,
-                    help="progressive resizing: the frozen epochs and the first --small-epochs unfrozen ones on "
-                         "photos of this size, the rest at --image-size (0: off)")
-    ap.add_argument("--small-epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1.6e-3)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
@@ -469,23 +449,19 @@ def main() -> None:
             base = json.loads((Path(args.resume) / "result.json").read_text())
             learn.model.load_state_dict(torch.load(Path(args.resume) / "roomnet.pt"))
             base_s, history = base["times"]["train_total_s"], [list(h) for h in base["history"]]
-        small = (T.build_dls(root, data, args.small_size, args.batch_size, spec.mean, spec.std, args.seed,
-                             args.workers, recipe=knobs) if args.small_size else None)
+        small = (T.build_dls(root, data, knobs.small_size, args.batch_size, spec.mean, spec.std, args.seed,
+                             args.workers, recipe=knobs) if knobs.small_size else None)   # progressive resizing
         t = time.perf_counter()
-        learn.dls = small or dls
-        T.fit(learn, args.frozen_epochs, 0, args.lr, recipe=knobs)
+        T.fit(learn, args.frozen_epochs, 0, args.lr, recipe=knobs, small_dls=small)
         frozen_total = time.perf_counter() - t
         history += history_rows("frozen") if args.frozen_epochs else []
         t = time.perf_counter()
-        T.fit(learn, 0, args.epochs, args.lr, recipe=knobs,
-              cbs=[resize_after(args.small_epochs, dls)] if small else None)
-        learn.dls = dls
+        T.fit(learn, 0, args.epochs, args.lr, recipe=knobs, small_dls=small)
         unfrozen_total = time.perf_counter() - t
         history += history_rows("unfrozen" + (" (2nd cycle)" if args.resume else "")) if args.epochs else []
         recipe = {k: getattr(args, k) for k in ("backbone", "image_size", "frozen_epochs", "epochs", "batch_size",
                                                 "lr", "label_smoothing", "mixup", "seed", "hand_labels", "clean")}
         recipe["knobs"] = args.recipe
-        recipe["small"] = [args.small_size, args.small_epochs] if args.small_size else None
         recipe["hand_picks"] = Path(args.hand_picks).name if args.hand_picks else None
         recipe["cleaned"] = len(cleaned)
         recipe["pseudo"] = pseudo

@@ -44,7 +44,8 @@ def test_parse_recipe_refuses_in_one_line(text, message):
 
 @pytest.mark.parametrize("knobs", [{"label_smoothing": 1.0}, {"mixup": -0.1}, {"pct_start": 0.0},
                                    {"lr_min": 1e-2, "lr_max": 1e-3}, {"unfrozen_lr_div": 0.0},
-                                   {"parity_photos": 0}])
+                                   {"parity_photos": 0}, {"small_size": 16},
+                                   {"small_size": 160, "small_epochs": -1}])
 def test_check_config_refuses_bad_recipe_values(knobs):
     with pytest.raises(TrainingError, match="recipe:"):
         check_config(_cfg(**knobs))
@@ -125,6 +126,33 @@ def test_balanced_sampling_draws_every_class_about_equally_and_drops_the_loss_we
     weights = T.class_weights([c for _, c in train])
     assert T.make_learner(dls, "efficientnet_lite0", weights, recipe=balanced).loss_func.func.weight is None
     assert T.make_learner(dls, "efficientnet_lite0", weights).loss_func.func.weight is not None
+
+
+def test_progressive_resizing_trains_the_first_epochs_on_smaller_photos(corpus_root, ground_truth):
+    """``small_size``: the frozen epochs and the first ``small_epochs`` unfrozen ones see photos of that size,
+    the later ones the input size; the learner ends on its own DataLoaders (what export and scoring use)."""
+    from fastai.callback.core import Callback
+
+    from roomclf.models.backbones import get_spec
+    from roomclf.train import recipe as T
+
+    data = T.TrainData(train=pick_photos(ground_truth, "batch_01", 16), valid=pick_photos(ground_truth, "batch_02", 8))
+    spec = get_spec("efficientnet_lite0")
+    recipe = Recipe(small_size=32, small_epochs=1)
+    dls = T.build_dls(corpus_root, data, 64, 8, spec.mean, spec.std, recipe=recipe)
+    small = T.build_dls(corpus_root, data, recipe.small_size, 8, spec.mean, spec.std, recipe=recipe)
+    learn = T.make_learner(dls, "efficientnet_lite0", T.class_weights([c for _, c in data.train]), recipe=recipe)
+    sizes = []
+
+    class Probe(Callback):
+        def before_batch(self):
+            if self.training and self.iter == 0:
+                sizes.append(tuple(self.xb[0].shape[-2:]))
+
+    with learn.no_bar(), learn.no_logging():
+        T.fit(learn, 1, 2, 1e-3, cbs=[Probe()], recipe=recipe, small_dls=small)
+    assert sizes == [(32, 32), (32, 32), (64, 64)]          # frozen, unfrozen 1 small; unfrozen 2 full size
+    assert learn.dls is dls
 
 
 def test_flip_tta_is_folded_into_the_onnx_graph(corpus_root, ground_truth, tmp_path):

@@ -51,7 +51,8 @@ def trained(tmp_path_factory, corpus_root, ground_truth, embedding_cache):
         store.set_labels(good_19 + [(p, "interior") for p in BROKEN], "manual")
         first = run_training(_cfg(corpus_root, run_name="good", quantize=True), store, echo=lambda *_: None)
         second = run_training(_cfg(corpus_root, frozen_epochs=1, epochs=0, lr=1e-7, run_name="worse",
-                                   recipe=replace(DEFAULT_RECIPE, flip_tta=True)), store, echo=lambda *_: None)
+                                   recipe=replace(DEFAULT_RECIPE, flip_tta=True, small_size=48)), store,
+                              echo=lambda *_: None)
         yield {"home": home, "first": first, "second": second, "store": store, "n_train": len(train),
                "n_valid": len(valid)}
 
@@ -108,9 +109,10 @@ def test_parity_is_logged_and_holds(trained):
 
 @pytest.mark.slow
 def test_a_flip_tta_run_reports_what_its_flip_model_scores(trained, corpus_root):
-    """The worse run was trained with ``--recipe flip_tta=true``: its registered ONNX graph averages photo and
-    mirror, parity is checked on that graph, and its logged validation accuracy is the one that graph gets on
-    the run's validation photos (not the unflipped network's)."""
+    """The worse run was trained with ``--recipe flip_tta=true,small_size=48``: its registered ONNX graph averages
+    photo and mirror, parity is checked on that graph, and its logged validation accuracy is the one that graph
+    gets on the run's validation photos at the input size (not the unflipped network's, nor the small photos' of
+    progressive resizing, on which its frozen epoch trained)."""
     import mlflow
 
     from roomclf.models.onnx_file import OnnxModel
@@ -121,6 +123,7 @@ def test_a_flip_tta_run_reports_what_its_flip_model_scores(trained, corpus_root)
     m = run.data.metrics
     model = OnnxModel(fetch_model(f"models:/{ONNX_NAME}/{second.versions[ONNX_NAME]}"))
     assert model.meta["flip_tta"] is True and m["parity_max_abs_diff_probs"] <= 1e-4
+    assert run.data.params["recipe.small_size"] == "48" and model.meta["input_size"] == 96
     text = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/data/valid.csv")
     valid = [(r["path"], r["label"]) for r in csv.DictReader(io.StringIO(text))]
     preds = model.predict_sources([corpus_root / p for p, _ in valid])
