@@ -432,6 +432,7 @@ def fit(learn, frozen_epochs: int, epochs: int, lr: float, cbs=None, recipe: Rec
     (``build_dls`` at ``recipe.small_size``) the frozen epochs and the first ``recipe.small_epochs`` unfrozen
     ones train on those smaller photos (progressive resizing); the learner ends on its own DataLoaders."""
     full = learn.dls
+    first = full if small_dls is None else small_dls
     if recipe.mixup > 0:
         from fastai.callback.mixup import MixUp
 
@@ -440,7 +441,7 @@ def fit(learn, frozen_epochs: int, epochs: int, lr: float, cbs=None, recipe: Rec
         # Only the new head learns here: a higher rate than lr_find's conservative 'valley'
         # (measured: with a few dozen steps per epoch the head is otherwise left half-trained).
         learn.freeze()
-        learn.dls = small_dls or full
+        learn.dls = first
         learn.fit_one_cycle(frozen_epochs, min(recipe.frozen_lr_mult * lr, recipe.frozen_lr_cap), cbs=cbs)
     if epochs > 0:
         learn.unfreeze()
@@ -448,7 +449,7 @@ def fit(learn, frozen_epochs: int, epochs: int, lr: float, cbs=None, recipe: Rec
         # valley meant for the head alone cannot shake the body (measured in the demo: lr_find's
         # 4e-3 made the unfrozen epoch cost 4.5 points; 1.6e-3 gained 1.3).
         base = min(lr, recipe.unfrozen_lr_cap) / recipe.unfrozen_lr_div
-        learn.dls = small_dls or full
+        learn.dls = first
         resize = [_train_on_after(recipe.small_epochs, full)] if small_dls is not None else []
         learn.fit_one_cycle(epochs, slice(base / recipe.body_lr_ratio, base), pct_start=recipe.pct_start,
                             cbs=[*(cbs or []), *resize])
