@@ -20,6 +20,7 @@ and the full tables of the runs measured on TEST.
 
     nohup nice -n 10 python bench/bench_train.py --name default --test > var/bench_train.log 2>&1 &
     python bench/bench_train.py --name ls01 --label-smoothing 0.1          # a candidate, TUNE only
+    python bench/bench_train.py --name labels1k-prog160 --hand-labels 1000 --recipe small_size=160   # any Recipe knob
     python bench/bench_train.py --name plus2 --resume var/bench/train-default --frozen-epochs 0 --epochs 2
     python bench/bench_train.py --from-saved var/bench/train-ls01 --test   # the TUNE winner, on TEST
     python bench/bench_train.py --ensemble default,lite1                    # two saved runs averaged (TUNE)

@@ -75,8 +75,8 @@ class Recipe:
     mixup: float = 0.0                   # 0: off; else MixUp's Beta(alpha, alpha) in every epoch
     small_size: int = 0                  # progressive resizing: 0 off; else the frozen epochs and the first
     small_epochs: int = 1                # small_epochs unfrozen ones train on photos of this size, the rest at
-                                         # the input size (bench_train, 1,000 labels, efficientnet_lite0 at 160
-                                         # px: TUNE +1.0; not measured with all labels, so off by default)
+                                         # the input size (bench_train, 1,000 labels, TUNE: efficientnet_lite0
+                                         # at 160 px +1.0, efficientnet_lite2 at 192 px -1.6: off by default)
     balanced_sampling: bool = False      # each epoch draws training photos with probability 1 / (their class's
                                          # count), so every class is seen about equally often; replaces the
                                          # class-weighted loss (class_weighted is then ignored)
