@@ -327,7 +327,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1.6e-3)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off)")
-    ap.add_argument("--recipe", default="", help="other knobs of the product's Recipe, as `roomclf train --recipe`: e.g. balanced_sampling=true")
+    ap.add_argument("--recipe", default="", help="other knobs of the product's Recipe, as `roomclf train --recipe`: "
+                    "e.g. balanced_sampling=true or small_size=160")
     ap.add_argument("--hand-labels", type=int, default=0,
                     help="train on only this many TRAIN photos drawn at random (0: all); TUNE and TEST unchanged")
     ap.add_argument("--hand-picks", help="train on only the TRAIN photos listed in this file, one path per line "
@@ -450,8 +451,7 @@ def main() -> None:
             base = json.loads((Path(args.resume) / "result.json").read_text())
             learn.model.load_state_dict(torch.load(Path(args.resume) / "roomnet.pt"))
             base_s, history = base["times"]["train_total_s"], [list(h) for h in base["history"]]
-        small = (T.build_dls(root, data, knobs.small_size, args.batch_size, spec.mean, spec.std, args.seed,
-                             args.workers, recipe=knobs) if knobs.small_size else None)   # progressive resizing
+        small = T.build_small_dls(root, data, args.batch_size, spec.mean, spec.std, args.seed, args.workers, knobs)
         t = time.perf_counter()
         T.fit(learn, args.frozen_epochs, 0, args.lr, recipe=knobs, small_dls=small)
         frozen_total = time.perf_counter() - t

@@ -140,7 +140,7 @@ def test_progressive_resizing_trains_the_first_epochs_on_smaller_photos(corpus_r
     spec = get_spec("efficientnet_lite0")
     recipe = Recipe(small_size=32, small_epochs=1)
     dls = T.build_dls(corpus_root, data, 64, 8, spec.mean, spec.std, recipe=recipe)
-    small = T.build_dls(corpus_root, data, recipe.small_size, 8, spec.mean, spec.std, recipe=recipe)
+    small = T.build_small_dls(corpus_root, data, 8, spec.mean, spec.std, recipe=recipe)
     learn = T.make_learner(dls, "efficientnet_lite0", T.class_weights([c for _, c in data.train]), recipe=recipe)
     sizes = []
 

@@ -357,6 +357,14 @@ def build_dls(root: str | os.PathLike, data: TrainData, size: int, batch_size: i
     return block.dataloaders(items, bs=batch_size, num_workers=workers, seed=seed)
 
 
+def build_small_dls(root: str | os.PathLike, data: TrainData, batch_size: int, mean, std, seed: int = 42,
+                    workers: int = 0, recipe: Recipe = DEFAULT_RECIPE):
+    """``build_dls`` at ``recipe.small_size`` for progressive resizing (``fit``'s ``small_dls``); None when off."""
+    if not recipe.small_size:
+        return None
+    return build_dls(root, data, recipe.small_size, batch_size, mean, std, seed, workers, recipe=recipe)
+
+
 def _keep_bn_stats_callback():
     from fastai.callback.core import Callback
 
@@ -429,7 +437,7 @@ def _train_on_after(epochs: int, dls):
 def fit(learn, frozen_epochs: int, epochs: int, lr: float, cbs=None, recipe: Recipe = DEFAULT_RECIPE,
         small_dls=None) -> None:
     """Head only with the body frozen, then everything with lower rates for the body. With ``small_dls``
-    (``build_dls`` at ``recipe.small_size``) the frozen epochs and the first ``recipe.small_epochs`` unfrozen
+    (``build_small_dls``) the frozen epochs and the first ``recipe.small_epochs`` unfrozen
     ones train on those smaller photos (progressive resizing); the learner ends on its own DataLoaders."""
     full = learn.dls
     first = full if small_dls is None else small_dls

@@ -244,8 +244,7 @@ def _fit(cfg: T.TrainConfig, data: T.TrainData, root: Path, spec, echo):
     lr = cfg.lr or T.find_lr(learn, cfg.recipe)
     mlflow.log_metrics({"lr": lr, "duration_lr_find_s": time.perf_counter() - t})
     t = time.perf_counter()
-    small = (T.build_dls(root, data, cfg.recipe.small_size, cfg.batch_size, spec.mean, spec.std, cfg.seed,
-                         cfg.workers, recipe=cfg.recipe) if cfg.recipe.small_size else None)
+    small = T.build_small_dls(root, data, cfg.batch_size, spec.mean, spec.std, cfg.seed, cfg.workers, cfg.recipe)
     T.fit(learn, cfg.frozen_epochs, cfg.epochs, lr, cbs=[epoch_logger()], recipe=cfg.recipe, small_dls=small)
     train_s = time.perf_counter() - t
     mlflow.log_metrics({"duration_train_s": train_s,
