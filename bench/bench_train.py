@@ -16,7 +16,9 @@ reference recipe and, once, for the recipe that won on TUNE (``--from-saved
 DIR --test`` scores a saved run on TEST without training again). The section
 ``train`` of docs/benchmarks.md is rendered from the result files of this
 split: a "what was tried" table (TUNE figures and training time of every run)
-and the full tables of the runs measured on TEST.
+and the full tables of the runs measured on TEST. Runs whose result files are
+gone (var/ is not committed, so a new checkout has none) keep what the section
+already says of them.
 
     nohup nice -n 10 python bench/bench_train.py --name default --test > var/bench_train.log 2>&1 &
     python bench/bench_train.py --name ls01 --label-smoothing 0.1          # a candidate, TUNE only
@@ -33,6 +35,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 import time
 from collections import defaultdict
@@ -47,6 +50,7 @@ from common import (
     TUNE_BATCHES,
     default_data,
     honest_split,
+    read_section,
     split_summary,
     table,
     write_section,
@@ -253,55 +257,96 @@ def load_results(split_key: str) -> list[dict]:
     return sorted(found, key=lambda r: r.get("date", ""))
 
 
-def render(results: list[dict], split_line: str) -> str:
+def run_row(r: dict) -> str:
+    """The run's line of the "what was tried" table."""
+    t = r.get("test")
+    cells = [f"`{r['name']}`", recipe_text(r["recipe"]), f"{r['tune']['accuracy']:.4f}", f"{r['tune']['macro_f1']:.4f}",
+             f"{r['tune_flip']['accuracy']:.4f}" if r.get("tune_flip") else "-",
+             f"{r['times']['train_total_s'] / 60:.0f} min", f"{r['load_end']:.1f}",
+             (f"**{t['accuracy']:.4f}**" + (f"; flip TTA **{r['test_flip']['accuracy']:.4f}**"
+                                             if r.get("test_flip") else "")) if t else "not measured"]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def run_section(r: dict) -> str:
+    """The full tables of a run measured on TEST."""
     from roomclf.taxonomy import CLASSES
 
+    t, tu, tm = r["test"], r["tune"], r["times"]
+    lines = [f"### `{r['name']}`: {recipe_text(r['recipe'])}", "",
+             table(["metric", "TUNE (batch_11–13)", "TEST (batch_14–19)"], [
+                 ["photos", tu["n"], t["n"]],
+                 ["accuracy", f"{tu['accuracy']:.4f}", f"**{t['accuracy']:.4f}**"],
+                 ["macro-F1", f"{tu['macro_f1']:.4f}", f"**{t['macro_f1']:.4f}**"],
+                 *([["accuracy, horizontal-flip TTA (2 passes)", f"{r['tune_flip']['accuracy']:.4f}",
+                     f"{r['test_flip']['accuracy']:.4f}" if r.get("test_flip") else "not measured"]]
+                   if r.get("tune_flip") else [])]), "",
+             table(["time (this machine, load average %.1f at the end)" % r["load_end"], "value"], [
+                 ["per frozen epoch (train + score TUNE)", f"{tm['frozen_epoch_s']:.0f} s" if tm.get('frozen_epoch_s') else "-"],
+                 ["per unfrozen epoch (train + score TUNE)", f"{tm['unfrozen_epoch_s']:.0f} s" if tm.get('unfrozen_epoch_s') else "-"],
+                 ["whole recipe (all epochs" + (", earlier run included" if r["recipe"].get("resume") else "")
+                  + (", of every member" if r["recipe"].get("ensemble") else "")
+                  + ")", f"{tm['train_total_s'] / 60:.1f} min"],
+                 ["data preparation (split, leak filter, photo checks)", f"{tm['prep_s']:.0f} s" if "prep_s" in tm else "-"]]), "",
+             *(["Per epoch (scored on TUNE after each; the schedule is fixed, nothing is picked per epoch):", "",
+                table(["phase", "epoch", "train loss", "TUNE loss", "TUNE acc", "TUNE macro-F1"], r["history"]), ""]
+               if r["history"] else []),
+             table(["class", "TUNE F1", "TEST F1", "TEST photos"],
+                   [[c, f"{tu['f1'][c]:.3f}", f"{t['f1'][c]:.3f}", t["support"][c]] for c in CLASSES]), "",
+             "TEST accuracy by the photos' upstream source (labels.csv `source`):", "",
+             table(["source", "TEST photos", "TEST acc"],
+                   [[s, n, f"{a:.3f}"] for s, (n, a) in sorted(t["by_source"].items(), key=lambda kv: -kv[1][0])])]
+    return "\n".join(lines)
+
+
+def written_runs(section: str) -> dict[str, dict]:
+    """What the section already says of each run, by name: its table row, its note and its TEST tables.
+
+    Result files live in var/ (not committed), so a new checkout has only the runs measured since; the
+    section keeps what it said of the others rather than losing them on the next render."""
+    runs: dict[str, dict] = {}
+    heading = None
+    for line in section.splitlines():
+        if m := re.match(r"\| `([^`]+)` \| ", line):
+            runs.setdefault(m[1], {})["row"] = line
+        elif m := re.match(r"- `([^`]+)`: ", line):
+            runs.setdefault(m[1], {})["note"] = line
+        elif m := re.match(r"### `([^`]+)`: ", line):
+            heading = m[1]
+            runs.setdefault(heading, {})["section"] = line
+            continue
+        elif line.startswith("Compare "):
+            heading = None
+        if heading:
+            runs[heading]["section"] += "\n" + line
+    for run in runs.values():
+        if "section" in run:
+            run["section"] = run["section"].rstrip()
+    return runs
+
+
+def render(results: list[dict], split_line: str, written: str = "") -> str:
+    """The section: every run of ``results`` (newest figures), after the runs the ``written`` section
+    already holds whose result files are gone, in the order they were first written."""
+    fresh = {r["name"]: {"row": run_row(r), **({"note": f"- `{r['name']}`: {r['note']}"} if r.get("note") else {}),
+                         **({"section": run_section(r)} if r.get("test") else {})} for r in results}
+    runs = {**written_runs(written), **fresh}
+    rows = [run["row"] for run in runs.values() if "row" in run]
+    notes = [run["note"] for run in runs.values() if "note" in run]
+    sections = [run["section"] for run in runs.values() if "section" in run]
     lines = ["## Training (`bench/bench_train.py`)", "",
              f"Split: {SPLIT_NOTE}. {split_line}. Labels: ../shared/data/labels.csv (ground truth, ~5% noisy). "
              "Every run: batch 32, class-weighted cross-entropy, fastai aug_transforms, the body's BatchNorm "
              "statistics kept (`KeepBnStats`), body split in two parameter groups, `fit_one_cycle` per phase, "
              "seed 42, on this project's 2-core machine with no GPU, shared with other jobs (so times are upper "
-             "bounds; the load average is in each row).", ""]
-    rows = []
-    for r in results:
-        t = r.get("test")
-        rows.append([f"`{r['name']}`", recipe_text(r["recipe"]), f"{r['tune']['accuracy']:.4f}",
-                     f"{r['tune']['macro_f1']:.4f}",
-                     f"{r['tune_flip']['accuracy']:.4f}" if r.get("tune_flip") else "-",
-                     f"{r['times']['train_total_s'] / 60:.0f} min", f"{r['load_end']:.1f}",
-                     (f"**{t['accuracy']:.4f}**" + (f"; flip TTA **{r['test_flip']['accuracy']:.4f}**"
-                                                     if r.get("test_flip") else "")) if t else "not measured"])
-    lines += ["What was tried on this split (TUNE = batch_11–13 figures decide; TEST is filled only for the "
-              "reference recipe, the TUNE winners and the 1,000-hand-label points the issue asks for):", "",
-              table(["run", "recipe", "TUNE acc", "TUNE macro-F1", "TUNE acc, flip TTA", "training time",
-                     "load avg", "TEST acc (flip TTA: scored only where it won on TUNE)"], rows), ""]
-    lines += [f"- `{r['name']}`: {r['note']}" for r in results if r.get("note")] + [""] * any(r.get("note") for r in results)
-    for r in [r for r in results if r.get("test")]:
-        t, tu, tm = r["test"], r["tune"], r["times"]
-        lines += [f"### `{r['name']}`: {recipe_text(r['recipe'])}", "",
-                  table(["metric", "TUNE (batch_11–13)", "TEST (batch_14–19)"], [
-                      ["photos", tu["n"], t["n"]],
-                      ["accuracy", f"{tu['accuracy']:.4f}", f"**{t['accuracy']:.4f}**"],
-                      ["macro-F1", f"{tu['macro_f1']:.4f}", f"**{t['macro_f1']:.4f}**"],
-                      *([["accuracy, horizontal-flip TTA (2 passes)", f"{r['tune_flip']['accuracy']:.4f}",
-                          f"{r['test_flip']['accuracy']:.4f}" if r.get("test_flip") else "not measured"]]
-                        if r.get("tune_flip") else [])]), "",
-                  table(["time (this machine, load average %.1f at the end)" % r["load_end"], "value"], [
-                      ["per frozen epoch (train + score TUNE)", f"{tm['frozen_epoch_s']:.0f} s" if tm.get('frozen_epoch_s') else "-"],
-                      ["per unfrozen epoch (train + score TUNE)", f"{tm['unfrozen_epoch_s']:.0f} s" if tm.get('unfrozen_epoch_s') else "-"],
-                      ["whole recipe (all epochs" + (", earlier run included" if r["recipe"].get("resume") else "")
-                       + (", of every member" if r["recipe"].get("ensemble") else "")
-                       + ")", f"{tm['train_total_s'] / 60:.1f} min"],
-                      ["data preparation (split, leak filter, photo checks)", f"{tm['prep_s']:.0f} s" if "prep_s" in tm else "-"]]), "",
-                  *(["Per epoch (scored on TUNE after each; the schedule is fixed, nothing is picked per epoch):", "",
-                     table(["phase", "epoch", "train loss", "TUNE loss", "TUNE acc", "TUNE macro-F1"], r["history"]), ""]
-                    if r["history"] else []),
-                  table(["class", "TUNE F1", "TEST F1", "TEST photos"],
-                        [[c, f"{tu['f1'][c]:.3f}", f"{t['f1'][c]:.3f}", t["support"][c]] for c in CLASSES]), "",
-                  "TEST accuracy by the photos' upstream source (labels.csv `source`):", "",
-                  table(["source", "TEST photos", "TEST acc"],
-                        [[s, n, f"{a:.3f}"] for s, (n, a) in sorted(t["by_source"].items(), key=lambda kv: -kv[1][0])]),
-                  ""]
+             "bounds; the load average is in each row).", "",
+             "What was tried on this split (TUNE = batch_11–13 figures decide; TEST is filled only for the "
+             "reference recipe, the TUNE winners and the 1,000-hand-label points the issue asks for):", "",
+             table(["run", "recipe", "TUNE acc", "TUNE macro-F1", "TUNE acc, flip TTA", "training time",
+                    "load avg", "TEST acc (flip TTA: scored only where it won on TUNE)"], []), *rows, ""]
+    lines += notes + [""] * bool(notes)
+    for section in sections:
+        lines += [section, ""]
     lines += [f"Compare {SEED_RESULTS}; the targets on TEST: ≥ 93% accuracy and macro-F1 ≥ 0.92.", "",
               "Earlier, before the split was fixed (train batch_01–10, figures on batch_11–13, where these choices "
               "were also made, so all are TUNE-split figures):", "",
@@ -511,7 +556,7 @@ def main() -> None:
 
 def finish(split_key: str, split_line: str, args) -> None:
     """Render the section from every saved result of this split; write it unless told not to."""
-    text = render(load_results(split_key), split_line)
+    text = render(load_results(split_key), split_line, read_section(SECTION))
     print(text)
     if not args.no_write and not args.limit:
         write_section(SECTION, text)

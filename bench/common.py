@@ -22,6 +22,14 @@ def write_section(name: str, text: str, path: Path = DOC) -> None:
     os.replace(tmp, path)
 
 
+def read_section(name: str, path: Path = DOC) -> str:
+    """The text of the ``<!-- bench:NAME -->`` block as written now ("" when absent)."""
+    old = path.read_text() if path.exists() else ""
+    found = re.search(re.escape(f"<!-- bench:{name} -->") + r"\n(.*?)\n" + re.escape(f"<!-- /bench:{name} -->"),
+                      old, re.DOTALL)
+    return found[1] if found else ""
+
+
 def table(header: list[str], rows: list[list]) -> str:
     """A markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

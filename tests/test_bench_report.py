@@ -1,0 +1,46 @@
+"""bench/bench_train.py's section of docs/benchmarks.md: a re-render keeps the runs whose result files are gone."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from roomclf.taxonomy import CLASSES
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import bench_train  # noqa: E402
+from common import read_section, write_section  # noqa: E402
+
+
+def result(name: str, tune: float, test: float | None = None, note: str = "") -> dict:
+    scores = {"n": 100, "accuracy": tune, "macro_f1": tune - 0.02, "f1": dict.fromkeys(CLASSES, 0.9),
+              "support": dict.fromkeys(CLASSES, 10), "by_source": {"places": [100, tune]}}
+    return {"name": name, "note": note, "load_end": 1.5, "history": [],
+            "recipe": {"backbone": "efficientnet_lite0", "image_size": 224, "frozen_epochs": 2, "epochs": 3,
+                       "lr": 1.6e-3, "hand_labels": 1000},
+            "tune": scores, "times": {"train_total_s": 600.0},
+            **({"test": {**scores, "accuracy": test}} if test is not None else {})}
+
+
+def test_a_rerender_keeps_runs_without_result_files_and_updates_the_others(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    write_section("train", bench_train.render([result("old", 0.85, 0.84, note="the first run"),
+                                               result("mid", 0.86, note="no TEST")], "split A"), doc)
+    # a new checkout: only "mid" (measured again) and "new" have result files
+    text = bench_train.render([result("mid", 0.87, note="again"), result("new", 0.88, 0.89)], "split B",
+                              read_section("train", doc))
+    lines = text.splitlines()
+    rows = [line for line in lines if line.startswith("| `")]
+    assert [r.split("`")[1] for r in rows] == ["old", "mid", "new"]      # first-written order, new runs last
+    assert "| 0.8500 |" in rows[0] and "**0.8400**" in rows[0]           # kept as written
+    assert "| 0.8700 |" in rows[1] and "0.8600" not in rows[1]           # the fresh figures replace the old
+    assert "- `old`: the first run" in lines and "- `mid`: again" in lines and "- `mid`: no TEST" not in lines
+    headings = [line for line in lines if line.startswith("### ")]
+    assert [h.split("`")[1] for h in headings] == ["old", "new"]        # TEST tables of both, none for mid
+    old_tables = text[text.index("### `old`"):text.index("### `new`")]
+    assert "**0.8400**" in old_tables and "| places | 100 | 0.850 |" in old_tables
+    assert "split B" in text and "split A" not in text
+    # and rendering it again from the same files changes nothing
+    write_section("train", text, doc)
+    again = bench_train.render([result("mid", 0.87, note="again"), result("new", 0.88, 0.89)], "split B",
+                               read_section("train", doc))
+    assert again == text
