@@ -25,6 +25,7 @@ already says of them.
     python bench/bench_train.py --name labels1k-prog160 --hand-labels 1000 --recipe small_size=160   # any Recipe knob
     python bench/bench_train.py --name plus2 --resume var/bench/train-default --frozen-epochs 0 --epochs 2
     python bench/bench_train.py --from-saved var/bench/train-ls01 --test   # the TUNE winner, on TEST
+    python bench/bench_train.py --report                                   # the section again from var/bench
     python bench/bench_train.py --ensemble default,lite1                    # two saved runs averaged (TUNE)
     python bench/bench_train.py --name labels1k-lite1-self --backbone efficientnet_lite1 --image-size 240 \
         --hand-labels 1000 --pseudo var/bench/train-labels1k-lite1          # self-training at 1,000 hand labels
@@ -400,6 +401,8 @@ def main() -> None:
     ap.add_argument("--save", help="result folder (default var/bench/train-NAME)")
     ap.add_argument("--no-onnx", action="store_true", help="do not export model.onnx")
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
+    ap.add_argument("--report", action="store_true",
+                    help="train nothing: render the section again from the saved results of this split")
     args = ap.parse_args()
 
     import torch
@@ -427,7 +430,8 @@ def main() -> None:
         rec = prior["recipe"]
         args.name, args.backbone, args.image_size = prior["name"], rec["backbone"], rec["image_size"]
     out = saved or Path(args.save or RESULTS / f"train-{args.name}")
-    out.mkdir(parents=True, exist_ok=True)
+    if not args.report:
+        out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
     split = honest_split(data_dir, args.train, args.tune, args.test_batches, backbone="efficientnet_lite0",
@@ -435,6 +439,10 @@ def main() -> None:
     if args.limit:
         for k in ("train", "tune", "test"):
             split[k] = split[k][::max(1, len(split[k]) // args.limit)][:args.limit]
+    split_line = split_summary(split)      # the whole split; a run on part of TRAIN says so in its recipe
+    split_key = f"{args.train}|{args.tune}|{args.test_batches}|{args.limit}"
+    if args.report:
+        return finish(split_key, split_line, args)
     pseudo = None
     if args.hand_labels or args.hand_picks:    # the labels-it-takes question: train on part of TRAIN only
         split["all_train"] = split["train"]
@@ -457,8 +465,6 @@ def main() -> None:
                                        Path(args.pseudo), args.pseudo_precision)
     cleaned = drop_suspects(root, split, args.clean) if args.clean else []
     prep = time.perf_counter() - t0
-    split_line = split_summary(split)
-    split_key = f"{args.train}|{args.tune}|{args.test_batches}|{args.limit}"
     print(f"{split_line} ({prep:.0f}s)", flush=True)
 
     if args.ensemble:
