@@ -54,6 +54,7 @@ from common import (
     read_section,
     split_summary,
     table,
+    table_row,
     write_section,
 )
 
@@ -266,7 +267,7 @@ def run_row(r: dict) -> str:
              f"{r['times']['train_total_s'] / 60:.0f} min", f"{r['load_end']:.1f}",
              (f"**{t['accuracy']:.4f}**" + (f"; flip TTA **{r['test_flip']['accuracy']:.4f}**"
                                              if r.get("test_flip") else "")) if t else "not measured"]
-    return "| " + " | ".join(str(c) for c in cells) + " |"
+    return table_row(cells)
 
 
 def run_section(r: dict) -> str:

@@ -32,9 +32,13 @@ def read_section(name: str, path: Path = DOC) -> str:
 
 def table(header: list[str], rows: list[list]) -> str:
     """A markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
+    lines = [table_row(header), "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + [table_row(r) for r in rows])
+
+
+def table_row(cells: list) -> str:
+    """One line of a markdown table."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 # ---- the honest split ---------------------------------------------------------------------------
