@@ -47,6 +47,13 @@ def list_batches(root: str | os.PathLike) -> list[str]:
     return sorted(d.name for d in root.iterdir() if d.is_dir() and d.name.startswith("batch_"))
 
 
+def _batch_name(item: str) -> str:
+    """'3' or '03' -> 'batch_03'; anything else is a one-line error."""
+    if not item.isdigit():
+        raise CorpusError(f"bad batch {item!r}: use batch_NN, a number, batch_NN-batch_MM or 'all'")
+    return f"batch_{int(item):02d}"
+
+
 def parse_batches(spec: str | list[str] | tuple[str, ...] | None, root: str | os.PathLike) -> list[str]:
     """'batch_01,batch_03' or 'batch_01-batch_03' or 'all'/None -> validated batch names."""
     available = list_batches(root)
@@ -64,7 +71,7 @@ def parse_batches(spec: str | list[str] | tuple[str, ...] | None, root: str | os
                 raise CorpusError(f"no batches in range {item}")
             chosen += span
         else:
-            name = item if item.startswith("batch_") else f"batch_{int(item):02d}"
+            name = item if item.startswith("batch_") else _batch_name(item)
             if name not in available:
                 raise CorpusError(f"batch {name} not found under {root} (have {len(available)} batches)")
             chosen.append(name)

@@ -29,7 +29,7 @@ import numpy as np
 
 from roomclf import settings
 from roomclf.errors import RoomclfError
-from roomclf.taxonomy import CLASSES, UnknownName, attribute_key, canonical_class
+from roomclf.taxonomy import CLASSES, UnknownName, attribute_key
 from roomclf.tracking.experiments import ui_link
 
 # The demo's configuration, in one place.
@@ -183,18 +183,6 @@ class Steps:
         return result
 
 
-def _read_truth(labels_csv: Path) -> dict[str, str]:
-    from roomclf.labels.prelabel import read_ground_truth
-
-    truth = {}
-    for path, label in read_ground_truth(labels_csv).items():
-        try:
-            truth[path] = canonical_class(label)
-        except UnknownName:
-            continue
-    return truth
-
-
 def _propagation_truth(store, truth: dict[str, str], batches: list[str]) -> dict:
     """Precision/coverage of the propagated labels against the corpus's ground truth."""
     prop = store.labels(["propagated"])
@@ -301,6 +289,7 @@ def format_tag_summary(summary: dict, valid_span: str) -> list[str]:
 def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str], None] = print) -> dict:
     """The seven steps, each reused when its inputs have not changed since the last run."""
     from roomclf.corpus import discover
+    from roomclf.labels.prelabel import read_ground_truth
     from roomclf.labels.store import LabelStore
     from roomclf.sample.download import get_sample_corpus
 
@@ -315,7 +304,7 @@ def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str]
     head(1, "sample corpus")
     corpus = get_sample_corpus(home / "sample", echo=echo)
     root, labels_csv = Path(corpus.root), Path(corpus.labels_csv)
-    truth = _read_truth(labels_csv)
+    truth = read_ground_truth(labels_csv)
     present = set(discover(root).paths)
     plan = plan_demo(present, truth)
     truth = {p: lab for p, lab in truth.items() if p in present}

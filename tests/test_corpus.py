@@ -20,6 +20,9 @@ def test_batch_specs(corpus_root):
     assert len(parse_batches("all", corpus_root)) == 19
     with pytest.raises(CorpusError, match="batch_42"):
         parse_batches("batch_42", corpus_root)
+    for bad in ("foo", "01-03"):
+        with pytest.raises(CorpusError, match="bad batch"):
+            parse_batches(bad, corpus_root)
 
 
 def test_missing_root_is_a_clear_error(tmp_path):

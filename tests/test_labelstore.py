@@ -97,6 +97,10 @@ def test_import_reports_bad_rows(store, tmp_path, corpus_root):
     with pytest.raises(LabelError):
         (tmp_path / "x.csv").write_text("a,b\n1,2\n")
         store.import_csv(tmp_path / "x.csv")
+    (tmp_path / "conf.csv").write_text("path,label,confidence\nbatch_01/listing_0439/photo_09.jpg,kitchen,0.9\n"
+                                      "batch_01/listing_0439/photo_01.jpg,kitchen,high\n")
+    with pytest.raises(LabelError, match=r"conf.csv:3: confidence 'high' is not a number"):
+        store.import_csv(tmp_path / "conf.csv")
 
 
 def test_import_batches_and_limit(store, labels_csv):
@@ -115,18 +119,22 @@ def test_import_attributes_resolves_within_class(store, labels_csv, shared_data,
     assert not any(k.endswith(".washer_dryer") or k == "interior.stairs" for k in keys)
 
 
-def test_import_folders_and_export(store, tmp_path):
+def test_import_folders_and_export(store, tmp_path, corpus_root):
     tree = tmp_path / "tree"
-    for cls, names in {"Kitchen": ["a.jpg", "b.PNG"], "Livingroom": ["c.jpg"], "sauna": ["d.jpg"]}.items():
-        (tree / cls).mkdir(parents=True)
-        for n in names:
-            (tree / cls / n).write_bytes(b"x")
-    report = store.import_folders(tree)
-    assert report.added == 3 and report.unknown_class == {"sauna": 1}
-    assert store.labels()["Livingroom/c.jpg"].label == "living_room"
-    store.set_attributes("Kitchen/a.jpg", {"kitchen.refrigerator": 1})
+    photos = {"Kitchen": ["batch_01/listing_0439/photo_09.jpg", "batch_01/listing_0439/photo_01.jpg"],
+              "Livingroom": ["batch_01/listing_0439/photo_02.jpg", "elsewhere/c.jpg"], "sauna": ["d.jpg"]}
+    for cls, paths in photos.items():
+        for rel in paths:
+            (tree / cls / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tree / cls / rel).write_bytes(b"x")
+    report = store.import_folders(tree, corpus_root=corpus_root)
+    assert (report.added, report.not_in_corpus, report.unknown_class) == (3, 1, {"sauna": 1})
+    assert store.labels()["batch_01/listing_0439/photo_02.jpg"].label == "living_room"
+    store.set_attributes("batch_01/listing_0439/photo_09.jpg", {"kitchen.refrigerator": 1})
     out = tmp_path / "out" / "labels.csv"
     assert store.export_csv(out) == 3
     rows = list(csv.DictReader(open(out)))
-    assert [r["path"] for r in rows] == ["Kitchen/a.jpg", "Kitchen/b.PNG", "Livingroom/c.jpg"]
-    assert rows[0]["attributes"] == "kitchen.refrigerator=1" and rows[0]["source"] == "imported"
+    assert [r["path"] for r in rows] == sorted(p for p in photos["Kitchen"] + photos["Livingroom"] if p.startswith("batch"))
+    by_path = {r["path"]: r for r in rows}
+    row = by_path["batch_01/listing_0439/photo_09.jpg"]
+    assert row["attributes"] == "kitchen.refrigerator=1" and row["source"] == "imported"

@@ -152,3 +152,14 @@ def test_cli_prelabel_and_bad_input(home, corpus_root, labels_csv):
     assert res.exit_code != 0 and "batch_99" in res.output and "Traceback" not in res.output
     res = runner.invoke(main, ["prelabel", "--batch", "batch_01", "--limit", "4", "--model", "champion"])
     assert res.exit_code != 0 and "no model" in res.output and "Traceback" not in res.output
+
+
+def test_ground_truth_accepts_class_spellings(tmp_path):
+    from roomclf.labels.prelabel import PrelabelError, read_ground_truth
+
+    gt = tmp_path / "gt.csv"
+    gt.write_text("path,label\na.jpg,Kitchen\nb.jpg,Dinning\nc.jpg,\nd.jpg,Livingroom\n")
+    assert read_ground_truth(gt) == {"a.jpg": "kitchen", "b.jpg": "dining_room", "d.jpg": "living_room"}
+    gt.write_text("path,label\na.jpg,sauna\n")
+    with pytest.raises(PrelabelError, match="unknown classes sauna"):
+        read_ground_truth(gt)

@@ -100,6 +100,11 @@ def test_propagate_gives_right_labels_never_overwrites_manual_and_logs_cv(seeded
     store.set_label(wrong_path, "kitchen", "propagated", who="old run")
     unlabelled = next(p for p in sorted(ground_truth) if p.startswith("batch_01/") and p not in manual)
     store.set_label(unlabelled, "interior", "propagated", who="old run")
+    # suspects stored by earlier runs: batch_02's stay, batch_01's are replaced by this run's
+    other = {"path": "batch_02/listing_0001/photo_01.jpg", "label": "kitchen", "vote": "bathroom", "share": 0.8,
+             "neighbours": []}
+    stale = {**other, "path": "batch_01/listing_0001/photo_01.jpg"}
+    store.set_meta("suspects", json.dumps([other, stale]))
 
     r = run_propagation(corpus_root, "batch_01", k=5, folds=4, suspect_share=0.55, progress=False,
                         echo=lambda *_: None)
@@ -118,7 +123,8 @@ def test_propagate_gives_right_labels_never_overwrites_manual_and_logs_cv(seeded
     assert unlabelled not in prop or store.rows(["propagated"], unlabelled)[0].who == "roomclf propagate"
     # the deliberately wrong label is a suspect, stored for the labelling app
     stored = json.loads(store.get_meta("suspects"))
-    assert stored == [{k: s[k] for k in ("path", "label", "vote", "share", "neighbours")} for s in r.suspects]
+    assert stored == [other] + [{k: s[k] for k in ("path", "label", "vote", "share", "neighbours")}
+                                for s in r.suspects]
     flagged = {s["path"]: s for s in stored}
     assert flagged[wrong_path]["label"] == "bathroom" and flagged[wrong_path]["vote"] == "kitchen"
     assert all(set(s) >= {"path", "label", "vote", "share"} and s["vote"] != s["label"] for s in stored)

@@ -39,7 +39,7 @@ def sample_data(out, source, manifest, jobs, timeout, retries):
 @data_option
 @batches_option(default="batch_01")
 @backbone_option
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Photos per model call.")
 def embed(data, batches, backbone, batch_size):
     """Compute (or reuse cached) embeddings of every photo of the batches."""
     from roomclf.corpus import discover
@@ -65,7 +65,12 @@ def embed(data, batches, backbone, batch_size):
 @click.option("--limit", type=int, default=None, help="Keep only the first N rows (CSV only).")
 @data_option
 def import_labels(source_file, source, attributes, batches, limit, data):
-    """Import labels from a CSV (path,label) or a folder-per-class tree."""
+    """Import labels from a CSV (path,label) or a folder-per-class tree.
+
+    A tree holds TREE/<class>/<the photo's path in the corpus>, e.g.
+    TREE/kitchen/batch_01/listing_0001/photo_03.jpg; files that are not a photo of the corpus at
+    that path are counted and skipped.
+    """
     from pathlib import Path
 
     from roomclf.labels.store import LabelStore

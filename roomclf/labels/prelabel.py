@@ -23,7 +23,7 @@ from roomclf.labels.queue import margin_order, margins, value_order
 from roomclf.labels.store import LabelStore
 from roomclf.models.registry import DEFAULT_ONNX_URI, ModelNotFound
 from roomclf.settings import DEFAULT_BACKBONE
-from roomclf.taxonomy import CLASSES
+from roomclf.taxonomy import CLASSES, UnknownName, canonical_class
 
 MODES = ("auto", "champion", "zeroshot")
 
@@ -129,12 +129,21 @@ def predict(root: str | os.PathLike, paths: list[str], mode: str = "auto", uri: 
 
 
 def read_ground_truth(csv_path: str | os.PathLike) -> dict[str, str]:
-    """path -> label from a ``path,label`` CSV (rows without a label are left out)."""
+    """path -> class from a ``path,label`` CSV (any known spelling; rows without a label are left out)."""
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
             raise PrelabelError(f"{csv_path}: expected a CSV with 'path' and 'label' columns")
-        return {r["path"].strip(): r["label"].strip() for r in reader if (r.get("label") or "").strip()}
+        rows = [(r["path"].strip(), r["label"].strip()) for r in reader if (r.get("label") or "").strip()]
+    truth, unknown = {}, set()
+    for path, raw in rows:
+        try:
+            truth[path] = canonical_class(raw)
+        except UnknownName:
+            unknown.add(raw)
+    if unknown:
+        raise PrelabelError(f"{csv_path}: unknown classes {', '.join(sorted(unknown))}; known: {', '.join(CLASSES)}")
+    return truth
 
 
 def accuracy(pred: Predictions, truth: dict[str, str]) -> tuple[float | None, int]:

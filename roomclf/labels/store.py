@@ -89,6 +89,16 @@ class ImportReport:
         return ", ".join(parts)
 
 
+def _confidence(raw: str | None, csv_path: str | os.PathLike, line: int) -> float | None:
+    """An import row's optional confidence column: empty -> None, else a number."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise LabelError(f"{csv_path}:{line}: confidence {raw!r} is not a number (leave it empty if unknown)") from None
+
+
 def _check_source(source: str) -> str:
     if source not in SOURCES:
         raise LabelError(f"unknown label source {source!r}; one of {', '.join(SOURCES)}")
@@ -320,8 +330,7 @@ class LabelStore:
                 if root is not None and not (root / path).is_file():
                     report.not_in_corpus += 1
                     continue
-                conf = rec.get("confidence")
-                rows.append((path, label, float(conf) if conf not in (None, "") else None))
+                rows.append((path, label, _confidence(rec.get("confidence"), csv_path, reader.line_num)))
                 if limit is not None and len(rows) >= limit:
                     break
         report.added = self.set_labels(rows, source, who)
@@ -365,13 +374,14 @@ class LabelStore:
 
     def import_folders(self, tree: str | os.PathLike, source: str = "imported", who: str | None = None,
                        corpus_root: str | os.PathLike | None = None) -> ImportReport:
-        """Import a folder-per-class tree (``TREE/<class>/**/photo.jpg``).
+        """Import a folder-per-class tree: ``TREE/<class>/<photo's path in the corpus>``.
 
-        Photo paths are stored relative to ``corpus_root`` when the tree lies inside it,
-        else relative to the tree itself.
+        ``TREE/kitchen/batch_01/listing_0001/photo_03.jpg`` labels the corpus photo
+        ``batch_01/listing_0001/photo_03.jpg`` kitchen. With ``corpus_root``, files that are
+        not a photo of the corpus at that path are counted and skipped.
         """
         tree = Path(tree).resolve()
-        base = Path(corpus_root).resolve() if corpus_root else tree
+        root = Path(corpus_root) if corpus_root else None
         report, rows = ImportReport(), []
         for class_dir in sorted(d for d in tree.iterdir() if d.is_dir()):
             try:
@@ -380,12 +390,13 @@ class LabelStore:
                 report.unknown_class[class_dir.name] = sum(1 for _ in class_dir.rglob("*") if _.is_file())
                 continue
             for f in sorted(class_dir.rglob("*")):
-                if f.is_file() and is_photo_name(f.name):
-                    try:
-                        rel = f.relative_to(base).as_posix()
-                    except ValueError:
-                        rel = f.relative_to(tree).as_posix()
-                    rows.append((rel, label))
+                if not (f.is_file() and is_photo_name(f.name)):
+                    continue
+                rel = f.relative_to(class_dir).as_posix()
+                if root is not None and not (root / rel).is_file():
+                    report.not_in_corpus += 1
+                    continue
+                rows.append((rel, label))
         report.added = self.set_labels(rows, source, who)
         return report
 

@@ -190,15 +190,27 @@ def _artifacts(tmp: Path, root, index: NeighbourIndex, table, chosen, result: Pr
     }
 
 
+def _stored_suspects(store) -> list[dict]:
+    try:
+        found = json.loads(store.get_meta(SUSPECTS_META, "[]") or "[]")
+    except json.JSONDecodeError:
+        return []
+    return [s for s in found if isinstance(s, dict)] if isinstance(found, list) else []
+
+
 def _write(store, result: PropagationResult, rows, paths: list[str], batches: list[str], dry_run: bool) -> None:
-    """Replace the propagated labels of these photos and the stored suspects, in one transaction."""
+    """Replace the propagated labels of these photos and these batches' stored suspects, in one transaction.
+
+    Suspects of other batches (an earlier run over them) stay for the labelling app's Review tab.
+    """
     if dry_run:
         return
+    kept = [s for s in _stored_suspects(store) if s.get("path", "").split("/", 1)[0] not in set(batches)]
     with store.transaction() as db:
         store.clear_source("propagated", paths, db=db)
         store.set_labels(rows, "propagated", who="roomclf propagate", db=db)
-        value = json.dumps([{k: s[k] for k in ("path", "label", "vote", "share", "neighbours")}
-                            for s in result.suspects])
+        value = json.dumps(kept + [{k: s[k] for k in ("path", "label", "vote", "share", "neighbours")}
+                                   for s in result.suspects])
         info = json.dumps({"run_id": result.run_id, "batches": batches, "at": time.time(),
                            "method": result.method, "k": result.k})
         for key, val in ((SUSPECTS_META, value), (f"{SUSPECTS_META}_info", info)):
