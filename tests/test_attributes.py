@@ -6,7 +6,11 @@ import pytest
 
 from roomclf.labels.store import LabelStore
 from roomclf.taxonomy import ATTRIBUTE_KEYS, ATTRIBUTES
-from roomclf.train.attribute_report import attribute_grid, log_attribute_report
+from roomclf.train.attribute_report import (
+    attribute_grid,
+    log_attribute_grid,
+    log_attribute_report,
+)
 from roomclf.train.attributes import (
     AttributeDataError,
     attribute_targets,
@@ -210,8 +214,12 @@ def test_report_goes_to_mlflow_and_grid_is_drawn(fit, labelled, corpus_root, hom
     from roomclf.tracking.experiments import use_experiment
 
     use_experiment("attributes-test")
+    d = labelled
+    val_paths = [p for p, v in zip(d["emb"].paths, d["val"]) if v]
+    assert fit.val_scores.shape == (len(val_paths), len(ATTRIBUTE_KEYS))
     with mlflow.start_run() as run:
         log_attribute_report(fit)
+        logged = log_attribute_grid(fit, corpus_root, val_paths, d["rooms"], home)
     client = mlflow.MlflowClient()
     got = client.get_run(run.info.run_id)
     assert got.data.metrics["attr_f1.exterior.pool"] == pytest.approx(fit.report["exterior.pool"]["f1"])
@@ -221,10 +229,11 @@ def test_report_goes_to_mlflow_and_grid_is_drawn(fit, labelled, corpus_root, hom
     assert set(got.data.tags["attributes.trained"].split(",")) == set(fit.trained)
     saved = mlflow.artifacts.load_dict(f"{got.info.artifact_uri}/report/attributes_report.json")
     assert saved["thresholds"] == fit.thresholds
+    assert "report/attribute_tags.png" in {f.path for f in client.list_artifacts(run.info.run_id, "report")}
 
     from PIL import Image
 
-    d = labelled
+    assert Image.open(logged).size[1] == len(fit.trained) * (112 + 18)
     probs = predict_attributes(fit.head, d["emb"].vectors)
     png = attribute_grid(corpus_root, d["emb"].paths, probs, d["rooms"], fit.thresholds, home / "grid.png",
                          per_attribute=4, size=64)

@@ -307,6 +307,8 @@ def test_server_stopped_during_registration(base, server, corpus_root, labels_fi
     last = text.strip().splitlines()[-1]
     assert proc.returncode == 1 and "Traceback" not in text, text[-3000:]
     assert last.startswith("Error: registration failed: the MLflow tracking store at http://127.0.0.1:"), last
+    kept = list((host.roomclf_home / "train-runs").glob("*/model.onnx"))     # the training is not thrown away
+    assert len(kept) == 1 and f"the trained model is kept in {kept[0].parent}" in text
 
     c = client(server)
     from mlflow.artifacts import list_artifacts
@@ -318,6 +320,7 @@ def test_server_stopped_during_registration(base, server, corpus_root, labels_fi
             assert any(f.path.endswith("MLmodel") for f in files), (name, alias, version)
     done = host.run("train", *TRAIN_ARGS, "--run-name", "interrupted")     # the same command, server back
     assert "registered roomclf-onnx v" in done.stdout
+    assert [p.parent for p in (host.roomclf_home / "train-runs").glob("*/model.onnx")] == [kept[0].parent]
     runs = c.search_runs([c.get_experiment_by_name("roomclf-train").experiment_id], "run_name = 'interrupted'")
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]   # the dead run is not left RUNNING
 

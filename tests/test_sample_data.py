@@ -29,7 +29,17 @@ from roomclf.sample.download import (
     sha256,
     source_url,
 )
-from roomclf.sample.manifest import MANIFEST, PINNED_COMMITS, Entry, build, load, write
+from roomclf.sample.manifest import (
+    MANIFEST,
+    PINNED_COMMITS,
+    Entry,
+    attributes_file,
+    build,
+    build_attributes,
+    load,
+    write,
+    write_attributes,
+)
 from roomclf.taxonomy import CLASSES
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -156,6 +166,8 @@ def test_shipped_manifest_is_what_the_script_builds(shared_data, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "per class:" in done.stdout
     assert out.read_bytes() == MANIFEST.read_bytes()
+    assert attributes_file(out).read_bytes() == attributes_file(MANIFEST).read_bytes()
+    assert "attribute labels of" in done.stdout
     # and its hashes are the corpus's where the corpus copy is the upstream file
     with open(shared_data / "upstream.csv", newline="") as f:
         identical = {r["path"] for r in csv.DictReader(f) if r["identical"] == "1"}
@@ -175,6 +187,8 @@ def test_download_verifies_reports_and_resumes(shared_data, tmp_path, net_env):
     entries = identical_entries(shared_data, "batch_01", per_class=1)        # 7 photos, one per class
     assert len(entries) == 7
     manifest = write(entries, tmp_path / "manifest.csv")
+    attributes = build_attributes(shared_data, entries)
+    write_attributes(attributes, attributes_file(manifest))
     missing, corrupt, slow, flaky, stall = entries[:5]
     out = tmp_path / "sample"
     with PhotoServer(serve_files(shared_data, entries)) as server:
@@ -199,6 +213,9 @@ def test_download_verifies_reports_and_resumes(shared_data, tmp_path, net_env):
         with open(out / "labels.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         assert [(r["path"], r["label"]) for r in rows] == [(e.path, e.label) for e in good]
+        with open(out / "attributes.csv", newline="") as f:     # the attribute labels of the photos that landed
+            landed = list(csv.DictReader(f))
+        assert landed and landed == [r for r in attributes if r["path"] in {e.path for e in good}]
         hits = server.requests()
         assert hits[url_path(flaky)] == 2 and hits[url_path(slow)] == 1 and hits[url_path(stall)] == 2
         assert elapsed < 30
@@ -226,6 +243,8 @@ def test_download_verifies_reports_and_resumes(shared_data, tmp_path, net_env):
         assert server.requests() - before == Counter({url_path(missing): 1, url_path(corrupt): 1})
     with open(out / "labels.csv", newline="") as f:
         assert sorted(r["path"] for r in csv.DictReader(f)) == sorted(e.path for e in entries)
+    with open(out / "attributes.csv", newline="") as f:
+        assert list(csv.DictReader(f)) == attributes
 
 
 def test_get_sample_corpus_downloads_through_the_environment(shared_data, tmp_path, net_env):
@@ -301,6 +320,7 @@ def test_demo_runs_on_a_downloaded_sample_without_shared(shared_data, tmp_path):
     entries = identical_entries(shared_data, "batch_01-batch_04", per_class=8)
     assert {e.label for e in entries} == set(CLASSES)
     manifest = write(entries, tmp_path / "manifest.csv")
+    write_attributes(build_attributes(shared_data, entries), attributes_file(manifest))
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("ROOMCLF_", "MLFLOW_", "RAY_")) and k not in ("TORCH_HOME",)}
@@ -322,5 +342,6 @@ def test_demo_runs_on_a_downloaded_sample_without_shared(shared_data, tmp_path):
         assert demo.returncode == 0, out[-6000:]
         assert sum(server.requests().values()) == len(entries)     # the demo reused the verified sample
     assert "[7/7] summary" in out and "validation accuracy" in out
+    assert "attribute check-boxes of the photos it labels from attributes.csv" in out   # the sample's tags
     assert str(home / "sample" / "listings") in out
     assert "shared/data" not in out

@@ -111,3 +111,44 @@ def test_a_server_failure_that_mlflow_wraps_is_still_recognised(monkeypatch):
         raise MlflowException("Failed to get logged model") from MlflowException("RESOURCE_DOES_NOT_EXIST: no model")
     except MlflowException as exc:
         assert not is_unreachable(exc)
+
+
+def test_the_corpus_defaults_to_the_downloaded_sample_on_a_machine_without_shared(tmp_path, monkeypatch):
+    from roomclf import settings
+
+    project = tmp_path / "machine" / "roomclf-checkout"
+    (project / "roomclf").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("ROOMCLF_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ROOMCLF_DATA", raising=False)
+    shared = tmp_path / "machine" / "shared" / "data" / "listings"
+    assert settings.data_root() == shared                        # nothing anywhere: the error names ../shared
+    sample = tmp_path / "home" / "sample" / "listings"
+    sample.mkdir(parents=True)
+    assert settings.data_root() == sample                        # after `make demo` / `roomclf sample-data`
+    shared.mkdir(parents=True)
+    assert settings.data_root() == shared                        # a corpus beside the checkout wins
+    monkeypatch.setenv("ROOMCLF_DATA", str(tmp_path / "mine"))
+    assert settings.data_root() == tmp_path / "mine"
+
+
+def test_a_dead_server_is_one_line_that_says_what_did_not_happen(store, monkeypatch):
+    from click.testing import CliRunner
+
+    from roomclf.cli import main
+
+    with socket.socket() as s:                      # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    listed = CliRunner().invoke(main, ["models"])
+    assert listed.exit_code == 1 and listed.output.count("\n") == 1, listed.output
+    assert listed.output.startswith("Error: listing registered models failed: the MLflow tracking store")
+    assert "champion" not in listed.output          # a read: no alias to move, none said to be kept
+    moved = CliRunner().invoke(main, ["promote", "roomclf-onnx", "3"])
+    assert moved.exit_code == 1 and moved.output.startswith("Error: promote failed: the MLflow tracking store"), \
+        moved.output
+    assert "nothing was made champion" in moved.output and "no version 3" not in moved.output

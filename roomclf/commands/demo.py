@@ -4,7 +4,9 @@ import click
 
 @click.command()
 @click.option("--manual-labels", default=300, show_default=True,
-              help="How many ground-truth labels of batch_01 stand in for a person's labels.")
+              help="How many ground-truth room labels of the first batch stand in for a person's labels. "
+                   "The photos of the training batches that carry attribute labels are labelled too "
+                   "(ticking a photo's attribute boxes also labels its room): about 280 more on ../shared/data.")
 @click.option("--fresh", is_flag=True, help="Redo every step instead of reusing finished ones.")
 def demo(manual_labels, fresh):
     """Run the whole pipeline on the sample corpus: prelabel, label, propagate, train, register, infer-all."""

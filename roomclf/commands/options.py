@@ -6,7 +6,8 @@ from roomclf import settings
 
 def data_option(f):
     return click.option("--data", "data", type=click.Path(file_okay=False), envvar="ROOMCLF_DATA",
-                        default=lambda: str(settings.data_root()), show_default="$ROOMCLF_DATA or ../shared/data/listings",
+                        default=lambda: str(settings.data_root()),
+                        show_default="$ROOMCLF_DATA, else ../shared/data/listings, else the downloaded sample",
                         help="Corpus root holding batch_*/<listing>/<photo>.")(f)
 
 

@@ -124,7 +124,7 @@ def run_ray(root: Path, items: list[dict], model_ref, with_embedding: bool, batc
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 4 * size * 8)))
     ds = ds.map_batches(decode_batch, fn_kwargs={"root": str(root), "size": input_size}, batch_size=batch_size,
                         batch_format="numpy", num_cpus=0.25)
-    # fractional CPUs: actors at num_cpus=1 on a 2-core box starve the decode tasks (NOTES-stack)
+    # fractional CPUs: actors at num_cpus=1 on a 2-core box take every CPU, the decode tasks never run: a hang
     ds = ds.map_batches(Predictor, fn_constructor_kwargs={"model_blob": blob, "model_name": model_ref.name,
                                                           "model_version": model_ref.version,
                                                           "with_embedding": with_embedding},

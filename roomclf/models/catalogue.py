@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from roomclf.models.registry import ONNX_NAME, TORCH_NAME
+from roomclf.models.registry import ONNX_NAME, TORCH_NAME, is_unreachable, unreachable
 from roomclf.settings import setup_mlflow
 from roomclf.taxonomy import ATTRIBUTE_KEYS
 
@@ -50,8 +50,10 @@ def list_versions(names=(TORCH_NAME, ONNX_NAME)) -> list[VersionRow]:
             by_version: dict[str, list[str]] = {}
             for alias, version in (client.get_registered_model(name).aliases or {}).items():
                 by_version.setdefault(str(version), []).append(alias)   # search results carry no aliases
-        except Exception:
-            found, by_version = [], {}
+        except Exception as exc:
+            if is_unreachable(exc):       # a dead server is not an empty registry
+                raise unreachable(exc, "listing registered models") from None
+            found, by_version = [], {}    # no such registered model yet
         for mv in found:
             if mv.run_id not in runs:
                 try:

@@ -45,13 +45,15 @@ class RegistryUnavailable(RoomclfError):
     """The tracking server did not answer (stopped, unreachable)."""
 
 
-def unreachable(exc: Exception, doing: str) -> RegistryUnavailable:
-    """One line for a tracking-server failure while ``doing`` something."""
+def unreachable(exc: Exception, doing: str, moves_aliases: bool = False) -> RegistryUnavailable:
+    """One line for a tracking-server failure while ``doing`` something (``moves_aliases``: something
+    that would have moved an alias, which it then did not)."""
     from roomclf.settings import tracking_uri
 
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    moved = "nothing was made champion, " if moves_aliases else ""
     return RegistryUnavailable(f"{doing} failed: the MLflow tracking store at {tracking_uri()} did not answer "
-                               f"({first}); nothing was made champion, run the same command again when it is back")
+                               f"({first}); {moved}run the same command again when it is back")
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -147,7 +149,7 @@ def set_aliases(versions: dict[str, str], alias: str) -> None:
 
             listed = mlflow.artifacts.list_artifacts(artifact_uri=source)
         except Exception as exc:
-            raise unreachable(exc, f"checking {name} v{version}") from None
+            raise unreachable(exc, f"checking {name} v{version}", moves_aliases=True) from None
         if not any(f.path.endswith("MLmodel") for f in listed):
             raise ModelNotFound(f"{name} v{version} has no model files at {source}: not moving @{alias}")
     for name, version in versions.items():

@@ -11,13 +11,15 @@ download resumes. Transient failures (timeouts, dropped connections, HTTP 5xx an
 429) are retried with backoff; files that cannot be had (HTTP 404, a wrong hash)
 are reported and left out, and the sample is made of the rest:
 ``OUT/listings/batch_XX/listing_NNNN/photo_NN.jpg`` plus ``OUT/labels.csv``
-(``path,label,subtype,source,upstream``) for the photos that landed.
+(``path,label,subtype,source,upstream``) and ``OUT/attributes.csv`` (the attribute
+labels of the manifest's ``NAME.attributes.csv``) for the photos that landed.
 
 Environment:
 
 - ``ROOMCLF_SAMPLE_SOURCE``: an existing corpus (a folder holding ``listings/batch_*``
   or ``batch_*``, with a ``labels.csv``) used in place instead of downloading.
-- ``ROOMCLF_SAMPLE_MANIFEST``: another manifest CSV (same columns).
+- ``ROOMCLF_SAMPLE_MANIFEST``: another manifest CSV (same columns; its attribute labels, if any,
+  in ``NAME.attributes.csv`` beside it).
 - ``ROOMCLF_SAMPLE_URL_PREFIX``: replaces each URL's scheme and host (e.g. a mirror,
   or ``http://127.0.0.1:8000`` in tests); the path is kept.
 """
@@ -41,7 +43,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from roomclf.errors import RoomclfError
-from roomclf.sample.manifest import Entry, load
+from roomclf.sample.manifest import (
+    MANIFEST,
+    Entry,
+    attributes_file,
+    load,
+    write_attributes,
+)
 
 USER_AGENT = "roomclf-sample-data/0.1"
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -213,13 +221,23 @@ def _write_labels(out: Path, entries: list[Entry], got: set[str]) -> Path:
     return path
 
 
+def _write_attributes(out: Path, source: Path, got: set[str]) -> Path | None:
+    """``out/attributes.csv``: the manifest's attribute labels of the photos that landed (none: no file)."""
+    if not source.is_file():
+        return None
+    with open(source, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("path") in got]
+    return write_attributes(rows, out / "attributes.csv")
+
+
 def download_sample(out: str | os.PathLike, manifest: str | os.PathLike | None = None, jobs: int = 8,
                     timeout: float = 60.0, retries: int = 4, backoff: float = 0.5,
                     progress: bool = True) -> SampleCorpus:
     """Get every photo of the manifest into ``out`` (verified), and write ``out/labels.csv`` for those that landed."""
     from tqdm.auto import tqdm
 
-    entries = load(manifest or os.environ.get("ROOMCLF_SAMPLE_MANIFEST") or None)
+    manifest_path = Path(manifest or os.environ.get("ROOMCLF_SAMPLE_MANIFEST") or MANIFEST)
+    entries = load(manifest_path)
     prefix = os.environ.get("ROOMCLF_SAMPLE_URL_PREFIX", "")
     if prefix and not (urlsplit(prefix).scheme in ("http", "https") and urlsplit(prefix).netloc):
         raise SampleDataError(f"ROOMCLF_SAMPLE_URL_PREFIX={prefix}: expected http(s)://HOST[:PORT]")
@@ -265,6 +283,7 @@ def download_sample(out: str | os.PathLike, manifest: str | os.PathLike | None =
         raise SampleDataError(f"could not download any of the {len(entries)} sample photos (e.g. {first}); "
                               "with no internet, set ROOMCLF_SAMPLE_SOURCE to an existing corpus folder")
     labels = _write_labels(out, entries, got)
+    _write_attributes(out, attributes_file(manifest_path), got)
     return SampleCorpus(listings.resolve(), labels.resolve(), len(got), in_place=False, fetched=counts["fetched"],
                         present=counts["present"], failed=dict(sorted(failed.items())), wanted=len(entries))
 

@@ -7,7 +7,11 @@ where it goes in the crawl (``path``), its labels (``label``, ``subtype``,
 the upstream file's SHA-256 and size. ``roomclf sample-data`` downloads exactly
 those bytes and checks them; nothing is trusted on first use.
 
-The manifest is built from the corpus's ``labels.csv`` and ``upstream.csv``::
+Beside it, ``manifest.attributes.csv`` holds the corpus's attribute labels of those
+photos (``path,attribute,value,method``, as ``attributes.csv``); the download writes
+the rows of the photos that landed to ``OUT/attributes.csv``.
+
+The manifest is built from the corpus's ``labels.csv``, ``upstream.csv`` and ``attributes.csv``::
 
     python -m roomclf.sample.manifest                      # ../shared/data, batch_01-batch_04
     python -m roomclf.sample.manifest --data DIR --batches batch_01,batch_05 --out my.csv
@@ -31,6 +35,7 @@ from urllib.parse import quote
 from roomclf.errors import RoomclfError
 
 MANIFEST = Path(__file__).with_name("manifest.csv")
+ATTRIBUTE_COLUMNS = ("path", "attribute", "value", "method")
 DEFAULT_BATCHES = "batch_01-batch_04"
 RAW_HOST = "https://raw.githubusercontent.com"
 COLUMNS = ("path", "label", "subtype", "source", "sha256", "size", "url")
@@ -150,6 +155,38 @@ def write(entries: list[Entry], out: str | os.PathLike) -> Path:
     return out
 
 
+def attributes_file(manifest: str | os.PathLike) -> Path:
+    """The attribute labels that go with a manifest: ``NAME.attributes.csv`` beside ``NAME.csv``."""
+    manifest = Path(manifest)
+    return manifest.with_name(f"{manifest.stem}.attributes.csv")
+
+
+def build_attributes(data: str | os.PathLike, entries: list[Entry]) -> list[dict]:
+    """The corpus's attribute labels (``data/attributes.csv``) of the manifest's photos, at their sample places."""
+    source = Path(data) / "attributes.csv"
+    if not source.is_file():
+        return []
+    place = {str(PurePosixPath(e.path).with_suffix("")): e.path for e in entries}
+    rows = []
+    for r in _read_csv(source):
+        path = place.get(str(PurePosixPath((r.get("path") or "").strip()).with_suffix("")))
+        if path:
+            rows.append({"path": path, **{k: (r.get(k) or "").strip() for k in ATTRIBUTE_COLUMNS[1:]}})
+    rows.sort(key=lambda r: (r["path"], r["attribute"]))
+    return rows
+
+
+def write_attributes(rows: list[dict], out: str | os.PathLike) -> Path:
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, ATTRIBUTE_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, out)
+    return out
+
+
 def load(path: str | os.PathLike | None = None) -> list[Entry]:
     """Read and check a manifest (the shipped one by default)."""
     path = Path(path) if path else MANIFEST
@@ -190,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise ManifestError(f"the sample lacks {', '.join(missing)}: choose other batches")
         out = write(entries, args.out)
+        attributes = build_attributes(args.data, entries)
+        attributes_out = write_attributes(attributes, attributes_file(out))
     except RoomclfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -197,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     size = sum(e.size for e in entries) / 1e6
     print(f"{len(entries)} photos of {len({e.batch for e in entries})} batches ({size:.1f} MB) -> {out}")
     print("per class: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
+    print(f"{len(attributes)} attribute labels of {len({r['path'] for r in attributes})} photos -> {attributes_out}")
     return 0
 
 

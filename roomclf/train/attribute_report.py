@@ -1,7 +1,7 @@
-"""Showing an attribute fit: a text table, MLflow metrics and a grid of tagged photos.
+"""Showing an attribute fit in its MLflow run: metrics, the report and a grid of tagged validation photos.
 
 The fit itself lives in ``roomclf.train.attributes``; these take its ``AttributeFit``
-(``thresholds``, ``report``, ``untrained``) and only present it.
+(``thresholds``, ``report``, ``untrained``, ``val_scores``) and only present it.
 """
 from __future__ import annotations
 
@@ -11,24 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from roomclf.taxonomy import ATTRIBUTE_KEYS
-
-
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.2f}"
-
-
-def format_report(fit, keys: list[str] | None = None) -> str:
-    """A markdown table: one row per attribute key (precision, recall, F1 on validation photos)."""
-    lines = ["| attribute | train pos | val support | val neg | AUC | threshold | from | precision | recall | F1 |",
-             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
-    for key in keys or list(fit.report):
-        e = fit.report[key]
-        if e["positives"] == 0 and e["support"] == 0 and e["negatives"] == 0:
-            continue
-        thr = "untrained" if e["threshold"] is None else f"{e['threshold']:.3f}"
-        lines.append(f"| {key} | {e['positives']} | {e['support']} | {e['val_negatives']} | {_fmt(e.get('auc'))} | {thr} | "
-                     f"{e['threshold_from'] or '-'} | {_fmt(e['precision'])} | {_fmt(e['recall'])} | {_fmt(e['f1'])} |")
-    return "\n".join(lines)
 
 
 def log_attribute_report(fit, artifact: str = "report/attributes_report.json") -> dict:
@@ -97,3 +79,16 @@ def attribute_grid(root: str | os.PathLike, paths: list[str], probs: np.ndarray,
     os.replace(tmp, out)
     return out
 
+
+def log_attribute_grid(fit, root: str | os.PathLike, paths: list[str], room_labels: dict[str, str],
+                       out_dir: str | os.PathLike) -> Path | None:
+    """The grid of the validation photos each trained head tags (``attribute_grid``), written to
+    ``out_dir/attribute_tags.png`` and logged to the active run as ``report/attribute_tags.png``;
+    None when no head was trained or judged on them."""
+    import mlflow
+
+    if fit.val_scores is None or not len(paths) or not fit.trained:
+        return None
+    png = attribute_grid(root, paths, fit.val_scores, room_labels, fit.thresholds, Path(out_dir) / "attribute_tags.png")
+    mlflow.log_artifact(str(png), "report")
+    return png

@@ -117,6 +117,7 @@ class AttributeFit:
     thresholds: dict[str, float | None]           # key -> threshold, None = untrained
     report: dict[str, dict]                       # key -> precision, recall, f1, support, positives, threshold...
     untrained: list[str] = field(default_factory=list)
+    val_scores: np.ndarray | None = None          # validation photos x keys: what the emitted head gives them
 
     @property
     def trained(self) -> list[str]:
@@ -438,7 +439,8 @@ def fit_attribute_head(train_feats, Y, M, val_feats, val_Y, val_M, seed: int = 0
     with torch.no_grad():
         head.linear.weight.copy_(torch.from_numpy(W))
         head.linear.bias.copy_(torch.from_numpy(b))
-    return AttributeFit(head.eval(), thresholds, report, [k for k, t in thresholds.items() if t is None])
+    return AttributeFit(head.eval(), thresholds, report, [k for k, t in thresholds.items() if t is None],
+                        head_scores(W, b, Xv))
 
 
 def predict_attributes(head, feats: np.ndarray) -> np.ndarray:

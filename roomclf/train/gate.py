@@ -22,9 +22,11 @@ from roomclf.models.registry import (
     DEFAULT_ONNX_URI,
     ONNX_NAME,
     ModelNotFound,
+    is_unreachable,
     local_onnx,
     set_aliases,
     training_photos,
+    unreachable,
     versions_of_run,
 )
 from roomclf.settings import setup_mlflow
@@ -135,7 +137,9 @@ def promote(name: str, version: str, alias: str = CHAMPION) -> dict[str, str]:
     client = MlflowClient()
     try:
         mv = client.get_model_version(name, str(version))
-    except Exception:
+    except Exception as exc:
+        if is_unreachable(exc):
+            raise unreachable(exc, "promote", moves_aliases=True) from None
         raise GatingError(f"no version {version} of registered model {name!r} "
                           f"(see `roomclf models`)") from None
     together = {**(versions_of_run(mv.run_id) if mv.run_id else {}), name: str(version)}

@@ -7,9 +7,10 @@ failed parity check fails the run (its MLflow status becomes FAILED).
 """
 from __future__ import annotations
 
-import tempfile
+import shutil
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from roomclf.taxonomy import CLASSES
 from roomclf.train import recipe as T
-from roomclf.train.attribute_report import log_attribute_report
+from roomclf.train.attribute_report import log_attribute_grid, log_attribute_report
 
 PARITY_TOLERANCE = 1e-4
 EXPERIMENT = "roomclf-train"
@@ -85,9 +86,10 @@ def parity_check(export_net, onnx_path: Path, root: Path, paths: list[str], size
 
 def attach_attributes(net, root: Path, data: T.TrainData, store, sources, size: int, seed: int):
     """Fit the attribute head on the trained body's raw features of the photos that carry attribute
-    labels (any source in ``sources``: the labelling app's check-boxes, an imported CSV); None when
-    none of these photos has one (the model then emits no tags). Every taxonomy attribute with enough
-    labels trains; the others stay untrained and are never emitted (``roomclf.train.attributes``)."""
+    labels (any source in ``sources``: the labelling app's check-boxes, an imported CSV): (the fit, the
+    validation photos it was judged on); None when none of these photos has one (the model then emits
+    no tags). Every taxonomy attribute with enough labels trains; the others stay untrained and are never
+    emitted (``roomclf.train.attributes``)."""
     from roomclf.train.attributes import attribute_targets, fit_attribute_head
 
     labels = dict(data.train + data.valid)
@@ -100,7 +102,7 @@ def attach_attributes(net, root: Path, data: T.TrainData, store, sources, size: 
     feats = T.raw_features(net, root, [p for p, k in zip(train_p, keep) if k], size)
     valid_p = [p for p, k in zip(valid_p, vkeep) if k]
     vfeats = T.raw_features(net, root, valid_p, size) if valid_p else np.zeros((0, feats.shape[1]), np.float32)
-    return fit_attribute_head(feats, Y[keep], M[keep], vfeats, vY[vkeep], vM[vkeep], seed=seed)
+    return fit_attribute_head(feats, Y[keep], M[keep], vfeats, vY[vkeep], vM[vkeep], seed=seed), valid_p
 
 
 def _data_summary(data: T.TrainData) -> dict:
@@ -159,6 +161,26 @@ def _log_params(mlflow, run, params: dict) -> None:
     mlflow.log_dict({k: str(v) for k, v in params.items()}, "params.json")
 
 
+@contextmanager
+def _work_folder(run_id: str, echo):
+    """Where a run's model files are written before they are registered: ``$ROOMCLF_HOME/train-runs/RUN_ID``.
+    Removed once the run succeeds; kept (and named) when it fails after the model was exported, so a
+    failed registration does not throw away the training (``model.onnx`` runs with ``--model PATH``)."""
+    from roomclf import settings
+
+    work = settings.home() / "train-runs" / run_id
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
+    except BaseException:
+        if (work / "model.onnx").is_file():
+            echo(f"the trained model is kept in {work} (model.onnx, learner.pkl, state_dict.pt)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
     """Train, track, export, register and gate; returns what happened. Each phase is one function below."""
     from roomclf.labels.store import LabelStore
@@ -179,15 +201,16 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
          + f"), {len(data.broken)} unreadable skipped, {len(data.leaks)} validation duplicates of training "
          "photos dropped")
 
-    with step_run(EXPERIMENT, cfg.run_name) as run, tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
+    with step_run(EXPERIMENT, cfg.run_name) as run, _work_folder(run.info.run_id, echo) as out:
         summary = _log_inputs(run, cfg, data, root, prep_s)
         learn = _fit(cfg, data, root, spec, echo)
         metrics = _evaluate(learn, data, root, out, echo, flip_tta=cfg.recipe.flip_tta)
         net = learn.model.cpu().eval()
         fit_attrs = attach_attributes(net, root, data, store, cfg.sources, cfg.image_size, cfg.seed)
         if fit_attrs is not None:
+            fit_attrs, attr_valid = fit_attrs
             log_attribute_report(fit_attrs)
+            log_attribute_grid(fit_attrs, root, attr_valid, dict(data.valid), out)
         onnx_path, parity = _export_checked(net, fit_attrs, cfg, metrics, run.info.run_id, root, data, out, echo)
         learner_path, state_path = _save_torch_forms(learn, net, cfg, out)
         versions, gated = _register_all(onnx_path, learner_path, state_path, cfg, data, metrics, run.info.run_id,
@@ -345,7 +368,7 @@ def _register_all(onnx_path: Path, learner_path: Path, state_path: Path, cfg: T.
                                              root, data, cfg, out)
     except (OSError, MlflowException) as exc:
         if is_unreachable(exc):   # the tracking server stopped: no alias moved, rerun when it is back
-            raise unreachable(exc, "registration") from None
+            raise unreachable(exc, "registration", moves_aliases=True) from None
         raise
     mlflow.log_metrics({"gate_new_accuracy": gated.new.accuracy, "gate_new_macro_f1": gated.new.macro_f1,
                         "gate_compared_photos": gated.compared_on,
