@@ -38,5 +38,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
+# Caches only: var/ holds the label store and the MLflow store (labels and models are work, not cache).
 clean:
-	rm -rf var .pytest_cache
+	rm -rf .pytest_cache build *.egg-info var/embeddings var/thumbs
+	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -81,7 +81,7 @@ async def read_uploads(request: Request, max_files: int, max_bytes: int) -> list
     if ctype.startswith(("image/", "application/octet-stream")):
         return [(request.headers.get("x-filename", "photo"), await request.body())]
     raise UploadError(415, "send photos as multipart/form-data (field 'file'), or one photo as the body "
-                           "with an image/* Content-Type")
+                           "with an image/* or application/octet-stream Content-Type")
 
 
 def create_app(model_uri: str = DEFAULT_ONNX_URI, max_batch: int = 32, max_bytes: int = 20 * MB,

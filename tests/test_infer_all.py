@@ -160,6 +160,7 @@ def test_commit_replaces_a_batch_left_without_done_record(tmp_path):
         clean_stale,
         commit_batch,
         is_done,
+        photo_digest,
         read_photos,
         to_table,
     )
@@ -178,6 +179,13 @@ def test_commit_replaces_a_batch_left_without_done_record(tmp_path):
     assert len(read_photos(tmp_path)) == 3
     assert is_done(tmp_path, "b", "m1", False) and not is_done(tmp_path, "b", "m2", False)
     assert not is_done(tmp_path, "b", "m1", True)                             # embeddings asked, none stored
+    three = [f"b/l/{i}.jpg" for i in range(3)]
+    commit_batch(tmp_path, "b", rows(3), listings, {"model_key": "m1", "photos": 3})
+    assert is_done(tmp_path, "b", "m1", False, three)                         # a record without a digest: by count
+    assert not is_done(tmp_path, "b", "m1", False, three[:2])
+    commit_batch(tmp_path, "b", rows(3), listings, {"model_key": "m1", "photo_digest": photo_digest(three)})
+    assert is_done(tmp_path, "b", "m1", False, three[::-1])
+    assert not is_done(tmp_path, "b", "m1", False, three[:2] + ["b/l/new.jpg"])   # same count, other photos
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_done", "listings", "photos"]
 
 
@@ -264,16 +272,37 @@ def test_resume_force_and_model_change_loop(env_home, mini_corpus, quick_onnx, t
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "nothing to do" in again.output, again.output
     assert (out / "photos" / "batch_01.parquet").stat().st_mtime_ns == stamp[1]
+    cached = list((env_home / "models").rglob("*.onnx"))     # the registry version, downloaded once per host
+    assert len(cached) == 1 and "/roomclf-onnx/1-" in cached[0].as_posix()
+    assert not [p for p in (env_home / "models").rglob("*") if p.name.endswith(".tmp")]
+    downloaded = cached[0].stat().st_mtime_ns
 
     time.sleep(1.1)
     forced = CliRunner().invoke(main, args + ["--force"])
     assert forced.exit_code == 0 and f"{n} photos" in forced.output, forced.output
     assert done_record(out, "batch_01")["finished_at"] != stamp[0]
+    assert list((env_home / "models").rglob("*.onnx")) == cached and cached[0].stat().st_mtime_ns == downloaded
 
     # the same graph as a file is another model (name and version differ): the batch is redone
     by_file = CliRunner().invoke(main, args + ["--model", str(quick_onnx)])
     assert by_file.exit_code == 0 and f"{n} photos" in by_file.output, by_file.output
     assert done_record(out, "batch_01")["model_version"].startswith("sha256:")
+
+    # a photo added to a finished batch: the batch is redone and the photo gets its row; removed, it goes again
+    by_file_args = args + ["--model", str(quick_onnx)]
+    assert "nothing to do" in CliRunner().invoke(main, by_file_args).output
+    extra = mini_corpus / SMALL_LISTING / "photo_99.jpg"
+    extra.symlink_to(next((mini_corpus / SMALL_LISTING).iterdir()).resolve())
+    try:
+        grown = CliRunner().invoke(main, by_file_args)
+    finally:
+        extra.unlink()
+    assert grown.exit_code == 0 and f"1 batches: {n + 1} photos" in grown.output, grown.output
+    shrunk = CliRunner().invoke(main, by_file_args)
+    assert shrunk.exit_code == 0 and f"1 batches: {n} photos" in shrunk.output, shrunk.output
+    import pandas as pd
+
+    assert len(pd.read_parquet(out / "photos" / "batch_01.parquet")) == n
 
 
 def test_bad_model_arguments_are_one_line_errors(env_home, tmp_path):
@@ -282,8 +311,10 @@ def test_bad_model_arguments_are_one_line_errors(env_home, tmp_path):
     from roomclf.cli import main
 
     base = ["infer-all", "--out", str(tmp_path / "o"), "--batches", "batch_19", "--engine", "loop"]
+    (tmp_path / "damaged.onnx").write_bytes(b"not a graph")
     for extra, needle in ((["--quantized"], "roomclf-onnx-int8"), (["--model", "models:/nope@champion"], "nope"),
-                          (["--model", str(tmp_path / "missing.onnx")], "model not found")):
+                          (["--model", str(tmp_path / "missing.onnx")], "model not found"),
+                          (["--model", str(tmp_path / "damaged.onnx")], "damaged.onnx is not a readable ONNX model")):
         res = CliRunner().invoke(main, base + extra)
         assert res.exit_code == 1 and needle in res.output and "Traceback" not in res.output, res.output
     assert not (tmp_path / "o" / "photos").exists()

@@ -86,6 +86,10 @@ def test_symlink_out_of_the_root_is_refused(tmp_path, corpus_root, ground_truth,
     broken = client.get("/api/thumb", params={"path": f"{BATCH}/listing_0001/photo_03.jpg"})
     assert broken.status_code == 422 and "empty file" in broken.json()["error"]
     assert store.labels(["manual"]) == {}
+    (listing / "photo_03.jpg").unlink()             # removed from the disk after the app started
+    for url in ("/api/thumb", "/api/photo"):
+        gone = client.get(url, params={"path": f"{BATCH}/listing_0001/photo_03.jpg"})
+        assert gone.status_code == 404 and "no longer on the disk" in gone.json()["error"]
 
 
 @pytest.mark.parametrize("body,fragment", [
@@ -119,11 +123,34 @@ def test_label_with_attributes_who_and_history(client, store, ground_truth):
     assert manual(store) == {} and path in store.labels(["predicted"])
 
 
+def test_restore_puts_label_and_ticks_back_as_they_were(client, store, ground_truth):
+    a, b = first_photos(ground_truth, 2)
+    client.post("/api/label", json={"path": a, "label": "kitchen", "attributes": {"kitchen_island": 1}})
+    client.post("/api/attributes", json={"path": a, "label": "kitchen", "attributes": {"range_hood": 1}})
+    client.post("/api/label", json={"path": b, "label": "bedroom", "attributes": {"tv": 1}})
+    # undo the tick: kitchen with the island only; undo b's label: no label, no ticks
+    res = client.post("/api/restore", json={"items": [{"path": a, "label": "kitchen",
+                                                       "attributes": {"kitchen.kitchen_island": 1}},
+                                                      {"path": b, "label": None}]})
+    assert res.status_code == 200 and res.json()["restored"] == 2
+    assert manual(store) == {a: "kitchen"} and store.attributes(["manual"]) == {a: {"kitchen.kitchen_island": 1}}
+    # without attributes, only the label is put back; a bad item changes nothing
+    client.post("/api/restore", json={"items": [{"path": a, "label": "dining_room"}]})
+    assert manual(store) == {a: "dining_room"} and store.attributes(["manual"]) == {a: {"kitchen.kitchen_island": 1}}
+    bad = client.post("/api/restore", json={"items": [{"path": a, "label": None},
+                                                      {"path": b, "label": "kitchen", "attributes": {"sauna": 1}}]})
+    assert bad.status_code == 400 and "sauna" in bad.json()["error"]
+    assert manual(store) == {a: "dining_room"}
+    assert [h["label"] for h in store.history(b) if h["source"] == "manual"] == ["bedroom", None]
+
+
 def test_confirm_is_all_or_nothing(client, store, ground_truth):
     paths = first_photos(ground_truth, 3)
     bad = [{"path": paths[0], "label": "kitchen"}, {"path": paths[1], "label": "attic"}]
     assert client.post("/api/confirm", json={"items": bad}).status_code == 400
     assert client.post("/api/confirm", json={"items": [{"path": "../x.jpg", "label": "kitchen"}]}).status_code == 400
+    typed = client.post("/api/confirm", json={"items": [{"path": 5, "label": "kitchen"}]})
+    assert typed.status_code == 400 and "must be a string" in typed.json()["error"]
     assert manual(store) == {}
     good = [{"path": p, "label": "bedroom"} for p in paths]
     assert client.post("/api/confirm?who=carol", json={"items": good}).json()["confirmed"] == 3

@@ -1,6 +1,6 @@
 """The labelling app in a real browser (Debian's chromium + playwright) against a real server process.
 
-Labels a few photos with the keyboard, ticks an attribute, undoes one, accepts a
+Labels a few photos with the keyboard, ticks attributes, undoes a tick and a label, accepts a
 confirm page with an outlier left out, reloads, SIGKILLs the server mid-session
 and restarts it: the label store must hold exactly what was done, every time.
 """
@@ -112,7 +112,13 @@ def test_label_confirm_reload_and_sigkill(seeded, tmp_path):
             page.wait_for_function("window.roomclf.pending === 0")
             key("Enter")
             expected[queue[2]] = "bedroom"
-            key("1"), key("Backspace")                 # label then undo
+            key("1")                                   # kitchen, tick "kitchen island", then undo both
+            page.check("#attr-list input[name='kitchen_island']")
+            page.wait_for_function("window.roomclf.pending === 0")
+            key("Backspace")                           # the tick: kitchen stays, the box is cleared
+            assert manual()[queue[3]] == "kitchen" and queue[3] not in store.attributes(["manual"])
+            assert not page.is_checked("#attr-list input[name='kitchen_island']")
+            key("Backspace")                           # the label
             assert shown() == queue[3]
             key("s")                                   # skip
             assert shown() == queue[4]

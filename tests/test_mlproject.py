@@ -24,10 +24,12 @@ def test_every_entry_point_is_one_call_into_the_package():
 @pytest.mark.slow
 def test_mlflow_run_embed_offline(home, tmp_path, corpus_root):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spaced = tmp_path / "my corpus"            # a value with a space reaches the package as one argument
+    spaced.symlink_to(corpus_root, target_is_directory=True)
 
     def cmd(batches):
         return [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", "embed", "--env-manager", "local",
-                "-P", f"batches={batches}", "-P", f"data={corpus_root}", "--experiment-name", "mlproject-test"]
+                "-P", f"batches={batches}", "-P", f"data={spaced}", "--experiment-name", "mlproject-test"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     result = subprocess.run(cmd("batch_19"), capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -12,7 +12,7 @@ from roomclf.settings import DEFAULT_BACKBONE
 @prelabel_options
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. The default serves only this machine; anything else exposes the app.")
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option("--prelabel/--no-prelabel", "do_prelabel", default=None,
               help="Prelabel the batch first: always (--prelabel, as the MLproject entry point does), never "
                    "(--no-prelabel), or by default only when the batch has no predictions yet.")

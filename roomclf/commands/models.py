@@ -73,7 +73,7 @@ def combine(models, out, register):
 
 
 @click.command()
-@click.option("--port", default=5000, show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True)
 def ui(port, host):
     """The MLflow UI on roomclf's tracking store.

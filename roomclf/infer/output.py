@@ -15,6 +15,7 @@ so every photo has exactly one row.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -35,11 +36,23 @@ def done_record(out: str | os.PathLike, batch: str) -> dict | None:
         return None
 
 
-def is_done(out: str | os.PathLike, batch: str, model_key: str, with_embedding: bool) -> bool:
-    """True if the batch finished with this model (and embeddings, when they are asked for)."""
+def photo_digest(paths: list[str]) -> str:
+    """What a batch's photo list was: the SHA-256 of its sorted paths."""
+    return hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()
+
+
+def is_done(out: str | os.PathLike, batch: str, model_key: str, with_embedding: bool,
+            paths: list[str] | None = None) -> bool:
+    """True if the batch finished with this model (and embeddings, when they are asked for) over the
+    same photos (``paths``: a photo added to or removed from the batch since means it is redone)."""
     rec = done_record(out, batch)
     if not rec or rec.get("model_key") != model_key:
         return False
+    if paths is not None:
+        if "photo_digest" in rec and rec["photo_digest"] != photo_digest(paths):
+            return False
+        if "photo_digest" not in rec and rec.get("photos") != len(paths):   # a record from before digests
+            return False
     if not (Path(out) / PHOTOS / f"{batch}.parquet").is_file():
         return False
     return bool(rec.get("with_embedding")) or not with_embedding

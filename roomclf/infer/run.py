@@ -189,7 +189,7 @@ def _commit(out: Path, plan: BatchPlan, frames: list, model_ref: ModelFile, engi
     import pandas as pd
 
     from roomclf.infer.listings import listing_schema, summarize
-    from roomclf.infer.output import commit_batch, to_table
+    from roomclf.infer.output import commit_batch, photo_digest, to_table
 
     photos = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=row_columns(with_embedding)))
     photos = (photos.drop_duplicates("path", keep="last")            # a retried task may repeat rows
@@ -200,7 +200,8 @@ def _commit(out: Path, plan: BatchPlan, frames: list, model_ref: ModelFile, engi
               "model_uri": model_ref.uri, "model_name": model_ref.name, "model_version": model_ref.version,
               "model_sha256": model_ref.sha256, "model_key": model_ref.key, "engine": engine,
               "nodes": {str(n): int(k) for n, k in photos["node"].value_counts().items()},
-              "with_embedding": with_embedding, "elapsed_s": round(seconds, 2),
+              "with_embedding": with_embedding, "photo_digest": photo_digest([p["path"] for p in plan.photos]),
+              "elapsed_s": round(seconds, 2),
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     commit_batch(out, plan.name, to_table(photos, row_schema(with_embedding)),
                  to_table(summarize(photos), listing_schema()), record)
@@ -229,7 +230,7 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
     summary = Summary(out=out, engine=engine, model=f"{model_ref.name} {model_ref.version}")
     todo = []
     for plan in plans:
-        if not force and is_done(out, plan.name, model_ref.key, with_embedding):
+        if not force and is_done(out, plan.name, model_ref.key, with_embedding, [p["path"] for p in plan.photos]):
             summary.batches_skipped.append(plan.name)
         else:
             todo.append(plan)

@@ -170,15 +170,21 @@ class LabelStore:
                   who: str | None = None, extra: dict | None = None) -> None:
         self.set_labels([(path, label, confidence, extra)], source, who)
 
-    def delete_label(self, path: str, source: str = "manual", who: str | None = None) -> bool:
+    def delete_label(self, path: str, source: str = "manual", who: str | None = None,
+                     db: sqlite3.Connection | None = None) -> bool:
         """Remove a photo's label of one source (an undo); the history keeps a NULL entry."""
         _check_source(source)
-        with self.transaction() as db:
-            cur = db.execute("DELETE FROM labels WHERE path=? AND source=?", (path, source))
+
+        def run(tx: sqlite3.Connection) -> bool:
+            cur = tx.execute("DELETE FROM labels WHERE path=? AND source=?", (path, source))
             if cur.rowcount:
-                db.execute("INSERT INTO label_history (path, source, label, confidence, who, at, extra) "
+                tx.execute("INSERT INTO label_history (path, source, label, confidence, who, at, extra) "
                            "VALUES (?,?,NULL,NULL,?,?,NULL)", (path, source, _who(who), time.time()))
             return bool(cur.rowcount)
+        if db is not None:
+            return run(db)
+        with self.transaction() as tx:
+            return run(tx)
 
     def clear_source(self, source: str, paths: Iterable[str] | None = None,
                      db: sqlite3.Connection | None = None) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roomclf.errors import RoomclfError
 from roomclf.photos import PhotoError, model_input
 from roomclf.taxonomy import ATTRIBUTE_KEYS, CLASSES
 
@@ -96,6 +97,10 @@ class Prediction:
                 "tags": self.tags, "error": self.error}
 
 
+class NotARoomclfModel(RoomclfError, ValueError):
+    """A model file onnxruntime cannot load, or an ONNX graph roomclf did not export."""
+
+
 class OnnxModel:
     """One onnxruntime session over an exported room network."""
 
@@ -106,10 +111,14 @@ class OnnxModel:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:      # onnxruntime's own errors: a damaged or foreign file
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise NotARoomclfModel(f"{self.path} is not a readable ONNX model ({first})") from None
         raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
         if raw is None:
-            raise ValueError(f"{self.path} is not a roomclf model (no '{META_KEY}' metadata)")
+            raise NotARoomclfModel(f"{self.path} is not a roomclf model (no '{META_KEY}' metadata)")
         self.meta = json.loads(raw)
         self.classes: list[str] = self.meta["classes"]
         self.input_size: int = int(self.meta["input_size"])

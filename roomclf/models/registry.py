@@ -5,7 +5,9 @@ exported graph). The alias ``champion`` marks the version in service.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -238,11 +240,41 @@ def resolve(uri: str = DEFAULT_ONNX_URI) -> ModelRef:
 
 
 def local_onnx(ref: ModelRef | str, dst: str | os.PathLike | None = None) -> Path:
-    """The model's ``.onnx`` file on this machine (downloaded into ``dst`` from the registry)."""
+    """The model's ``.onnx`` file on this machine: a file as it is; a registry version downloaded into
+    ``dst``, or by default once per host into the model cache (``model_cache``)."""
     from roomclf.models.onnx_file import find_onnx
 
     ref = resolve(ref) if isinstance(ref, str) else ref
-    return find_onnx(fetch_model(ref.location, dst) if ref.in_registry else ref.location)
+    if not ref.in_registry:
+        return find_onnx(ref.location)
+    if dst is not None:
+        return find_onnx(fetch_model(ref.location, dst))
+    folder = model_cache(ref)
+    if not folder.is_dir():
+        tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            fetch_model(ref.location, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            os.replace(tmp, folder)              # whole or not at all; another process may have won
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return find_onnx(folder)
+
+
+def model_cache(ref: ModelRef) -> Path:
+    """Where a registry version's files are kept on this host: ``$ROOMCLF_HOME/models/<store>/<name>/<version>-<run>``.
+    A version never changes, so it is downloaded once; the store and the training run are in the
+    name, so another server's (or a re-created model's) version N is another folder."""
+    from roomclf.settings import home, tracking_uri
+
+    store = hashlib.sha256(tracking_uri().encode()).hexdigest()[:12]
+    folder = home() / "models" / store / ref.name / f"{ref.version}-{(ref.run_id or 'none')[:12]}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def fetch_model(uri: str = DEFAULT_ONNX_URI, dst: str | os.PathLike | None = None) -> Path:

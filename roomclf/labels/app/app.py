@@ -126,6 +126,10 @@ def create_app(root: str | os.PathLike, batch: str, store: LabelStore | None = N
     def confirm(body: ConfirmIn, request: Request):
         return session.confirm(body.items, who(request))
 
+    @app.post("/api/restore")
+    def restore(body: ConfirmIn, request: Request):
+        return session.restore(body.items, who(request))
+
     @app.post("/api/unlabel")
     def unlabel(body: PathsIn, request: Request):
         return session.unlabel(body.paths, who(request))

@@ -20,6 +20,7 @@ from roomclf.errors import RoomclfError
 from roomclf.labels.queue import confirm_pages
 from roomclf.labels.store import LabelStore
 from roomclf.taxonomy import (
+    ATTRIBUTE_KEYS,
     ATTRIBUTES,
     CLASSES,
     UnknownName,
@@ -132,8 +133,11 @@ class LabelSession:
 
     # ---- checking ----------------------------------------------------------------------
     def photo_file(self, rel: str) -> Path:
-        """The file of a photo of this batch; 400 for a path escaping the root, 404 if not in the batch."""
+        """The file of a photo of this batch; 400 for a path escaping the root, 404 if not in the batch
+        (or removed from the disk since the app started)."""
         rel = rel or ""
+        if not isinstance(rel, str):
+            raise AppError(f"a photo path must be a string, got {type(rel).__name__}")
         if rel.startswith(("/", "\\")) or "\x00" in rel or ".." in rel.replace("\\", "/").split("/"):
             raise AppError(f"bad photo path {rel!r}: must be relative to the corpus root, without '..'")
         if rel not in self.allowed:
@@ -141,6 +145,8 @@ class LabelSession:
         path = safe_join(self.root, rel)
         if path is None:
             raise NotFound(f"photo {rel!r} lies outside the corpus root")
+        if not path.is_file():
+            raise NotFound(f"photo {rel!r} is no longer on the disk")
         return path
 
     def _check_label(self, rel: str, label: str) -> str:
@@ -195,6 +201,40 @@ class LabelSession:
             removed += self.store.delete_label(rel, "manual", who)
             self.store.delete_attributes(rel, "manual", who)
         return {"removed": removed, **self.progress()}
+
+    def restore(self, items: list[dict], who: str) -> dict:
+        """Undo: put each photo back as it was, all or nothing. An item is ``{path, label, attributes}``:
+        ``label`` None removes the manual label and tags; ``attributes`` (full keys, e.g.
+        ``kitchen.kitchen_island``) replaces the manual tags, and leaves them alone when absent."""
+        if not items:
+            raise AppError("nothing to restore")
+        rows = []
+        for item in items:
+            if not isinstance(item, dict) or "path" not in item:
+                raise AppError("each item needs a 'path'")
+            rel, label, attrs = item["path"], item.get("label"), item.get("attributes")
+            self.photo_file(rel)
+            room = self._check_label(rel, label) if label is not None else None
+            if attrs is not None:
+                if not isinstance(attrs, dict):
+                    raise AppError("'attributes' must be an object of attribute keys")
+                bad = sorted(k for k, v in attrs.items() if k not in ATTRIBUTE_KEYS or v not in (0, 1, True, False))
+                if bad:
+                    raise AppError(f"unknown attribute keys or values: {', '.join(map(str, bad))}")
+                attrs = {k: int(v) for k, v in attrs.items()}
+            rows.append((rel, room, attrs))
+        with self.store.transaction() as db:
+            for rel, room, attrs in rows:
+                if room is None:
+                    self.store.delete_label(rel, "manual", who, db=db)
+                    self.store.delete_attributes(rel, "manual", who, db=db)
+                    continue
+                self.store.set_labels([(rel, room)], "manual", who, db=db)
+                if attrs is not None:
+                    self.store.delete_attributes(rel, "manual", who, db=db)
+                    if attrs:
+                        self.store.set_attributes(rel, attrs, "manual", who, db=db)
+        return {"restored": len(rows), **self.progress()}
 
     def set_attributes(self, rel: str, room: str, values: dict, who: str) -> dict:
         room = self._check_label(rel, room)

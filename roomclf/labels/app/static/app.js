@@ -123,7 +123,9 @@ async function choose(label) {
 async function tick(name, on) {
   const item = current();
   if (!item || !app.selected) return;
+  const before = { path: item.path, label: item.label, attributes: { ...item.attributes } };
   await api("POST", "/api/attributes", { path: item.path, label: app.selected, attributes: { [name]: on ? 1 : 0 } });
+  app.undo.push({ kind: "label", items: [before] });
   item.attributes[`${app.selected}.${name}`] = on ? 1 : 0;
 }
 
@@ -150,13 +152,13 @@ function moveTo(i) {
 async function undoLast() {
   const action = app.undo.pop();
   if (!action) { status("nothing to undo"); return; }
-  const unlabel = action.items.filter((b) => !b.label).map((b) => b.path);
-  if (unlabel.length) await api("POST", "/api/unlabel", { paths: unlabel });
-  const relabel = action.items.filter((b) => b.label);
-  if (relabel.length) await api("POST", "/api/confirm", { items: relabel.map((b) => ({ path: b.path, label: b.label })) });
+  // each photo back as it was: its label (none: unlabelled) and, for a single photo, its ticks
+  await api("POST", "/api/restore", { items: action.items });
   for (const b of action.items) {
     const item = app.queue.find((x) => x.path === b.path);
-    if (item) item.label = b.label;
+    if (!item) continue;
+    item.label = b.label;
+    item.attributes = b.attributes ? { ...b.attributes } : b.label ? item.attributes : {};
   }
   if (action.kind === "label") {
     const i = app.queue.findIndex((x) => x.path === action.items[0].path);
