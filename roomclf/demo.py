@@ -332,7 +332,8 @@ def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str]
     summary, tags = _infer_step(root, out, store, plan, trained, sorted({p.split("/", 1)[0] for p in present}), echo)
 
     head(7, "summary")
-    lines = _summary_lines(plan, pre, prop, trained, summary, tags, out, store, time.perf_counter() - t_start)
+    lines = _summary_lines(plan, pre, prop, trained, summary, tags, out, store, time.perf_counter() - t_start,
+                           root)
     for line in lines:
         echo(("  " + line) if line else "")
     return {"plan": asdict(plan), "train": trained, "propagate": prop, "prelabel": pre, "labels": labelled,
@@ -435,9 +436,11 @@ def _infer_step(root: Path, out: Path, store, plan: DemoPlan, trained: dict, bat
 
 
 def _summary_lines(plan: DemoPlan, pre: dict, prop: dict, trained: dict, summary, tags: dict, out: Path, store,
-                   elapsed_s: float) -> list[str]:
-    """What the demo reached, and the command that shows each result."""
+                   elapsed_s: float, root: Path) -> list[str]:
+    """What the demo reached, and the command that shows each result (``--data`` where the corpus is
+    not where the commands look by default)."""
     m, t = trained["metrics"], prop["truth"]
+    data = "" if Path(root).resolve() == settings.data_root() else f" --data {_relative(root)}"
     per_class = {k[len("val_f1."):]: v for k, v in m.items() if k.startswith("val_f1.")}
     rel_out = _relative(out)
     label_batch = plan.train[1] if len(plan.train) > 1 else plan.train[0]
@@ -459,7 +462,7 @@ def _summary_lines(plan: DemoPlan, pre: dict, prop: dict, trained: dict, summary
         f"  per-photo classes and tags:               {rel_out}/photos/<batch>.parquet",
         f"  per-listing rooms, tags and cover photo:  {rel_out}/listings/<batch>.parquet",
         f"      python -c \"import pandas as pd; print(pd.read_parquet('{rel_out}/listings').head())\"",
-        f"  labelling app (review, suspects, tags):   roomclf label --batch {label_batch}   then open http://127.0.0.1:8000",
+        f"  labelling app (review, suspects, tags):   roomclf label --batch {label_batch}{data}   then open http://127.0.0.1:8000",
         f"  label counts per source and class:        roomclf stats   (label store: {_relative(store.path)})",
         "  classify one photo over HTTP:             roomclf serve --port 8080   then   "
         "curl -F file=@photo.jpg http://127.0.0.1:8080/predict",
