@@ -38,7 +38,9 @@ INT = WholeNumber()
               help="The pretrained network to fine-tune, from the backbone registry (efficientnet_lite0/1/2, "
                    "resnet50, densenet121). Two or more, comma-separated (efficientnet_lite0,efficientnet_lite1): "
                    "train each, then register their averaged ensemble too (`roomclf combine`) and gate it.")
-@click.option("--image-size", type=INT, default=None, help="Input size in pixels  [default: the backbone's].")
+@click.option("--image-size", type=INT, default=None,
+              help="Input size in pixels  [default: the backbone's]. With ~1,000 labels, efficientnet_lite2 at 300 "
+                   "instead of 260 scored 1.0 point higher on the tuning split, 1.33x the compute per photo.")
 @click.option("--frozen-epochs", type=INT, default=TrainConfig.frozen_epochs, show_default=True,
               help="Epochs with the body frozen.")
 @click.option("--epochs", type=INT, default=TrainConfig.epochs, show_default=True,
