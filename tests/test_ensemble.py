@@ -109,6 +109,11 @@ def test_combine_command_writes_registers_and_refuses_in_one_line(members, home,
     assert promoted.exit_code == 0 and "roomclf-onnx v1" in promoted.output, promoted.output
     assert {n: client.get_registered_model(n).aliases for n in (ONNX_NAME, TORCH_NAME)} == {
         ONNX_NAME: {"champion": 1}, TORCH_NAME: {"champion": 1}}
+    listed = runner.invoke(main, ["models"])       # the ensemble emits the first member's tags, and says so
+    from roomclf.taxonomy import ATTRIBUTE_KEYS
+
+    trained = len(ATTRIBUTE_KEYS[::2])
+    assert f"trained ({trained}): {ATTRIBUTE_KEYS[0]}," in listed.output, listed.output
 
     for args, needle in (([str(a)], "at least two"), ([str(a), str(tmp_path / "nope.onnx")], "nope.onnx")):
         bad = runner.invoke(main, ["combine", *args, "--out", str(tmp_path / "x.onnx")])

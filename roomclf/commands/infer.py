@@ -2,13 +2,14 @@
 import click
 
 from roomclf.commands.options import batches_option, data_option
+from roomclf.models.registry import DEFAULT_ONNX_URI
 
 
 @click.command("infer-all")
 @data_option
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Output folder: photos/<batch>.parquet, listings/<batch>.parquet, _done/<batch>.json.")
-@click.option("--model", default="models:/roomclf-onnx@champion", show_default=True,
+@click.option("--model", default=DEFAULT_ONNX_URI, show_default=True,
               help="models:/NAME@ALIAS, models:/NAME/VERSION, or a .onnx file or folder.")
 @click.option("--quantized", is_flag=True, help="Use the int8 model (models:/roomclf-onnx-int8@...) instead.")
 @batches_option(default="all")
@@ -20,7 +21,8 @@ from roomclf.commands.options import batches_option, data_option
                    "supported. Data root and --out must be storage every node sees.")
 @click.option("--force", is_flag=True, help="Redo batches already finished with this model.")
 @click.option("--with-embedding", is_flag=True, help="Also store each photo's L2-normalised embedding.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Photos per model call.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Photos per model call.")
 @click.option("--actors", type=click.IntRange(min=1), default=None, help="Model actors in the Ray pool [default: cluster CPUs].")
 @click.option("--actor-resource", default=None, metavar="NAME",
               help="Run the model actors only on nodes with this custom Ray resource "
@@ -29,7 +31,8 @@ from roomclf.commands.options import batches_option, data_option
               help="Stop (keeping finished batches) when no prediction arrives for this many seconds.")
 @click.option("--cpus", type=click.IntRange(min=1), default=None,
               help="CPUs of a local Ray (default: all); with --engine loop, onnxruntime threads.")
-@click.option("--object-store-mb", default=512, show_default=True, type=click.IntRange(min=100), help="Object store size of a local Ray.")
+@click.option("--object-store-mb", default=512, show_default=True, type=click.IntRange(min=100),
+              help="Object store size of a local Ray.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def infer_all(data, out, model, quantized, batches, engine, address, force, with_embedding, batch_size, actors,
               actor_resource, stall_timeout, cpus, object_store_mb, no_progress):

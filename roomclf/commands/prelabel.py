@@ -2,6 +2,7 @@
 import click
 
 from roomclf.commands.options import backbone_option, batches_option, data_option
+from roomclf.models.registry import DEFAULT_ONNX_URI
 
 
 def prelabel_options(f):
@@ -12,7 +13,7 @@ def prelabel_options(f):
         click.option("--model", "mode", type=click.Choice(["auto", "champion", "zeroshot"]), default="auto",
                      show_default=True, help="auto: the registered champion if there is one, else zero-shot "
                                              "from ImageNet concepts (the cold start)."),
-        click.option("--model-uri", default="models:/roomclf-onnx@champion", show_default=True,
+        click.option("--model-uri", default=DEFAULT_ONNX_URI, show_default=True,
                      help="MLflow model URI or local .onnx file/folder used for champion predictions."),
         click.option("--ground-truth", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="A path,label CSV (e.g. ../shared/data/labels.csv): report the accuracy."),

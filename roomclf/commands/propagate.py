@@ -2,6 +2,7 @@
 import click
 
 from roomclf.commands.options import backbone_option, batches_option, data_option
+from roomclf.propagate.neighbours import DUPLICATE_SIMILARITY
 
 
 @click.command()
@@ -23,7 +24,7 @@ from roomclf.commands.options import backbone_option, batches_option, data_optio
 @click.option("--n-trees", default=50, show_default=True, type=click.IntRange(min=1), help="Annoy trees.")
 @click.option("--search-k", default=-1, show_default=True, type=int,
               help="Annoy search_k (nodes inspected per query; -1: n_trees * k).")
-@click.option("--duplicate-threshold", default=0.97, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--duplicate-threshold", default=DUPLICATE_SIMILARITY, show_default=True, type=click.FloatRange(0, 1),
               help="Cosine similarity above which two photos are reported as near-duplicates.")
 @click.option("--suspect-share", default=0.7, show_default=True, type=click.FloatRange(0, 1),
               help="A label is suspect when its labelled neighbours vote at least this share for another class.")

@@ -1,9 +1,11 @@
 """`roomclf serve`: classify single photos over HTTP with the registered champion."""
 import click
 
+from roomclf.models.registry import DEFAULT_ONNX_URI
+
 
 @click.command("serve")
-@click.option("--model", default="models:/roomclf-onnx@champion", show_default=True,
+@click.option("--model", default=DEFAULT_ONNX_URI, show_default=True,
               help="models:/NAME@ALIAS (follows the alias), models:/NAME/VERSION, or a .onnx file or folder.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")

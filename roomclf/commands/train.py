@@ -27,11 +27,11 @@ INT = WholeNumber()
               help="Batches to train on, e.g. batch_01,batch_02 or batch_01-batch_10.")
 @click.option("--valid-batches", default="batch_11", show_default=True,
               help="Batches to validate on: different from the training batches.")
-@click.option("--sources", default="manual,imported,propagated", show_default=True,
+@click.option("--sources", default=",".join(TrainConfig.sources), show_default=True,
               help="Label sources that count (comma list of manual, imported, propagated, predicted). "
                    "`predicted` (self-training: what `roomclf prelabel` suggested with a trained model) counts "
                    "only where that model was 95% right on its validation photos (recipe sure_precision).")
-@click.option("--valid-sources", default="manual,imported", show_default=True,
+@click.option("--valid-sources", default=",".join(TrainConfig.valid_sources), show_default=True,
               help="Label sources that count for validation: labels a person gave. Propagated labels are the "
                    "easy photos and would read high.")
 @click.option("--backbone", default=TrainConfig.backbone, show_default=True,

@@ -171,8 +171,13 @@ def combine_models(refs: list[str], out: str | os.PathLike, register: bool = Fal
     if trained is not None:
         tags["train_batches"] = ",".join(trained[1])
     use_experiment("roomclf")
+    thresholds = meta.get("attribute_thresholds") or {}
+    heads = [k for k in meta.get("attribute_keys", []) if thresholds.get(k) is not None]
     with mlflow.start_run(run_name="combine"):
         mlflow.log_params({"members": " + ".join(refs)})
+        mlflow.set_tags({"attributes.trained": ",".join(heads) or "none",      # what `roomclf models` lists
+                         "attributes.untrained": ",".join(k for k in meta.get("attribute_keys", [])
+                                                          if k not in heads) or "none"})
         if trained is not None:     # what the gate leaves out when it judges this model later
             mlflow.log_text("path,member\n" + "".join(f"{p},{m}\n" for p, m in sorted(trained[0].items())),
                             TRAIN_LIST)

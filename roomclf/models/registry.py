@@ -16,14 +16,13 @@ from roomclf.settings import setup_mlflow
 
 ONNX_NAME = "roomclf-onnx"
 TORCH_NAME = "roomclf"
-DEFAULT_ONNX_URI = f"models:/{ONNX_NAME}@champion"
+INT8_NAME = f"{ONNX_NAME}-int8"
+FORMS = (TORCH_NAME, ONNX_NAME, INT8_NAME)   # the registered forms of one trained model
+CHAMPION, CHALLENGER = "champion", "challenger"
+DEFAULT_ONNX_URI = f"models:/{ONNX_NAME}@{CHAMPION}"
 DATA_LISTS = {"train": "data/train.csv", "valid": "data/valid.csv"}   # a training run's photo lists
 TRAIN_LIST = DATA_LISTS["train"]  # (path,label,source; roomclf/train/run.py), or an ensemble's training
                                   # list: the union of its members' (path,member)
-
-
-INT8_NAME = f"{ONNX_NAME}-int8"
-CHAMPION, CHALLENGER = "champion", "challenger"
 
 # What each registered model is, shown on its page in the MLflow UI.
 MODEL_DESCRIPTIONS = {
@@ -158,7 +157,26 @@ def set_aliases(versions: dict[str, str], alias: str) -> None:
         client.set_registered_model_alias(name, alias, str(version))
 
 
-def versions_of_run(run_id: str, names=(TORCH_NAME, ONNX_NAME, INT8_NAME)) -> dict[str, str]:
+def drop_alias(alias: str, names) -> list[str]:
+    """Take ``alias`` off the registered models ``names`` (those that have it); returns which lost it."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    dropped = []
+    for name in names:
+        try:
+            aliases = client.get_registered_model(name).aliases or {}
+        except Exception as exc:
+            if is_unreachable(exc):
+                raise unreachable(exc, f"moving @{alias}", moves_aliases=True) from None
+            continue                     # no such registered model: nothing to drop
+        if alias in aliases:
+            client.delete_registered_model_alias(name, alias)
+            dropped.append(name)
+    return dropped
+
+
+def versions_of_run(run_id: str, names=FORMS) -> dict[str, str]:
     """{registered name: version} of every form one training run registered."""
     from mlflow import MlflowClient
 

@@ -23,6 +23,7 @@ from roomclf.errors import RoomclfError
 from roomclf.settings import DEFAULT_BACKBONE
 
 INDEX_FILE = "index.ann"
+DUPLICATE_SIMILARITY = 0.97   # cosine at and above which two photos are the same picture (re-listed, resized)
 PATHS_FILE = "index_paths.json"
 
 
@@ -129,8 +130,9 @@ def _bar(items, title: str | None):
     return tqdm(items, desc=title, unit="photo", dynamic_ncols=True)
 
 
-def duplicate_pairs(paths: list[str], vectors: np.ndarray, threshold: float = 0.97, k: int = 10,
-                    n_trees: int = 20, index: NeighbourIndex | None = None) -> list[tuple[str, str, float]]:
+def duplicate_pairs(paths: list[str], vectors: np.ndarray, threshold: float = DUPLICATE_SIMILARITY,
+                    k: int = 10, n_trees: int = 20,
+                    index: NeighbourIndex | None = None) -> list[tuple[str, str, float]]:
     """Pairs of photos whose embeddings have cosine similarity >= ``threshold``, most similar first.
 
     Each photo's ``k`` nearest neighbours are checked, so a group of more than
@@ -151,7 +153,7 @@ def duplicate_pairs(paths: list[str], vectors: np.ndarray, threshold: float = 0.
 
 
 def near_duplicates(root: str | os.PathLike, paths: list[str], backbone: str = DEFAULT_BACKBONE,
-                    threshold: float = 0.97, progress: bool = False) -> list[tuple[str, str, float]]:
+                    threshold: float = DUPLICATE_SIMILARITY, progress: bool = False) -> list[tuple[str, str, float]]:
     """Near-duplicate photo pairs ``(a, b, similarity)`` among ``paths`` (relative to ``root``).
 
     Embeddings come from the cache (missing ones are computed); unreadable

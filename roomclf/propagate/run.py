@@ -25,7 +25,11 @@ import numpy as np
 
 from roomclf.corpus import discover
 from roomclf.propagate import report
-from roomclf.propagate.neighbours import NeighbourIndex, duplicate_pairs
+from roomclf.propagate.neighbours import (
+    DUPLICATE_SIMILARITY,
+    NeighbourIndex,
+    duplicate_pairs,
+)
 from roomclf.propagate.votes import (
     PropagationError,
     cross_validated_votes,
@@ -125,7 +129,7 @@ def _inputs(store, root, batches, backbone: str, seed_sources, k: int, folds: in
 def run_propagation(root: str | os.PathLike, batches: str | list[str], backbone: str = DEFAULT_BACKBONE,
                     k: int = 10, method: str = "pull", share_min: float | None = None, sim_min: float | None = None,
                     target_precision: float = 0.9, folds: int = 5, n_trees: int = 50, search_k: int = -1,
-                    duplicate_threshold: float = 0.97, suspect_share: float = 0.7,
+                    duplicate_threshold: float = DUPLICATE_SIMILARITY, suspect_share: float = 0.7,
                     seed_sources: tuple[str, ...] = ("manual",), store=None, dry_run: bool = False,
                     log_mlflow: bool = True, progress: bool = True, echo=print) -> PropagationResult:
     """Propagate the seed labels over ``batches`` (see the module docstring)."""

@@ -142,8 +142,8 @@ def step_run(experiment: str, run_name: str | None = None):
 
     client = MlflowClient()
     run = mlflow.start_run(run_name=run_name)
-    _track_open_runs(client, add=run.info.run_id)
     try:
+        _track_open_runs(client, add=run.info.run_id)
         _link_launcher(run.info.run_id)
         yield run
     except BaseException:

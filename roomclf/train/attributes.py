@@ -449,10 +449,3 @@ def predict_attributes(head, feats: np.ndarray) -> np.ndarray:
 
     with torch.no_grad():
         return torch.sigmoid(head(torch.from_numpy(np.asarray(feats, np.float32)))).numpy()
-
-
-def macro_f1(report: dict[str, dict], min_positives: int = 0) -> float | None:
-    """Mean validation F1 over trained keys with val support and >= min_positives positives (train + val)."""
-    f1s = [e["f1"] for e in report.values() if e.get("f1") is not None and e["threshold"] is not None
-           and e["positives"] + e["support"] >= min_positives]
-    return float(np.mean(f1s)) if f1s else None

@@ -20,8 +20,10 @@ from roomclf.models.registry import (
     CHALLENGER,
     CHAMPION,
     DEFAULT_ONNX_URI,
+    FORMS,
     ONNX_NAME,
     ModelNotFound,
+    drop_alias,
     is_unreachable,
     local_onnx,
     set_aliases,
@@ -123,7 +125,7 @@ def gate(new_onnx: str | os.PathLike, versions: dict[str, str], root: str | os.P
         except ModelNotFound:
             champ = None
     alias = CHAMPION if is_better(new, champ) else CHALLENGER
-    set_aliases(versions, alias)
+    move_alias(versions, alias)
     return GateResult(alias, new, champ, champ_version, len(fair), unfair)
 
 
@@ -143,8 +145,16 @@ def promote(name: str, version: str, alias: str = CHAMPION) -> dict[str, str]:
         raise GatingError(f"no version {version} of registered model {name!r} "
                           f"(see `roomclf models`)") from None
     together = {**(versions_of_run(mv.run_id) if mv.run_id else {}), name: str(version)}
-    set_aliases(together, alias)
+    move_alias(together, alias)
     return together
+
+
+def move_alias(versions: dict[str, str], alias: str) -> None:
+    """Point ``alias`` at every form of one model ({registered name: version}) and take it off the forms
+    that model lacks (the int8 twin of a run that did not quantise): an alias never names another
+    model's form, so `infer-all --quantized` cannot run an old champion's int8 graph."""
+    set_aliases(versions, alias)
+    drop_alias(alias, [n for n in FORMS if n not in versions])
 
 
 __all__ = [

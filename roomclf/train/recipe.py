@@ -128,7 +128,7 @@ class TrainConfig:
     valid_sources: tuple[str, ...] = HUMAN_SOURCES
     # bench_train on TUNE: efficientnet_lite1 ties with lite0 (90.7%) at 1.5x the time; the two averaged
     # (`roomclf train --backbone efficientnet_lite0,efficientnet_lite1`, roomclf.train.ensemble) 92.8%
-    backbone: str = "efficientnet_lite0"
+    backbone: str = DEFAULT_BACKBONE
     image_size: int | None = None              # None: the backbone's own input size
     frozen_epochs: int = 2                     # bench/bench_train.py: TUNE 90.7%, TEST 88.8%
     epochs: int = 3
@@ -238,9 +238,11 @@ def select_data(store, root: str | os.PathLike, train_batches: list[str], valid_
     return data
 
 
-def check_validation_size(valid: list, valid_sources, minimum: int = MIN_VALID_PHOTOS) -> None:
+def check_validation_size(valid: list, valid_sources, minimum: int = MIN_VALID_PHOTOS, dropped: str = "") -> None:
+    """``dropped``: what was taken out of the validation photos before this check, said in the error."""
     if len(valid) < minimum:
-        raise TrainingError(f"only {len(valid)} validation photos labelled by {','.join(valid_sources)}: at least "
+        raise TrainingError(f"only {len(valid)} validation photos labelled by {','.join(valid_sources)}"
+                            f"{f' left after dropping {dropped}' if dropped else ''}: at least "
                             f"{minimum} are needed for a validation figure to mean anything (label more of the "
                             "validation batches, or pass --valid-sources)")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 import warnings
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,7 +65,12 @@ def prepare_data(cfg: T.TrainConfig, store, echo=print) -> T.TrainData:
         raise T.TrainingError(f"after skipping {len(data.broken)} unreadable photos, "
                               + (f"no training examples of {', '.join(empty)} remain" if empty
                                  else "no validation photos remain"))
-    return T.drop_leaks(root, data)
+    data = T.drop_leaks(root, data)
+    T.check_validation_size(data.valid, cfg.valid_sources,
+                            dropped=f"{len(broken_v)} unreadable and {len(data.leaks)} duplicates of training photos")
+    for split in ("train", "valid"):            # what is left, by label source (logged and described)
+        data.sources[split] = dict(Counter(data.origin.get(p, "") for p, _ in getattr(data, split)))
+    return data
 
 
 def parity_check(export_net, onnx_path: Path, root: Path, paths: list[str], size: int) -> dict:
@@ -326,7 +332,7 @@ def _export_checked(net, fit_attrs, cfg: T.TrainConfig, metrics: dict, run_id: s
     parity = parity_check(export_net, onnx_path, root, [p for p, _ in data.valid][:cfg.recipe.parity_photos],
                           cfg.image_size)
     mlflow.log_metrics(parity)
-    worst = max(parity["parity_max_abs_diff_probs"], parity["parity_max_abs_diff_embedding"])
+    worst = max(v for k, v in parity.items() if k.startswith("parity_max_abs_diff_"))   # tags too
     if worst > PARITY_TOLERANCE:
         raise T.TrainingError(f"ONNX parity check failed: max abs difference {worst:.2e} > "
                               f"{PARITY_TOLERANCE:g} on {parity['parity_photos']} validation photos")
