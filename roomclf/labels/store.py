@@ -31,6 +31,7 @@ from roomclf.taxonomy import CLASSES, UnknownName, attribute_key, canonical_clas
 
 SOURCES = ("manual", "imported", "propagated", "predicted")
 SOURCE_PRIORITY = {s: i for i, s in enumerate(SOURCES)}  # lower wins
+SUSPECTS_KEY = "suspects"   # meta key of the suspicious labels propagation found
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS labels (
@@ -294,6 +295,14 @@ class LabelStore:
         with self._connect() as db:
             row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
             return row[0] if row else default
+
+    def suspects(self) -> list[dict]:
+        """The suspicious labels `roomclf propagate` stored (meta ``suspects``) for the labelling app's Review tab."""
+        try:
+            found = json.loads(self.get_meta(SUSPECTS_KEY, "[]") or "[]")
+        except json.JSONDecodeError:
+            return []
+        return [s for s in found if isinstance(s, dict)] if isinstance(found, list) else []
 
     def set_meta(self, key: str, value: str, db: sqlite3.Connection | None = None) -> None:
         sql = "INSERT INTO meta VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from roomclf.corpus import discover
+from roomclf.labels.store import SUSPECTS_KEY
 from roomclf.propagate import report
 from roomclf.propagate.neighbours import (
     DUPLICATE_SIMILARITY,
@@ -42,7 +43,7 @@ from roomclf.settings import DEFAULT_BACKBONE
 from roomclf.taxonomy import CLASSES
 
 EXPERIMENT = "roomclf-propagate"
-SUSPECTS_META = "suspects"
+SUSPECTS_META = SUSPECTS_KEY
 
 
 @dataclass
@@ -194,14 +195,6 @@ def _artifacts(tmp: Path, root, index: NeighbourIndex, table, chosen, result: Pr
     }
 
 
-def _stored_suspects(store) -> list[dict]:
-    try:
-        found = json.loads(store.get_meta(SUSPECTS_META, "[]") or "[]")
-    except json.JSONDecodeError:
-        return []
-    return [s for s in found if isinstance(s, dict)] if isinstance(found, list) else []
-
-
 def _write(store, result: PropagationResult, rows, paths: list[str], batches: list[str], dry_run: bool) -> None:
     """Replace the propagated labels of these photos and these batches' stored suspects, in one transaction.
 
@@ -209,7 +202,7 @@ def _write(store, result: PropagationResult, rows, paths: list[str], batches: li
     """
     if dry_run:
         return
-    kept = [s for s in _stored_suspects(store) if s.get("path", "").split("/", 1)[0] not in set(batches)]
+    kept = [s for s in store.suspects() if s.get("path", "").split("/", 1)[0] not in set(batches)]
     with store.transaction() as db:
         store.clear_source("propagated", paths, db=db)
         store.set_labels(rows, "propagated", who="roomclf propagate", db=db)

@@ -168,7 +168,6 @@ def check_config(cfg: TrainConfig) -> None:
 class TrainData:
     train: list[tuple[str, str]]               # (relative path, class)
     valid: list[tuple[str, str]]
-    sources: dict[str, dict[str, int]] = field(default_factory=dict)   # split -> source -> n photos
     broken: dict[str, str] = field(default_factory=dict)               # path -> reason (dropped)
     leaks: list[str] = field(default_factory=list)                     # valid paths dropped as duplicates
     unsure: int = 0                    # `predicted` labels left out: below their model's sure confidence
@@ -177,6 +176,12 @@ class TrainData:
     def class_counts(self, split: str) -> dict[str, int]:
         counts = Counter(label for _, label in getattr(self, split))
         return {c: counts.get(c, 0) for c in CLASSES}
+
+    @property
+    def sources(self) -> dict[str, dict[str, int]]:
+        """split -> label source -> photos, of the photos each split holds now (after any drops)."""
+        return {split: dict(Counter(self.origin.get(p, "") for p, _ in getattr(self, split)))
+                for split in ("train", "valid")}
 
 
 # ---- data selection and checks ----------------------------------------------------------
@@ -209,7 +214,7 @@ def select_data(store, root: str | os.PathLike, train_batches: list[str], valid_
     root = Path(root)
     data = TrainData([], [])
     for split, batches, wanted in (("train", train_batches, sources), ("valid", valid_batches, valid_sources)):
-        items, per_source = [], Counter()
+        items = []
         for batch in batches:
             for path, lab in sorted(store.labels(wanted, prefix=f"{batch}/").items()):
                 if not is_sure(lab, sure_precision):
@@ -219,7 +224,6 @@ def select_data(store, root: str | os.PathLike, train_batches: list[str], valid_
                     raise TrainingError(f"unknown class {lab.label!r} for {path} (source {lab.source}); "
                                         f"classes are {', '.join(CLASSES)}")
                 items.append((path, lab.label))
-                per_source[lab.source] += 1
                 data.origin[path] = lab.source
         if not items:
             raise TrainingError(f"no {split} labels from sources {','.join(wanted)} in "
@@ -229,7 +233,6 @@ def select_data(store, root: str | os.PathLike, train_batches: list[str], valid_
             raise TrainingError(f"{len(missing)} {split} labels point at photos that do not exist under "
                                 f"{root.name}/, e.g. {missing[0]}")
         setattr(data, split, items)
-        data.sources[split] = dict(per_source)
     empty = [c for c, n in data.class_counts("train").items() if n == 0]
     if empty:
         raise TrainingError(f"no training examples of {', '.join(empty)} in {','.join(train_batches)}: "

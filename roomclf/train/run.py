@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import time
 import warnings
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,8 +67,6 @@ def prepare_data(cfg: T.TrainConfig, store, echo=print) -> T.TrainData:
     data = T.drop_leaks(root, data)
     T.check_validation_size(data.valid, cfg.valid_sources,
                             dropped=f"{len(broken_v)} unreadable and {len(data.leaks)} duplicates of training photos")
-    for split in ("train", "valid"):            # what is left, by label source (logged and described)
-        data.sources[split] = dict(Counter(data.origin.get(p, "") for p, _ in getattr(data, split)))
     return data
 
 

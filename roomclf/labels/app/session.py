@@ -119,14 +119,10 @@ class LabelSession:
 
     def suspects(self) -> list[dict]:
         """Suspicious labels found by propagation (meta key ``suspects``) for this batch's photos."""
-        try:
-            found = json.loads(self.store.get_meta("suspects", "[]") or "[]")
-        except json.JSONDecodeError:
-            return []
         manual = self.manual()
         out = []
-        for s in found if isinstance(found, list) else []:
-            if isinstance(s, dict) and s.get("path") in self.allowed:
+        for s in self.store.suspects():
+            if s.get("path") in self.allowed:
                 m = manual.get(s["path"])
                 out.append({**s, "manual": m.label if m else None})
         return out
