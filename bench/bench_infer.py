@@ -38,7 +38,14 @@ import threading
 import time
 from pathlib import Path
 
-from common import SPLIT_NOTE, honest_split, split_summary, table, write_section
+from common import (
+    SPLIT_NOTE,
+    honest_split,
+    read_section,
+    split_summary,
+    table,
+    write_section,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
@@ -243,27 +250,50 @@ def accuracy_only(args, root: Path, fp32: str, int8: str | None, notes: list[str
                  "split_line": split_summary(split)}
     store.parent.mkdir(parents=True, exist_ok=True)
     store.write_text(json.dumps(kept, indent=1))
-    text = accuracy_section(kept)
+    text = accuracy_section(kept, read_section(SECTION + "-accuracy"))
     print("\n" + text)
     if not args.no_write:
         write_section(SECTION + "-accuracy", text)
 
 
-def accuracy_section(kept: dict) -> str:
-    """The ``infer-accuracy`` section: one block per model in var/bench/infer-accuracy.json."""
+def written_blocks(section: str) -> dict[str, str]:
+    """The model blocks the section already holds, by name (each from its ``### `name` (date)`` heading to
+    the next). The results file lives in var/ (not committed): a new checkout keeps these rather than
+    dropping them on its next render."""
+    blocks: dict[str, list[str]] = {}
+    name = None
+    for line in section.splitlines():
+        if m := re.match(r"### `([^`]+)` \(", line):
+            name = m[1]
+            blocks[name] = []
+        if name:
+            blocks[name].append(line)
+    return {n: "\n".join(lines).rstrip() for n, lines in blocks.items()}
+
+
+def model_block(name: str, entry: dict) -> str:
+    """One model's fp32/int8 table."""
+    r = entry["scores"]
+    lines = [f"### `{name}` ({entry['date']})", "", *[f"- {x}" for x in entry["notes"]], "",
+             table(["precision", "TUNE acc", "TUNE macro-F1", "TEST acc", "TEST macro-F1"],
+                   [[prec, f"{s['tune']['acc']:.4f}", f"{s['tune']['macro_f1']:.4f}", f"**{s['test']['acc']:.4f}**",
+                     f"{s['test']['macro_f1']:.4f}"] for prec, s in r.items()])]
+    if "int8" in r and "fp32" in r:
+        gap = 100 * (r["fp32"]["test"]["acc"] - r["int8"]["test"]["acc"])
+        lines += ["", f"int8 costs {gap:.2f} points on TEST (target: within 0.5)."]
+    return "\n".join(lines)
+
+
+def accuracy_section(kept: dict, written: str = "") -> str:
+    """The ``infer-accuracy`` section: the blocks ``written`` already holds, then (replacing any of the same
+    name) one block per model in var/bench/infer-accuracy.json."""
     split_line = next(iter(kept.values())).get("split_line", "")
+    blocks = {**written_blocks(written), **{name: model_block(name, entry) for name, entry in kept.items()}}
     lines = ["## infer-all accuracy by split, fp32 vs int8 (`bench/bench_infer.py --accuracy-only`)", "",
              f"Split: {SPLIT_NOTE}. {split_line}. The plain onnxruntime loop engine of `roomclf infer-all` "
              "over batch_11–19, scored against labels.csv; a photo without a prediction counts as wrong."]
-    for name, entry in kept.items():
-        r = entry["scores"]
-        lines += ["", f"### `{name}` ({entry['date']})", "", *[f"- {x}" for x in entry["notes"]], "",
-                  table(["precision", "TUNE acc", "TUNE macro-F1", "TEST acc", "TEST macro-F1"],
-                        [[prec, f"{s['tune']['acc']:.4f}", f"{s['tune']['macro_f1']:.4f}", f"**{s['test']['acc']:.4f}**",
-                          f"{s['test']['macro_f1']:.4f}"] for prec, s in r.items()])]
-        if "int8" in r and "fp32" in r:
-            gap = 100 * (r["fp32"]["test"]["acc"] - r["int8"]["test"]["acc"])
-            lines += ["", f"int8 costs {gap:.2f} points on TEST (target: within 0.5)."]
+    for block in blocks.values():
+        lines += ["", block]
     return "\n".join(lines)
 
 

@@ -369,7 +369,9 @@ def main() -> None:
     ap.add_argument("--tune", "--valid", dest="tune", default=TUNE_BATCHES)
     ap.add_argument("--test-batches", default=TEST_BATCHES)
     ap.add_argument("--test", action="store_true", help="also score TEST (the reference recipe and the TUNE winner only)")
-    ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--backbone", default="efficientnet_lite0",
+                    help="the network of the reference run `default`; `roomclf train` fine-tunes efficientnet_lite2 "
+                         "unless told, the run `lite2`")
     ap.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's, as roomclf train)")
     ap.add_argument("--frozen-epochs", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=3)

@@ -1,4 +1,4 @@
-"""bench/bench_train.py's section of docs/benchmarks.md: a re-render keeps the runs whose result files are gone."""
+"""The bench sections of docs/benchmarks.md: a re-render keeps the runs whose result files are gone."""
 from __future__ import annotations
 
 import sys
@@ -7,6 +7,7 @@ from pathlib import Path
 from roomclf.taxonomy import CLASSES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import bench_infer  # noqa: E402
 import bench_train  # noqa: E402
 from common import read_section, write_section  # noqa: E402
 
@@ -44,3 +45,27 @@ def test_a_rerender_keeps_runs_without_result_files_and_updates_the_others(tmp_p
     again = bench_train.render([result("mid", 0.87, note="again"), result("new", 0.88, 0.89)], "split B",
                                read_section("train", doc))
     assert again == text
+
+
+def _accuracy(fp32: float, int8: float | None = None) -> dict:
+    def score(acc):
+        return {"tune": {"acc": acc, "macro_f1": acc - 0.02}, "test": {"acc": acc, "macro_f1": acc - 0.03}}
+    return {"notes": ["a note"], "date": "2026-12-01 10:00", "split_line": "split",
+            "scores": {"fp32": score(fp32), **({"int8": score(int8)} if int8 is not None else {})}}
+
+
+def test_the_infer_accuracy_section_keeps_models_measured_on_another_checkout(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    write_section("infer-accuracy", bench_infer.accuracy_section({"a.onnx": _accuracy(0.9, 0.89),
+                                                                  "b.onnx": _accuracy(0.8)}), doc)
+    # a new checkout measured b again and c for the first time; a's results file is gone
+    text = bench_infer.accuracy_section({"b.onnx": _accuracy(0.85), "c.onnx": _accuracy(0.95, 0.949)},
+                                        read_section("infer-accuracy", doc))
+    blocks = text.split("\n### ")[1:]
+    assert [b.split("`")[1] for b in blocks] == ["a.onnx", "b.onnx", "c.onnx"]
+    assert "**0.9000**" in blocks[0] and "int8 costs 1.00 points" in blocks[0]       # kept as written
+    assert "**0.8500**" in blocks[1] and "0.8000" not in blocks[1]                   # measured again
+    assert "int8 costs 0.10 points" in blocks[2]
+    write_section("infer-accuracy", text, doc)
+    assert bench_infer.accuracy_section({"b.onnx": _accuracy(0.85), "c.onnx": _accuracy(0.95, 0.949)},
+                                        read_section("infer-accuracy", doc)) == text

@@ -72,7 +72,7 @@ def test_run_is_tracked_with_params_metrics_and_report(trained):
     client, run = _run(trained["first"].run_id)
     assert run.info.status == "FINISHED"
     p, m = run.data.params, run.data.metrics
-    assert p["backbone"] == "efficientnet_lite0" and p["image_size"] == "96"
+    assert p["backbone"] == "efficientnet_lite2" and p["image_size"] == "96"   # the default network
     assert p["train_batches"] == "batch_01,batch_19" and p["valid_batches"] == "batch_02"
     assert m["n_broken_skipped"] == 3                      # the planted broken files were labelled, then skipped
     n_train, n_valid = trained["n_train"], trained["n_valid"]
@@ -146,7 +146,7 @@ def test_both_forms_registered_with_tags(trained):
         mv = client.get_model_version(name, version)
         assert mv.run_id == first.run_id
         tags = mv.tags
-        assert tags["classes"] == ",".join(CLASSES) and tags["backbone"] == "efficientnet_lite0"
+        assert tags["classes"] == ",".join(CLASSES) and tags["backbone"] == "efficientnet_lite2"
         assert tags["image_size"] == "96" and tags["valid_batches"] == "batch_02"
         assert float(tags["val_accuracy"]) == pytest.approx(first.metrics["val_accuracy"], abs=1e-4)
         assert "val_macro_f1" in tags and tags["train_batches"] == "batch_01,batch_19"
