@@ -40,6 +40,7 @@ from pathlib import Path
 
 from common import (
     SPLIT_NOTE,
+    headed_blocks,
     honest_split,
     read_section,
     split_summary,
@@ -256,21 +257,6 @@ def accuracy_only(args, root: Path, fp32: str, int8: str | None, notes: list[str
         write_section(SECTION + "-accuracy", text)
 
 
-def written_blocks(section: str) -> dict[str, str]:
-    """The model blocks the section already holds, by name (each from its ``### `name` (date)`` heading to
-    the next). The results file lives in var/ (not committed): a new checkout keeps these rather than
-    dropping them on its next render."""
-    blocks: dict[str, list[str]] = {}
-    name = None
-    for line in section.splitlines():
-        if m := re.match(r"### `([^`]+)` \(", line):
-            name = m[1]
-            blocks[name] = []
-        if name:
-            blocks[name].append(line)
-    return {n: "\n".join(lines).rstrip() for n, lines in blocks.items()}
-
-
 def model_block(name: str, entry: dict) -> str:
     """One model's fp32/int8 table."""
     r = entry["scores"]
@@ -288,7 +274,8 @@ def accuracy_section(kept: dict, written: str = "") -> str:
     """The ``infer-accuracy`` section: the blocks ``written`` already holds, then (replacing any of the same
     name) one block per model in var/bench/infer-accuracy.json."""
     split_line = next(iter(kept.values())).get("split_line", "")
-    blocks = {**written_blocks(written), **{name: model_block(name, entry) for name, entry in kept.items()}}
+    blocks = {**headed_blocks(written, r"### `([^`]+)` \("),
+              **{name: model_block(name, entry) for name, entry in kept.items()}}
     lines = ["## infer-all accuracy by split, fp32 vs int8 (`bench/bench_infer.py --accuracy-only`)", "",
              f"Split: {SPLIT_NOTE}. {split_line}. The plain onnxruntime loop engine of `roomclf infer-all` "
              "over batch_11–19, scored against labels.csv; a photo without a prediction counts as wrong."]

@@ -53,6 +53,7 @@ from common import (
     TRAIN_BATCHES,
     TUNE_BATCHES,
     default_data,
+    headed_blocks,
     honest_split,
     read_section,
     split_summary,
@@ -305,28 +306,16 @@ def run_section(r: dict) -> str:
 
 
 def written_runs(section: str) -> dict[str, dict]:
-    """What the section already says of each run, by name: its table row, its note and its TEST tables.
-
-    Result files live in var/ (not committed), so a new checkout has only the runs measured since; the
-    section keeps what it said of the others rather than losing them on the next render."""
+    """What the section already says of each run, by name: its table row, its note and its TEST tables
+    (kept for runs whose result files are gone: see ``headed_blocks``)."""
     runs: dict[str, dict] = {}
-    heading = None
     for line in section.splitlines():
         if m := re.match(r"\| `([^`]+)` \| ", line):
             runs.setdefault(m[1], {})["row"] = line
         elif m := re.match(r"- `([^`]+)`: ", line):
             runs.setdefault(m[1], {})["note"] = line
-        elif m := re.match(r"### `([^`]+)`: ", line):
-            heading = m[1]
-            runs.setdefault(heading, {})["section"] = line
-            continue
-        elif line.startswith("Compare "):
-            heading = None
-        if heading:
-            runs[heading]["section"] += "\n" + line
-    for run in runs.values():
-        if "section" in run:
-            run["section"] = run["section"].rstrip()
+    for name, text in headed_blocks(section, r"### `([^`]+)`: ", stop="Compare ").items():
+        runs.setdefault(name, {})["section"] = text
     return runs
 
 

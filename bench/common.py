@@ -30,6 +30,25 @@ def read_section(name: str, path: Path = DOC) -> str:
     return found[1] if found else ""
 
 
+def headed_blocks(section: str, heading: str, stop: str | None = None) -> dict[str, str]:
+    """The blocks of a written section that start at a line matching ``heading`` (a regex whose group 1 is
+    the block's name) and run to the next such line, or to a line starting with ``stop``.
+
+    Result files live in var/ (not committed), so a new checkout keeps what the section already says of
+    runs it cannot render again rather than dropping them."""
+    blocks: dict[str, list[str]] = {}
+    name = None
+    for line in section.splitlines():
+        if m := re.match(heading, line):
+            name = m[1]
+            blocks[name] = []
+        elif stop and line.startswith(stop):
+            name = None
+        if name:
+            blocks[name].append(line)
+    return {n: "\n".join(lines).rstrip() for n, lines in blocks.items()}
+
+
 def table(header: list[str], rows: list[list]) -> str:
     """A markdown table."""
     lines = [table_row(header), "|" + "|".join("---" for _ in header) + "|"]

@@ -1,9 +1,9 @@
 """Several exported room models combined into one ONNX file: the mean of their class probabilities.
 
 Two networks trained on the same labels make different mistakes: on the tuning split
-(bench/bench_train.py, TUNE = batch_11-13) efficientnet_lite0 at 224 px and efficientnet_lite1 at 240 px
-score 90.7% each and 92.8% averaged (efficientnet_lite2 alone: 92.8%). ``combine_onnx`` writes that
-average as an ordinary roomclf model, so infer-all, serving, prelabel, the gate and the int8 quantiser
+(bench/bench_train.py, TUNE = batch_11-13) efficientnet_lite2 at 260 px and efficientnet_lite0 at 224 px
+score 92.8% and 90.8% alone and 93.25% averaged (lite0 + lite1: 90.7% each, 92.8% averaged). ``combine_onnx``
+writes that average as an ordinary roomclf model, so infer-all, serving, prelabel, the gate and the int8 quantiser
 take it unchanged:
 
 - input ``image`` at the largest member's size; a smaller member sees it resized to its own size

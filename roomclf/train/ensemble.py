@@ -3,9 +3,9 @@ registered and gated like any other), then the members combined into one ONNX mo
 (``roomclf.models.ensemble``), registered in both forms and gated against the champion on the
 validation photos the members were validated on.
 
-On the tuning split, efficientnet_lite0 + efficientnet_lite1 score 92.8% against 90.7% for either
-alone (docs/benchmarks.md, train section), at the inference cost of both networks; efficientnet_lite2
-alone (the default) scores the same there in half the training time.
+On the tuning split (docs/benchmarks.md, train section), efficientnet_lite2 + efficientnet_lite0 score
+93.25% against 92.8% for efficientnet_lite2 alone (the default) and 90.8% for lite0, at the inference cost
+of both networks; efficientnet_lite0 + efficientnet_lite1 score 92.8%.
 """
 from __future__ import annotations
 

@@ -127,8 +127,8 @@ class TrainConfig:
     sources: tuple[str, ...] = DEFAULT_SOURCES
     valid_sources: tuple[str, ...] = HUMAN_SOURCES
     # bench_train, all of TRAIN, on TUNE: efficientnet_lite2 at 260 px 92.8% (macro-F1 0.914, 49 min here),
-    # lite0 and lite1 90.7% each, lite0 + lite1 averaged (`--backbone efficientnet_lite0,efficientnet_lite1`)
-    # 92.8% (0.914) at twice the training time: lite2 is the default; the demo trains lite0 (minutes)
+    # lite0 and lite1 90.7% each; averaged pairs (`--backbone efficientnet_lite2,efficientnet_lite0`) 93.25%
+    # at 1.6x the training time and ~1.5x the inference: lite2 is the default; the demo trains lite0 (minutes)
     backbone: str = "efficientnet_lite2"
     image_size: int | None = None              # None: the backbone's own input size
     frozen_epochs: int = 2                     # bench/bench_train.py `lite2`: TUNE 92.8%, TEST 91.1%
