@@ -10,7 +10,10 @@ first model. Accuracy is not measured here (bench_train.py and bench_infer.py --
     .venv/bin/python bench/bench_ensemble.py --models default,lite1,ens-default-lite1 --rounds 9
     .venv/bin/python bench/bench_ensemble.py --models default,ens-default-lite1,labels1k-lite2-queue:flip
 
-``NAME:flip`` is the saved run's network exported with horizontal-flip TTA (``bench_train.flip_model``).
+``NAME:flip`` is the saved run's network exported with horizontal-flip TTA (``bench_train.flip_model``);
+``NAME:int8`` its static-int8 copy, quantised now as `roomclf train --quantize` does (calibrated on its
+training photos). A table already written whose models are not all in this run stays in the section
+under "Earlier run" (var/ is not committed, so another checkout may lack those models).
 """
 from __future__ import annotations
 
@@ -18,23 +21,58 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-from common import PROJECT, default_data, table, write_section
+from common import (
+    PROJECT,
+    default_data,
+    ground_truth,
+    read_section,
+    table,
+    write_section,
+)
 
 sys.path.insert(0, str(PROJECT))
 RESULTS = PROJECT / "var" / "bench"
 
 
+def int8_model(fp32: Path) -> Path:
+    """A static-int8 copy of ``fp32`` in a temporary folder (not kept: the quantiser's settings change)."""
+    from bench_infer import quantize
+
+    from roomclf.models.onnx_file import OnnxModel
+
+    fitted = set(OnnxModel(fp32).meta.get("train_batches") or [])
+    photos = sorted(p for p in ground_truth() if p.split("/", 1)[0] in fitted)
+    return quantize(fp32, default_data() / "listings", photos,
+                    Path(tempfile.mkdtemp(prefix="bench-ensemble-")) / "model.int8.onnx")
+
+
 def model_file(name: str):
-    """A saved run's model.onnx; ``NAME:flip``: its flip-TTA export (made once from its roomnet.pt)."""
+    """A saved run's model.onnx; ``NAME:flip``: its flip-TTA export (made once from its roomnet.pt);
+    ``NAME:int8``: its static-int8 copy."""
     run, _, variant = name.partition(":")
     if variant == "flip":
         from bench_train import flip_model
 
         return flip_model(RESULTS / f"train-{run}")
+    if variant == "int8":
+        return int8_model(RESULTS / f"train-{run}" / "model.onnx")
     return RESULTS / f"train-{run}" / "model.onnx"
+
+
+def earlier_run(written: str, names: list[str]) -> str:
+    """The measurement the section holds now (its paragraph and table, without its own earlier run),
+    when some of its models are not among ``names``; "" otherwise."""
+    body = written.split("\n### Earlier run")[0]
+    rows = [line for line in body.splitlines() if line.startswith("| `")]
+    if not rows or all(row.split("`")[1] in names for row in rows):
+        return ""
+    kept = [line for line in body.splitlines()[1:] if line.strip()]
+    return "\n\n".join(["### Earlier run", kept[0], "\n".join(kept[1:])])
 
 
 def main() -> None:
@@ -48,7 +86,7 @@ def main() -> None:
     from roomclf.photos import model_input
 
     names = args.models.split(",")
-    missing = [n for n in names if not (RESULTS / f"train-{n.removesuffix(':flip')}" / "model.onnx").exists()]
+    missing = [n for n in names if not (RESULTS / f"train-{n.partition(':')[0]}" / "model.onnx").exists()]
     if missing:     # `make bench` runs every bench in turn: say what is needed instead of failing
         print(f"bench_ensemble: no saved model for {', '.join(missing)}: run bench/bench_train.py --name default, "
               "--name lite1 --backbone efficientnet_lite1 --image-size 240, then --ensemble default,lite1")
@@ -69,7 +107,8 @@ def main() -> None:
     rows = []
     for name, m in models.items():
         ms = statistics.median(times[name])
-        backbone = m.meta.get("backbone", "-") + (", flip TTA" if name.endswith(":flip") else "")
+        backbone = m.meta.get("backbone", "-") + {"flip": ", flip TTA", "int8": ", static int8"}.get(
+            name.partition(":")[2], "")
         rows.append([f"`{name}`", backbone, m.input_size, f"{ms:.1f}", f"{ms / first:.2f}x"])
     text = "\n".join([
         "## What an ensemble or a bigger network costs at inference (`bench/bench_ensemble.py`)", "",
@@ -77,6 +116,8 @@ def main() -> None:
          f"{len(photos)} real photos of batch_11, {args.rounds} interleaved rounds, median per photo; load average "
          f"{os.getloadavg()[0]:.1f} at the end (this machine's 2 cores are shared, so compare the ratios)."), "",
         table(["model", "backbone(s)", "input px", "ms per photo", "vs first"], rows)])
+    earlier = earlier_run(read_section("ensemble"), names)
+    text += f"\n\n{earlier}" if earlier else ""
     print(text)
     if not args.no_write:
         write_section("ensemble", text)

@@ -295,6 +295,8 @@ def main():
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     ap.add_argument("--model", help="an ONNX file saved by bench/bench_train.py --save (default: the champion, "
                                     "else a quick model built here)")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a line to add to the model's block (e.g. what an earlier measurement said)")
     args = ap.parse_args()
 
     from roomclf.corpus import discover, list_batches
@@ -347,6 +349,7 @@ def main():
         trained_on, weights = ["batch_01"], work / "quick_head.pt"
         notes.append("model: no champion registered here, so a quick one (pretrained EfficientNet-Lite0 + "
                      "logistic-regression head on 150 photos of batch_01) and its static-int8 copy")
+    notes += args.note
     # accuracy is reported on the honest split: TUNE (batch_11-13) and TEST (batch_14-19), near-duplicates
     # of batch_01-10 photos removed; batches the model was fitted on never count
     split = honest_split(root.parent) if trained_on else None

@@ -69,3 +69,18 @@ def test_the_infer_accuracy_section_keeps_models_measured_on_another_checkout(tm
     write_section("infer-accuracy", text, doc)
     assert bench_infer.accuracy_section({"b.onnx": _accuracy(0.85), "c.onnx": _accuracy(0.95, 0.949)},
                                         read_section("infer-accuracy", doc)) == text
+
+
+def test_the_ensemble_section_keeps_an_earlier_table_whose_models_are_not_measured_again():
+    import bench_ensemble
+
+    first = ("## What an ensemble costs\n\nModel time only, 7 rounds.\n\n| model | ms |\n|---|---|\n"
+             "| `default` | 14.5 |\n| `lite1` | 20.9 |")
+    assert bench_ensemble.earlier_run(first, ["default", "lite1"]) == ""        # all measured again
+    kept = bench_ensemble.earlier_run(first, ["lite2", "lite2:int8"])
+    assert kept.startswith("### Earlier run\n\nModel time only, 7 rounds.") and "| `lite1` | 20.9 |" in kept
+    # the next run keeps the same earlier table once, not nested
+    second = "## What an ensemble costs\n\nNew.\n\n| model | ms |\n|---|---|\n| `lite2` | 28 |\n\n" + kept
+    assert bench_ensemble.earlier_run(second, ["lite2"]) == ""
+    assert bench_ensemble.earlier_run(second, ["lite0"]).count("### Earlier run") == 1
+    assert "| `lite1` |" not in bench_ensemble.earlier_run(second, ["lite0"])

@@ -121,7 +121,22 @@ def test_combine_command_writes_registers_and_refuses_in_one_line(members, home,
         assert "Traceback" not in bad.output and len(bad.output.strip().splitlines()) == 1
 
 
-def test_int8_keeps_the_first_and_last_convolutions_of_every_member_in_fp32(members, tmp_path):
+def _upstream_ops(graph, tensor: str, stop: str = "Shape") -> list[str]:
+    """The op types that compute ``tensor``, walking up to (not through) ``stop`` nodes."""
+    made_by = {out: node for node in graph.node for out in node.output}
+    ops, todo, seen = [], [tensor], set()
+    while todo:
+        node = made_by.get(todo.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        ops.append(node.op_type)
+        if node.op_type != stop:
+            todo.extend(node.input)
+    return ops
+
+
+def test_int8_keeps_the_first_and_last_convolutions_and_the_pad_amounts_of_every_member_in_fp32(members, tmp_path):
     import onnx
     from PIL import Image
 
@@ -145,5 +160,11 @@ def test_int8_keeps_the_first_and_last_convolutions_of_every_member_in_fp32(memb
         convs = [n for n in int8.graph.node if n.op_type == "Conv" and n.name.startswith(member)]
         weight_is_int8 = [made_by.get(n.input[1]) == "DequantizeLinear" for n in convs]
         kept = FP32_FIRST_CONVS + FP32_LAST_CONVS
-        assert not any(weight_is_int8[:FP32_FIRST_CONVS]) and not weight_is_int8[-1], member
+        assert not any(weight_is_int8[:FP32_FIRST_CONVS] + weight_is_int8[len(convs) - FP32_LAST_CONVS:]), member
         assert sum(weight_is_int8) == len(convs) - kept, member       # every other convolution is int8
+    # "same" padding computes its pad amounts from shapes: quantised, 1 pixel became 0.996, then 0 as int64
+    pads = [n for n in int8.graph.node if n.op_type == "Pad"]
+    assert {n.name[:3] for n in pads} == {"m0/", "m1/"}
+    upstream = {pad.name: _upstream_ops(int8.graph, pad.input[1]) for pad in pads}
+    assert any("Shape" in ops for ops in upstream.values())          # pad amounts computed at run time
+    assert [name for name, ops in upstream.items() if "QuantizeLinear" in ops] == []
