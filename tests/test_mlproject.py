@@ -21,6 +21,13 @@ def test_every_entry_point_is_one_call_into_the_package():
         assert body == ["    run(" + body[0].strip()[4:]], name      # just `run(command)`
 
 
+def test_the_train_entry_point_leaves_every_default_to_roomclf_train():
+    # one place decides the recipe (TrainConfig, which the CLI reads): MLproject passes "" = "roomclf's default"
+    params = yaml.safe_load((PROJECT / "MLproject").read_text())["entry_points"]["train"]["parameters"]
+    assert {"backbone", "epochs", "frozen_epochs", "batch_size", "seed"} <= set(params)
+    assert {name: p["default"] for name, p in params.items() if p["default"] != ""} == {}
+
+
 @pytest.mark.slow
 def test_mlflow_run_embed_offline(home, tmp_path, corpus_root):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
