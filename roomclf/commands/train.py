@@ -46,7 +46,8 @@ INT = WholeNumber()
 @click.option("--frozen-epochs", type=INT, default=TrainConfig.frozen_epochs, show_default=True,
               help="Epochs with the body frozen.")
 @click.option("--epochs", type=INT, default=TrainConfig.epochs, show_default=True,
-              help="Epochs of fine-tuning everything. 3 is best measured with ~3,800 labels (more overfit); "
+              help="Epochs of fine-tuning everything. 3 is best measured with ~3,800 labels (efficientnet_lite2 "
+                   "with 5: 0.3 points lower on the tuning split); "
                    "with ~1,000, 6 scored 0.3-0.5 points higher on the tuning split (docs/benchmarks.md, train).")
 @click.option("--batch-size", type=INT, default=TrainConfig.batch_size, show_default=True)
 @click.option("--lr", type=float, default=TrainConfig.lr, show_default=True,
