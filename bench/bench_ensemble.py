@@ -39,19 +39,18 @@ sys.path.insert(0, str(PROJECT))
 RESULTS = PROJECT / "var" / "bench"
 
 
-def int8_model(fp32: Path) -> Path:
-    """A static-int8 copy of ``fp32`` in a temporary folder (not kept: the quantiser's settings change)."""
+def int8_model(fp32: Path, work: Path) -> Path:
+    """A static-int8 copy of ``fp32`` in ``work`` (not kept: the quantiser's settings change)."""
     from bench_infer import quantize
 
     from roomclf.models.onnx_file import OnnxModel
 
     fitted = set(OnnxModel(fp32).meta.get("train_batches") or [])
     photos = sorted(p for p in ground_truth() if p.split("/", 1)[0] in fitted)
-    return quantize(fp32, default_data() / "listings", photos,
-                    Path(tempfile.mkdtemp(prefix="bench-ensemble-")) / "model.int8.onnx")
+    return quantize(fp32, default_data() / "listings", photos, work / f"{fp32.parent.name}.int8.onnx")
 
 
-def model_file(name: str):
+def model_file(name: str, work: Path):
     """A saved run's model.onnx; ``NAME:flip``: its flip-TTA export (made once from its roomnet.pt);
     ``NAME:int8``: its static-int8 copy."""
     run, _, variant = name.partition(":")
@@ -60,17 +59,19 @@ def model_file(name: str):
 
         return flip_model(RESULTS / f"train-{run}")
     if variant == "int8":
-        return int8_model(RESULTS / f"train-{run}" / "model.onnx")
+        return int8_model(RESULTS / f"train-{run}" / "model.onnx", work)
     return RESULTS / f"train-{run}" / "model.onnx"
 
 
 def earlier_run(written: str, names: list[str]) -> str:
-    """The measurement the section holds now (its paragraph and table, without its own earlier run),
-    when some of its models are not among ``names``; "" otherwise."""
-    body = written.split("\n### Earlier run")[0]
+    """What the section keeps under "Earlier run": the measurement it holds now (its paragraph and
+    table) when some of its models are not among ``names``; else the earlier run it already keeps."""
+    body, _, older = written.partition("\n### Earlier run")
     rows = [line for line in body.splitlines() if line.startswith("| `")]
-    if not rows or all(row.split("`")[1] in names for row in rows):
+    if not rows:
         return ""
+    if all(row.split("`")[1] in names for row in rows):
+        return f"### Earlier run{older}".strip() if older else ""
     kept = [line for line in body.splitlines()[1:] if line.strip()]
     return "\n\n".join(["### Earlier run", kept[0], "\n".join(kept[1:])])
 
@@ -93,7 +94,8 @@ def main() -> None:
         return
     root = default_data() / "listings"
     photos = sorted((root / "batch_11").glob("listing_*/photo_*.jpg"))[:32]
-    models = {name: OnnxModel(model_file(name), threads=1) for name in names}
+    with tempfile.TemporaryDirectory(prefix="bench-ensemble-") as work:     # int8 copies, loaded then dropped
+        models = {name: OnnxModel(model_file(name, Path(work)), threads=1) for name in names}
     inputs = {size: np.stack([model_input(p, size) for p in photos]) for size in {m.input_size for m in models.values()}}
     times: dict[str, list[float]] = {name: [] for name in models}
     for m in models.values():                      # warm-up

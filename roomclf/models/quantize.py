@@ -25,7 +25,7 @@ from roomclf.photos import PhotoError, model_input
 # 97.98% of photos, against 98.16% / 97.72% for three and one; 200 or 500 calibration photos, entropy or
 # percentile calibration and an fp32 head were no better. The cost: int8 efficientnet_lite2 takes 0.72x
 # fp32's model time per photo instead of 0.57x (1 thread, 64 photos, medians of 5 runs side by side);
-# bench/bench_ensemble.py (`lite2:int8`) measured 0.79x beside a training run.
+# bench/bench_ensemble.py (`lite2:int8`, 7 interleaved rounds, quiet machine) measured 0.60x.
 REDUCE_RANGE = True
 FP32_FIRST_CONVS, FP32_LAST_CONVS = 6, 2
 
