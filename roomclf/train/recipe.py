@@ -128,7 +128,8 @@ class TrainConfig:
     valid_sources: tuple[str, ...] = HUMAN_SOURCES
     # bench_train, all of TRAIN, on TUNE: efficientnet_lite2 at 260 px 92.8% (macro-F1 0.914, 49 min here),
     # lite0 and lite1 90.7% each; averaged pairs (`--backbone efficientnet_lite2,efficientnet_lite0`) 93.25%
-    # at 1.6x the training time and ~1.5x the inference: lite2 is the default; the demo trains lite0 (minutes)
+    # at 1.6x the training time and 1.38x lite2's model time per photo (bench_ensemble): lite2 is the default;
+    # the demo trains lite0 (minutes)
     backbone: str = "efficientnet_lite2"
     image_size: int | None = None              # None: the backbone's own input size
     frozen_epochs: int = 2                     # bench/bench_train.py `lite2`: TUNE 92.8%, TEST 91.1%
