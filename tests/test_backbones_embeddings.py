@@ -13,7 +13,7 @@ from roomclf.models.embeddings import embed
 def test_registry_carries_preprocessing():
     spec = get_spec("efficientnet_lite0")
     assert (spec.input_size, spec.mean, spec.std, spec.feature_dim) == (224, (0.5,) * 3, (0.5,) * 3, 1280)
-    assert get_spec("efficientnet_lite2").input_size == 260
+    assert get_spec("efficientnet_lite2").input_size == 300
     assert set(BACKBONES) >= {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50", "densenet121"}
     with pytest.raises(BackboneError, match="unknown backbone"):
         get_spec("vgg11")

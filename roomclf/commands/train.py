@@ -36,13 +36,14 @@ INT = WholeNumber()
                    "easy photos and would read high.")
 @click.option("--backbone", default=TrainConfig.backbone, show_default=True,
               help="The pretrained network to fine-tune, from the backbone registry (efficientnet_lite0/1/2, "
-                   "resnet50, densenet121). efficientnet_lite2 scored 2.1 points above lite0 on the tuning split "
-                   "at about twice the multiply-adds per photo; lite0 is the fastest. Two or more, comma-separated "
-                   "(efficientnet_lite2,efficientnet_lite0: 0.4 points above lite2 alone): train each, then register their averaged ensemble too "
-                   "(`roomclf combine`) and gate it.")
+                   "resnet50, densenet121). efficientnet_lite2 (at 300 px) scored 2.5 points above lite0 on the "
+                   "tuning split at 2.5x its model time per photo (bench_ensemble); lite0 is the fastest. Two or more, "
+                   "comma-separated: train each, then register their averaged ensemble too (`roomclf combine`) "
+                   "and gate it (efficientnet_lite2,efficientnet_lite0 scored 0.1 points below lite2 alone).")
 @click.option("--image-size", type=INT, default=None,
-              help="Input size in pixels  [default: the backbone's]. With ~1,000 labels, efficientnet_lite2 at 300 "
-                   "instead of 260 scored 1.0 point higher on the tuning split, 1.33x the compute per photo.")
+              help="Input size in pixels  [default: the backbone registry's; efficientnet_lite2: 300, which "
+                   "scored 0.4 points above its weights' own 260 on the tuning split (1.0 with ~1,000 labels), "
+                   "1.33x the compute per photo].")
 @click.option("--frozen-epochs", type=INT, default=TrainConfig.frozen_epochs, show_default=True,
               help="Epochs with the body frozen.")
 @click.option("--epochs", type=INT, default=TrainConfig.epochs, show_default=True,

@@ -126,13 +126,13 @@ class TrainConfig:
     valid_batches: list[str]
     sources: tuple[str, ...] = DEFAULT_SOURCES
     valid_sources: tuple[str, ...] = HUMAN_SOURCES
-    # bench_train, all of TRAIN, on TUNE: efficientnet_lite2 at 260 px 92.8% (macro-F1 0.914, 49 min here),
-    # lite0 and lite1 90.7% each; averaged pairs (`--backbone efficientnet_lite2,efficientnet_lite0`) 93.25%
-    # at 1.6x the training time and 1.38x lite2's model time per photo (bench_ensemble): lite2 is the default;
-    # the demo trains lite0 (minutes)
+    # bench_train, all of TRAIN, on TUNE: efficientnet_lite2 at 300 px 93.25% (macro-F1 0.918, 76 min here),
+    # at 260 px 92.8%, lite0 and lite1 90.7% each; averaged pairs no higher (lite2 at 260 + lite0: 93.25% at
+    # 1.2-1.4x lite2-260's model time per photo; lite2 at 300 + lite0: 93.2%): lite2 is the default; the demo
+    # trains lite0 (minutes)
     backbone: str = "efficientnet_lite2"
-    image_size: int | None = None              # None: the backbone's own input size
-    frozen_epochs: int = 2                     # bench/bench_train.py `lite2`: TUNE 92.8%, TEST 91.1%
+    image_size: int | None = None              # None: the backbone registry's (efficientnet_lite2: 300)
+    frozen_epochs: int = 2                     # bench/bench_train.py `lite2-300`: TUNE 93.25%
     epochs: int = 3
     batch_size: int = 32
     lr: float | None = 1.6e-3                  # None: lr_find
