@@ -130,6 +130,25 @@ def test_embeddings_are_cached_and_only_changed_photos_recomputed(tmp_path, corp
     assert raw.computed == 0 and np.linalg.norm(raw.vectors[0]) > 1.5
 
 
+def test_embeddings_cached_at_another_input_size_are_not_reused(tmp_path, corpus_root, monkeypatch):
+    """The registry's input size of a backbone can change (efficientnet_lite2 went from 260 to 300 px): vectors
+    cached at the old size must not come back as if they were computed at the new one."""
+    from dataclasses import replace
+
+    from roomclf.models import backbones
+
+    monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(tmp_path / "cache"))
+    paths = [p.relative_to(corpus_root).as_posix() for p in sorted((corpus_root / "batch_01").rglob("*.jpg"))[:2]]
+    at_224 = embed(corpus_root, paths, progress=False)
+    spec = backbones.BACKBONES["efficientnet_lite0"]
+    monkeypatch.setitem(backbones.BACKBONES, "efficientnet_lite0", replace(spec, input_size=160))
+    at_160 = embed(corpus_root, paths, progress=False)
+    assert at_224.computed == 2 and at_160.computed == 2
+    assert not np.allclose(at_224.vectors, at_160.vectors, atol=1e-3)
+    monkeypatch.setitem(backbones.BACKBONES, "efficientnet_lite0", spec)
+    assert embed(corpus_root, paths, progress=False).computed == 0      # each size keeps its own cache
+
+
 def test_embedding_matches_roomnet_features(corpus_root, home):
     import torch
 

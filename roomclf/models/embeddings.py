@@ -1,6 +1,7 @@
 """Embeddings: pooled penultimate features of an ImageNet backbone, cached on disk.
 
-The cache is one SQLite file per backbone in the working-data folder, keyed by
+The cache is one SQLite file per backbone and input size in the working-data folder
+(a registry change of a backbone's input size starts a new file), keyed by
 (photo path, file size, mtime): a rerun computes only new or changed photos,
 and a killed run keeps every finished chunk. Photos that cannot be read are
 cached with their error so they are not retried. Vectors are stored raw (so
@@ -68,7 +69,9 @@ class Embedder:
 
 
 def _cache(backbone: str) -> sqlite3.Connection:
-    db = sqlite3.connect(embedding_dir() / f"{backbone}.sqlite", timeout=60)
+    from roomclf.models.backbones import get_spec
+
+    db = sqlite3.connect(embedding_dir() / f"{backbone}-{get_spec(backbone).input_size}px.sqlite", timeout=60)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("CREATE TABLE IF NOT EXISTS emb (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
                "vec BLOB, error TEXT)")
