@@ -138,7 +138,7 @@ def quantize(fp32: Path, root: Path, trained_on: list[str], out: Path) -> Path:
     """Static int8 with roomclf's own quantiser, calibrated as `roomclf train --quantize` calibrates (the
     recipe's number of photos, evenly spaced through the model's training photos)."""
     from roomclf.models.quantize import calibration_sample, quantize_static_int8
-    from roomclf.train.recipe import DEFAULT_RECIPE
+    from roomclf.train.config import DEFAULT_RECIPE
 
     calib = calibration_sample(trained_on, DEFAULT_RECIPE.int8_calibration_photos)
     return quantize_static_int8(fp32, out, root, calib)

@@ -79,7 +79,7 @@ def int8_model(fp32: str, root: Path, tmp: Path) -> tuple[str, str] | None:
     except ImportError:
         return None
     from roomclf.models.onnx_file import find_onnx
-    from roomclf.train.recipe import DEFAULT_RECIPE
+    from roomclf.train.config import DEFAULT_RECIPE
 
     src = find_onnx(fetch_model(fp32, dst=tmp / "fp32") if fp32.startswith("models:/") else fp32)
     photos = [str(p.relative_to(root)) for p in sorted((root / "batch_02").glob("listing_*/photo_*.jpg"))]

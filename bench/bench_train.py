@@ -186,7 +186,7 @@ def probs_on(learn, items: list[tuple[str, str]], flip: bool = False,
              bs: int = 64) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(probabilities, the flip-TTA mean or None without ``flip``, true classes) on ``items`` with the
     validation transforms, from one pass over the photos (the mirror images are computed in the same pass)."""
-    from roomclf.train.recipe import loader_passes
+    from roomclf.train.predict import loader_passes
 
     plain, mirror, y = loader_passes(learn, learn.dls.test_dl([list(i) for i in items], with_labels=True, bs=bs),
                                      mirrored=flip)
@@ -404,12 +404,14 @@ def main() -> None:
     from fastai.torch_core import set_seed
 
     from roomclf.models.backbones import get_spec
-    from roomclf.train import recipe as T
+    from roomclf.train.config import Recipe, TrainingError, parse_recipe
+    from roomclf.train.data import TrainData, class_weights
+    from roomclf.train.learner import build_dls, build_small_dls, fit, make_learner
 
     # the product's recipe: two knobs from their own options, any other from --recipe (as `roomclf train`)
     try:
-        knobs = T.parse_recipe(args.recipe, T.Recipe(label_smoothing=args.label_smoothing, mixup=args.mixup))
-    except T.TrainingError as exc:
+        knobs = parse_recipe(args.recipe, Recipe(label_smoothing=args.label_smoothing, mixup=args.mixup))
+    except TrainingError as exc:
         ap.error(str(exc))
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -480,11 +482,11 @@ def main() -> None:
 
     set_seed(args.seed, reproducible=True)
     spec = get_spec(args.backbone)
-    data = T.TrainData(train=split["train"], valid=split["tune"])
-    dls = T.build_dls(root, data, args.image_size, args.batch_size, spec.mean, spec.std, args.seed, args.workers,
-                      recipe=knobs)
-    weights = T.class_weights([c for _, c in data.train])
-    learn = T.make_learner(dls, args.backbone, weights, pretrained=not (saved or args.resume), recipe=knobs)
+    data = TrainData(train=split["train"], valid=split["tune"])
+    dls = build_dls(root, data, args.image_size, args.batch_size, spec.mean, spec.std, args.seed, args.workers,
+                    recipe=knobs)
+    weights = class_weights([c for _, c in data.train])
+    learn = make_learner(dls, args.backbone, weights, pretrained=not (saved or args.resume), recipe=knobs)
 
     def history_rows(phase):
         return [[phase, i + 1, f"{a:.3f}", f"{b:.3f}", f"{c:.4f}", f"{d:.4f}"]
@@ -499,13 +501,13 @@ def main() -> None:
             base = json.loads((Path(args.resume) / "result.json").read_text())
             learn.model.load_state_dict(torch.load(Path(args.resume) / "roomnet.pt"))
             base_s, history = base["times"]["train_total_s"], [list(h) for h in base["history"]]
-        small = T.build_small_dls(root, data, args.batch_size, spec.mean, spec.std, args.seed, args.workers, knobs)
+        small = build_small_dls(root, data, args.batch_size, spec.mean, spec.std, args.seed, args.workers, knobs)
         t = time.perf_counter()
-        T.fit(learn, args.frozen_epochs, 0, args.lr, recipe=knobs, small_dls=small)
+        fit(learn, args.frozen_epochs, 0, args.lr, recipe=knobs, small_dls=small)
         frozen_total = time.perf_counter() - t
         history += history_rows("frozen") if args.frozen_epochs else []
         t = time.perf_counter()
-        T.fit(learn, 0, args.epochs, args.lr, recipe=knobs, small_dls=small)
+        fit(learn, 0, args.epochs, args.lr, recipe=knobs, small_dls=small)
         unfrozen_total = time.perf_counter() - t
         history += history_rows("unfrozen" + (" (2nd cycle)" if args.resume else "")) if args.epochs else []
         recipe = {k: getattr(args, k) for k in ("backbone", "image_size", "frozen_epochs", "epochs", "batch_size",

@@ -66,7 +66,7 @@ def table_row(cells: list) -> str:
 #   TUNE   batch_11-batch_13  every choice (recipe, epochs, thresholds, int8 settings) is made here;
 #   TEST   batch_14-batch_19  reported only, never used to choose anything.
 # Photos of TUNE and TEST that duplicate a TRAIN photo (same bytes, or the same picture by embedding
-# similarity, roomclf.train.recipe.duplicate_paths) are left out of both.
+# similarity, roomclf.train.data.duplicate_paths) are left out of both.
 TRAIN_BATCHES = "batch_01-batch_10"
 TUNE_BATCHES = "batch_11-batch_13"
 TEST_BATCHES = "batch_14-batch_19"
@@ -99,7 +99,7 @@ def honest_split(data: Path | None = None, train: str = TRAIN_BATCHES, tune: str
     (computed where missing).
     """
     from roomclf.corpus import parse_batches
-    from roomclf.train.recipe import drop_broken, duplicate_paths
+    from roomclf.train.data import drop_broken, duplicate_paths
 
     data = Path(data or default_data())
     root = data / "listings"

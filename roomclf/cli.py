@@ -11,8 +11,10 @@ The workflow:
   roomclf label        label photos fast in a browser
   roomclf propagate    lend labels to similar unlabelled photos (annoy)
   roomclf train        fast.ai transfer learning, tracked and registered in MLflow
+  roomclf distill      a faster student trained on the champion's predictions
   roomclf infer-all    run the registered ONNX model over every batch with Ray
   roomclf serve        classify single photos over HTTP
+  roomclf predict      classify a few photos here (try a registered model)
 
 \b
 Comparing models:
@@ -42,11 +44,13 @@ COMMANDS = {
     "label": "roomclf.commands.label:label",
     "propagate": "roomclf.commands.propagate:propagate",
     "train": "roomclf.commands.train:train",
+    "distill": "roomclf.commands.train:distill",
     "models": "roomclf.commands.models:models",
     "promote": "roomclf.commands.models:promote",
     "ui": "roomclf.commands.models:ui",
     "combine": "roomclf.commands.models:combine",
     "infer-all": "roomclf.commands.infer:infer_all",
+    "predict": "roomclf.commands.predict:predict",
     "serve": "roomclf.commands.serve:serve",
     "sample-data": "roomclf.commands.data:sample_data",
     "demo": "roomclf.commands.demo:demo",

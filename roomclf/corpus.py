@@ -47,34 +47,52 @@ def list_batches(root: str | os.PathLike) -> list[str]:
     return sorted(d.name for d in root.iterdir() if d.is_dir() and d.name.startswith("batch_"))
 
 
-def _batch_name(item: str) -> str:
-    """'3' or '03' -> 'batch_03'; anything else is a one-line error."""
-    if not item.isdigit():
-        raise CorpusError(f"bad batch {item!r}: use batch_NN, a number, batch_NN-batch_MM or 'all'")
-    return f"batch_{int(item):02d}"
+BATCH_SPEC_FORMS = "batch_NN, a number, batch_NN-batch_MM, a comma-separated list of these, or 'all'"
+
+
+def _batch_name(item: str, root, available: list[str]) -> str:
+    """'batch_03', '3' or '03' -> 'batch_03', which must be a batch of the corpus; else a one-line error."""
+    if item.isdigit():
+        name = f"batch_{int(item):02d}"
+    elif item.startswith("batch_") and "/" not in item and "\\" not in item:
+        name = item
+    else:
+        raise CorpusError(f"bad batch {item!r}: use {BATCH_SPEC_FORMS}")
+    if name not in available:
+        raise CorpusError(f"batch {name} not found under {root} (have {len(available)} batches: "
+                          f"{available[0]}..{available[-1]})")
+    return name
 
 
 def parse_batches(spec: str | list[str] | tuple[str, ...] | None, root: str | os.PathLike) -> list[str]:
-    """'batch_01,batch_03' or 'batch_01-batch_03' or 'all'/None -> validated batch names."""
+    """The one batch-spec parser of every command: 'batch_01,batch_03', 'batch_01-batch_03', '5' or
+    'all'/None (or a list of such items) -> the batch names, each checked to exist under ``root``.
+
+    An ill-formed spec or a batch the corpus lacks (a range's ends included) raises ``CorpusError``.
+    """
     available = list_batches(root)
-    if spec is None or spec == "" or spec == "all":
-        if not available:
-            raise CorpusError(f"no batch_* folders under {root}")
+    if not available:
+        raise CorpusError(f"no batch_* folders under {root}")
+    if spec is None or (isinstance(spec, str) and spec.strip() in ("", "all")):
         return available
-    items = spec if isinstance(spec, (list, tuple)) else [s.strip() for s in spec.split(",") if s.strip()]
+    raw = list(spec) if isinstance(spec, (list, tuple)) else spec.split(",")
+    items = [str(s).strip() for s in raw if str(s).strip()]
+    if not items:
+        raise CorpusError(f"bad batch spec {spec!r}: use {BATCH_SPEC_FORMS}")
     chosen: list[str] = []
     for item in items:
-        if "-" in item and item.count("batch_") == 2:
-            lo, hi = item.split("-")
-            span = [b for b in available if lo <= b <= hi]
-            if not span:
-                raise CorpusError(f"no batches in range {item}")
-            chosen += span
+        if item == "all":
+            chosen += available
+        elif "-" in item:
+            lo, _, hi = item.partition("-")
+            if not (lo.startswith("batch_") and hi.startswith("batch_")) or "-" in hi:
+                raise CorpusError(f"bad batch range {item!r}: use {BATCH_SPEC_FORMS}")
+            lo, hi = _batch_name(lo, root, available), _batch_name(hi, root, available)
+            if lo > hi:
+                raise CorpusError(f"bad batch range {item!r}: {lo} comes after {hi}")
+            chosen += [b for b in available if lo <= b <= hi]
         else:
-            name = item if item.startswith("batch_") else _batch_name(item)
-            if name not in available:
-                raise CorpusError(f"batch {name} not found under {root} (have {len(available)} batches)")
-            chosen.append(name)
+            chosen.append(_batch_name(item, root, available))
     return list(dict.fromkeys(chosen))
 
 
@@ -94,6 +112,28 @@ def discover(root: str | os.PathLike, batches: str | list[str] | None = None) ->
                 else:
                     corpus.skipped.append(rel)
     return corpus
+
+
+def path_problem(rel: str) -> str | None:
+    """Why ``rel`` is not a photo path in its one canonical form (relative to the corpus root, forward
+    slashes, no empty, '.' or '..' parts), or None when it is. Two spellings of one photo would be two
+    photos to the label store, and the first part names the batch the train/validation split uses."""
+    if not rel:
+        return "empty path"
+    if "\x00" in rel:
+        return "a NUL character"
+    if "\\" in rel:
+        return "a backslash (use forward slashes)"
+    if rel.startswith("/") or (len(rel) > 1 and rel[0].isalpha() and rel[1] == ":"):
+        return "an absolute path (give it relative to the corpus root)"
+    parts = rel.split("/")
+    if "" in parts:
+        return "an empty part (a double or trailing slash)"
+    if "." in parts or ".." in parts:
+        return "a '.' or '..' part"
+    if rel != rel.strip():
+        return "leading or trailing spaces"
+    return None
 
 
 def safe_join(root: str | os.PathLike, rel: str) -> Path | None:

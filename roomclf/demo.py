@@ -29,20 +29,24 @@ import numpy as np
 
 from roomclf import settings
 from roomclf.errors import RoomclfError
+from roomclf.models.backbones import get_spec
+from roomclf.propagate.defaults import PROPAGATION
 from roomclf.taxonomy import CLASSES, UnknownName, attribute_key
 from roomclf.tracking.experiments import ui_link
+from roomclf.train.config import DEFAULT_SOURCES, TrainConfig
 
 # The demo's configuration, in one place.
 MAX_TRAIN_BATCHES = 3  # train on up to three labelled batches, validate on the next one
+# What it trains: roomclf train's defaults (TrainConfig) except the network and the unfrozen epochs.
 BACKBONE = "efficientnet_lite0"  # the fastest of the registry: the demo trains within minutes on a laptop
-IMAGE_SIZE = 224      # the backbone's own size: smaller inputs cost accuracy (measured)
-FROZEN_EPOCHS = 2
-EPOCHS = 1
-LR = 1.6e-3           # the training bench's rate; lr_find would cost ~70 s here
+IMAGE_SIZE = get_spec(BACKBONE).input_size   # the backbone's own size: smaller inputs cost accuracy (measured)
+FROZEN_EPOCHS = TrainConfig.frozen_epochs
+EPOCHS = 1            # fewer than TrainConfig's, to stay within minutes
+LR = TrainConfig.lr   # the training bench's rate; lr_find would cost ~70 s here
 MIN_PER_CLASS = 5     # the manual pick holds at least this many photos of each class (when there are)
 DEMO_WHO = "demo"
 VALID_WHO = "demo (validation labels)"
-SOURCES = ("manual", "imported", "propagated")
+SOURCES = DEFAULT_SOURCES   # the label sources training counts (TrainConfig.sources)
 
 
 class DemoError(RoomclfError):
@@ -186,7 +190,7 @@ class Steps:
 def _propagation_truth(store, truth: dict[str, str], batches: list[str]) -> dict:
     """Precision/coverage of the propagated labels against the corpus's ground truth."""
     prop = store.labels(["propagated"])
-    manual = store.labels(["manual"])
+    manual = store.labels(PROPAGATION.seed_sources)     # the labels propagation lends (never replaced)
     candidates = [p for p, lab in truth.items() if p.split("/", 1)[0] in batches and p not in manual]
     hits = [p for p in candidates if p in prop]
     right = sum(prop[p].label == truth[p] for p in hits)
@@ -405,7 +409,6 @@ def _train_step(steps: Steps, inputs: dict, store, root: Path, plan: DemoPlan, e
     train_inputs = {**inputs, "backbone": BACKBONE, "size": IMAGE_SIZE, "epochs": [FROZEN_EPOCHS, EPOCHS], "lr": LR}
     trained = steps.get("train", train_inputs)
     if trained is None:
-        from roomclf.train.recipe import TrainConfig
         from roomclf.train.run import run_training
         cfg = TrainConfig(data=str(root), train_batches=list(plan.train), valid_batches=list(plan.valid),
                           sources=SOURCES, backbone=BACKBONE, image_size=IMAGE_SIZE, frozen_epochs=FROZEN_EPOCHS,

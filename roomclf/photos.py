@@ -19,6 +19,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from roomclf.errors import RoomclfError
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+# The only PIL decoders a photo may reach, from the crawl or an upload (the corpus holds JPEG and PNG).
+# A camera JPEG carrying a second picture still opens, through the JPEG decoder, as PIL's "MPO".
+# Anything else (TIFF, EPS, GIF, BMP, PSD, AVIF...) is refused before its decoder runs: a PhotoError
+# of kind UNSUPPORTED.
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP")
 MAX_PIXELS = 60_000_000          # decompression-bomb limit (a 6000x4500 photo is 27 MP)
 MAX_BYTES = 100 * 1024 * 1024    # no listing photo is bigger than this
 MIN_SIDE = 8                     # smaller than this is not a photo
@@ -29,6 +34,7 @@ class PhotoError(RoomclfError):
     which sort of problem it is, for callers that map it (serving: to an HTTP status)."""
 
     EMPTY, NOT_IMAGE, TOO_LARGE, UNREADABLE, UNDECODABLE = "empty", "not_image", "too_large", "unreadable", "undecodable"
+    UNSUPPORTED = "unsupported"     # an image, but not of PHOTO_FORMATS
 
     def __init__(self, reason: str, source: str = "", kind: str = "undecodable"):
         super().__init__(f"{source}: {reason}" if source else reason)
@@ -61,12 +67,28 @@ def _sniff_non_image(data: bytes) -> str | None:
     return None
 
 
+# Signatures of image formats PIL could decode but PHOTO_FORMATS leaves out, to name them in the refusal.
+_OTHER_FORMATS = ((b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"%!PS", "EPS"), (b"\xc5\xd0\xd3\xc6", "EPS"),
+                  (b"GIF8", "GIF"), (b"BM", "BMP"), (b"8BPS", "PSD"), (b"%PDF", "PDF"), (b"\x00\x00\x01\x00", "ICO"),
+                  (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"P6", "PPM"))
+
+
+def _other_format(data: bytes) -> str | None:
+    for magic, name in _OTHER_FORMATS:
+        if data.startswith(magic):
+            return name
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        return "HEIF/AVIF"
+    return None
+
+
 def open_photo(src: str | os.PathLike | bytes, target: int | None = None) -> Image.Image:
     """Open a photo as an upright RGB image.
 
     ``target``: the smallest side the caller needs; large JPEGs are then decoded
     at reduced size (PIL draft mode), which is much faster and lighter.
-    Raises ``PhotoError`` for empty, truncated, non-image, huge or tiny files.
+    Raises ``PhotoError`` for empty, truncated, non-image, huge or tiny files, and for images
+    in a format outside ``PHOTO_FORMATS`` (never handed to their decoder).
     """
     data, name = _read_bytes(src)
     reason = _sniff_non_image(data)
@@ -75,7 +97,7 @@ def open_photo(src: str | os.PathLike | bytes, target: int | None = None) -> Ima
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=PHOTO_FORMATS)
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise PhotoError(f"too many pixels ({w}x{h}), refusing a possible decompression bomb", name)
@@ -88,6 +110,10 @@ def open_photo(src: str | os.PathLike | bytes, target: int | None = None) -> Ima
     except PhotoError:
         raise
     except UnidentifiedImageError:
+        other = _other_format(data)
+        if other:
+            raise PhotoError(f"unsupported image format {other} (accepted: {', '.join(PHOTO_FORMATS)})", name,
+                             PhotoError.UNSUPPORTED) from None
         raise PhotoError("not an image (unknown format)", name, PhotoError.NOT_IMAGE) from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise PhotoError("too many pixels, refusing a possible decompression bomb", name) from None

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
+# The network whose pooled features are the embeddings (cold-start prelabel, propagation, the labelling
+# queue, the near-duplicate check). Not the network `roomclf train` fine-tunes (that is TrainConfig.backbone).
+EMBEDDING_BACKBONE = "efficientnet_lite0"
 
 
 def project_root() -> Path:

@@ -11,7 +11,10 @@ Handlers only parse the request and call ``classify`` (in a worker thread:
 onnxruntime sessions are thread-safe for ``run``). Preprocessing is the shared
 photo loader via ``OnnxModel.predict_sources``, so a served prediction equals
 infer-all's for the same file. Bad input gets a status and a one-line
-``detail``; nothing leaks a traceback.
+``detail``; nothing leaks a traceback (nor a path of this machine).
+
+A request is admitted (``serving.admission``) before its upload is read; a
+request for a Host the server does not answer gets 400 (``roomclf.hosts``).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -29,8 +33,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from roomclf.hosts import HostAllowList, allowed_hosts
 from roomclf.models.registry import DEFAULT_ONNX_URI
-from serving.holder import LoadedModel, ModelHolder
+from serving.admission import Admission
+from serving.holder import LoadedModel, ModelHolder, public_text
 from serving.uploads import (
     MB,
     MULTIPART_OVERHEAD,
@@ -85,18 +91,40 @@ async def read_uploads(request: Request, max_files: int, max_bytes: int) -> list
 
 
 def create_app(model_uri: str = DEFAULT_ONNX_URI, max_batch: int = 32, max_bytes: int = 20 * MB,
-               poll_seconds: float = 0.0, threads: int | None = None, slots: int | None = None) -> FastAPI:
+               poll_seconds: float = 0.0, threads: int | None = None, slots: int | None = None,
+               host: str | None = None, allow_hosts: Iterable[str] = (), max_requests: int | None = None,
+               max_inflight_bytes: int | None = None, queue_seconds: float = 60.0) -> FastAPI:
     """The app serving ``model_uri`` (loaded now: a missing model raises ``ModelNotFound`` here).
 
     ``max_batch``: photos per /predict/batch; ``max_bytes``: per photo; ``poll_seconds``:
     how often to check whether the alias moved (0 = only on POST /reload);
     ``threads``: onnxruntime intra-op threads per inference; ``slots``: inferences
     at once (default: CPUs / threads), the others wait their turn instead of
-    fighting over the cores.
+    fighting over the cores. Requests for a Host other than localhost, ``host`` (the
+    address it is bound to) and ``allow_hosts`` get 400 (``roomclf.hosts``).
+
+    Admission (``serving.admission``), before an upload is read: at most ``max_requests``
+    requests at once (default: 4 per slot) holding at most ``max_inflight_bytes`` of
+    uploads (default: one full /predict/batch); the others wait up to ``queue_seconds``,
+    then get 503.
     """
     holder = ModelHolder(model_uri, threads)
     slots = slots or max(1, (os.cpu_count() or 1) // holder.threads)
     gate = threading.BoundedSemaphore(slots)
+
+    def body_limit(path: str) -> int | None:
+        if path == "/predict/batch":
+            return max_batch * max_bytes + MULTIPART_OVERHEAD
+        return max_bytes + MULTIPART_OVERHEAD if path == "/predict" else None
+
+    admission = Admission(max_requests or 4 * slots, max_inflight_bytes or body_limit("/predict/batch"), queue_seconds)
+
+    def reserved(request: Request) -> int:
+        """The upload bytes a request is admitted for: its declared length (the middleware refused more
+        than its path's limit), or that limit when it declares none."""
+        limit = body_limit(request.url.path)
+        declared = request.headers.get("content-length", "")
+        return min(int(declared), limit) if declared.isdigit() else limit
 
     def infer(loaded: LoadedModel, uploads: list[tuple[str, bytes]]) -> list[dict]:
         with gate:
@@ -111,13 +139,10 @@ def create_app(model_uri: str = DEFAULT_ONNX_URI, max_batch: int = 32, max_bytes
     app = FastAPI(title="roomclf", summary="Room class and attribute tags of listing photos", lifespan=lifespan)
     app.state.holder = holder
     app.state.started = time.time()
-
-    def body_limit(path: str) -> int | None:
-        if path == "/predict/batch":
-            return max_batch * max_bytes + MULTIPART_OVERHEAD
-        return max_bytes + MULTIPART_OVERHEAD if path == "/predict" else None
+    app.state.admission = admission
 
     app.add_middleware(BodyLimit, limit_for=body_limit)
+    app.add_middleware(HostAllowList, hosts=allowed_hosts(host, allow_hosts))    # outermost: checked first
 
     @app.exception_handler(UploadError)
     async def upload_error(request, exc: UploadError):
@@ -130,26 +155,28 @@ def create_app(model_uri: str = DEFAULT_ONNX_URI, max_batch: int = 32, max_bytes
 
     @app.post("/predict")
     async def predict(request: Request):
-        uploads = await read_uploads(request, 1, max_bytes)
-        if not uploads:
-            raise UploadError(400, "no photo in the request (send it as multipart field 'file')")
-        if len(uploads) > 1:
-            raise UploadError(413, f"{len(uploads)} photos: /predict takes one, /predict/batch up to {max_batch}")
-        loaded = holder.current            # this request uses this model to the end, even if a reload swaps it
-        [result] = await run_in_threadpool(infer, loaded, uploads)
+        async with admission.admit(reserved(request)):     # before a byte of the upload is read
+            uploads = await read_uploads(request, 1, max_bytes)
+            if not uploads:
+                raise UploadError(400, "no photo in the request (send it as multipart field 'file')")
+            if len(uploads) > 1:
+                raise UploadError(413, f"{len(uploads)} photos: /predict takes one, /predict/batch up to {max_batch}")
+            loaded = holder.current        # this request uses this model to the end, even if a reload swaps it
+            [result] = await run_in_threadpool(infer, loaded, uploads)
         if result["status"] != 200:
             raise UploadError(result["status"], result["error"])
         return {**result, "model": loaded.summary()}
 
     @app.post("/predict/batch")
     async def predict_batch(request: Request):
-        uploads = await read_uploads(request, max_batch, max_bytes)
-        if not uploads:
-            raise UploadError(400, "no photos in the request (send them as multipart fields 'files')")
-        if len(uploads) > max_batch:
-            raise UploadError(413, f"too many photos ({len(uploads)}; at most {max_batch} per request)")
-        loaded = holder.current
-        results = await run_in_threadpool(infer, loaded, uploads)
+        async with admission.admit(reserved(request)):
+            uploads = await read_uploads(request, max_batch, max_bytes)
+            if not uploads:
+                raise UploadError(400, "no photos in the request (send them as multipart fields 'files')")
+            if len(uploads) > max_batch:
+                raise UploadError(413, f"too many photos ({len(uploads)}; at most {max_batch} per request)")
+            loaded = holder.current
+            results = await run_in_threadpool(infer, loaded, uploads)
         return {"model": loaded.summary(), "count": len(results),
                 "ok": sum(r["status"] == 200 for r in results), "results": results}
 
@@ -164,15 +191,15 @@ def create_app(model_uri: str = DEFAULT_ONNX_URI, max_batch: int = 32, max_bytes
         return {"status": "ok", "model": cur.summary(), "loaded_at": cur.loaded_at, "reloads": holder.reloads,
                 "uptime_s": round(time.time() - app.state.started, 1), "last_reload_error": holder.last_error,
                 "poll_seconds": poll_seconds, "threads": holder.threads, "slots": slots,
-                "max_batch": max_batch, "max_mb": max_bytes / MB}
+                "max_batch": max_batch, "max_mb": max_bytes / MB, "admission": admission.stats()}
 
     @app.post("/reload")
     async def reload(force: bool = False):
         try:   # in a thread of its own: not queued behind requests waiting for an inference slot
             return await asyncio.to_thread(holder.reload, force)
         except Exception as exc:
-            raise UploadError(503, f"reload failed, still serving version {holder.current.ref.version}: "
-                                   f"{str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}") from None
+            why = public_text(str(exc).splitlines()[0])[:300] if str(exc) else type(exc).__name__
+            raise UploadError(503, f"reload failed, still serving version {holder.current.ref.version}: {why}") from None
 
     page = (STATIC / "index.html").read_text(encoding="utf-8")
 

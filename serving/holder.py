@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -22,6 +23,19 @@ from roomclf.models.onnx_file import OnnxModel
 from roomclf.models.registry import ModelRef, local_onnx, resolve
 
 log = logging.getLogger("roomclf.serving")
+
+# An absolute path of this machine in a message (not the ``//`` of a URI): answers show its file name only.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/:]+/)*([^\s'\"/:]+)")
+
+
+def public_text(text: str) -> str:
+    """``text`` with every absolute path replaced by its file name, for an HTTP answer."""
+    return _ABSOLUTE_PATH.sub(r"\1", text)
+
+
+def public_ref(uri: str) -> str:
+    """A model reference as answers show it: a ``models:/`` URI as it is, a file by its name only."""
+    return uri if uri.startswith("models:/") else os.path.basename(os.path.normpath(uri))
 
 
 @dataclass(frozen=True)
@@ -33,13 +47,13 @@ class LoadedModel:
     loaded_at: float
 
     def summary(self) -> dict:
-        return {"name": self.ref.name, "version": self.ref.version, "uri": self.uri}
+        return {"name": self.ref.name, "version": self.ref.version, "uri": public_ref(self.uri)}
 
     def describe(self) -> dict:
         """What GET /model shows: version, classes, trained attributes with thresholds, metrics."""
         m = self.model
         trained = {k: t for k, t in m.thresholds.items() if t is not None}
-        return {**self.summary(), "source": self.ref.location, "loaded_at": self.loaded_at,
+        return {**self.summary(), "source": public_ref(self.ref.location), "loaded_at": self.loaded_at,
                 "backbone": m.meta.get("backbone"), "input_size": m.input_size, "classes": list(m.classes),
                 "attributes": {"trained": trained, "untrained": [k for k in m.attribute_keys if k not in trained]},
                 "metrics": self.metrics, "tags": dict(self.ref.tags)}
@@ -112,7 +126,8 @@ class ModelHolder:
                     return {"changed": False, "version": old.ref.version, "name": old.ref.name}
                 new = load(self.uri, self.threads, ref)
             except Exception as exc:
-                self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+                first = public_text(str(exc).splitlines()[0])[:300] if str(exc) else ""
+                self.last_error = f"{type(exc).__name__}: {first}"
                 raise
             self._current = new     # one reference assignment: atomic for readers
             self.last_error = None

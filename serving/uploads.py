@@ -1,6 +1,7 @@
 """Bad uploads and their HTTP status codes, and the request-body size limit.
 
-Statuses: empty photo 400; not an image 415; too large or too many photos 413;
+Statuses: empty photo 400; not an image, or an image format the loader does not
+accept, 415; too large or too many photos 413;
 an image the loader cannot decode (truncated, corrupt, tiny, decompression
 bomb) 422 with the loader's reason.
 """
@@ -24,7 +25,8 @@ class UploadError(Exception):
 
 
 # The HTTP status for each kind of PhotoError of the shared loader (anything else: 422).
-STATUS_FOR_KIND = {PhotoError.EMPTY: 400, PhotoError.NOT_IMAGE: 415, PhotoError.TOO_LARGE: 413}
+STATUS_FOR_KIND = {PhotoError.EMPTY: 400, PhotoError.NOT_IMAGE: 415, PhotoError.UNSUPPORTED: 415,
+                   PhotoError.TOO_LARGE: 413}
 
 
 def status_for(kind: str | None) -> int:

@@ -335,7 +335,7 @@ def tagged(tmp_path_factory, shared_data, corpus_root, ground_truth, embedding_c
 
     from roomclf.infer.run import infer_all
     from roomclf.models.registry import ONNX_NAME
-    from roomclf.train.recipe import TrainConfig
+    from roomclf.train.config import TrainConfig
     from roomclf.train.run import run_training
 
     home = tmp_path_factory.mktemp("tags_home")
@@ -423,7 +423,7 @@ def test_models_and_get_model_list_untrained_attributes(tagged):
     assert "exterior.front" in trained_line and "interior.basement" not in trained_line
     for key in ("interior.basement", "interior.attic", "interior.closet", "interior.garage"):
         assert key in untrained_line
-    with TestClient(create_app(f"models:/{ONNX_NAME}/{tagged['version']}")) as client:
+    with TestClient(create_app(f"models:/{ONNX_NAME}/{tagged['version']}"), base_url="http://localhost") as client:
         info = client.get("/model").json()
     assert "exterior.front" in info["attributes"]["trained"]
     assert {"interior.basement", "interior.attic", "interior.closet", "interior.garage"} <= set(info["attributes"]["untrained"])

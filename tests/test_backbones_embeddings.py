@@ -162,3 +162,63 @@ def test_embedding_matches_roomnet_features(corpus_root, home):
     with torch.no_grad():
         feats = net.features((x - 0.5) / 0.5).numpy()
     assert np.allclose(feats, raw.vectors, atol=1e-4)
+
+
+def _batch_paths(corpus_root, batch: str, n: int) -> list[str]:
+    return [p.relative_to(corpus_root).as_posix() for p in sorted((corpus_root / batch).rglob("*.jpg"))[:n]]
+
+
+def test_onnxruntime_embeddings_agree_with_torch(corpus_root, home):
+    """The onnxruntime graph gives torch eager's vectors (cosine >= 0.999 per photo) and, through the head
+    read back from the graph, torch's ImageNet logits for the cached raw vectors."""
+    import torch
+
+    from roomclf.models.backbones import normalizer, split_backbone
+    from roomclf.models.embeddings import Embedder
+    from roomclf.photos import model_input
+
+    paths = _batch_paths(corpus_root, "batch_02", 12)
+    raw = embed(corpus_root, paths, normalize=False, progress=False)
+    body, pool, head = split_backbone("efficientnet_lite0", build_backbone("efficientnet_lite0"))
+    x = torch.from_numpy(np.stack([model_input(corpus_root / p, 224) for p in raw.paths]))
+    with torch.no_grad():
+        feats = pool(body(normalizer(get_spec("efficientnet_lite0"))(x)))
+        logits = head(feats).numpy()
+    feats = feats.numpy()
+    cos = np.sum(feats * raw.vectors, axis=1) / (np.linalg.norm(feats, axis=1) * np.linalg.norm(raw.vectors, axis=1))
+    assert len(raw.paths) == 12 and cos.min() >= 0.999
+    ours = Embedder("efficientnet_lite0").imagenet_logits(raw.vectors)
+    assert np.allclose(ours, logits, atol=1e-3)
+    assert (ours.argmax(1) == logits.argmax(1)).all()
+
+
+def test_int8_and_fp32_vectors_never_share_a_cache(tmp_path, corpus_root, monkeypatch):
+    """int8 vectors are computed and cached apart from fp32 ones: neither is ever returned for the other."""
+    from roomclf.models.embeddings import Embedder
+
+    monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(tmp_path / "cache"))
+    paths = _batch_paths(corpus_root, "batch_03", 10)
+    fp32 = embed(corpus_root, paths, progress=False)
+    int8 = embed(corpus_root, paths, precision="int8", progress=False)
+    assert fp32.computed == 10 and int8.computed == 10           # nothing of fp32's was reused for int8
+    assert not np.array_equal(fp32.vectors, int8.vectors)
+    assert np.sum(fp32.vectors * int8.vectors, axis=1).min() >= 0.99     # the agreement it was kept for
+    assert embed(corpus_root, paths, precision="int8", progress=False).computed == 0
+    again = embed(corpus_root, paths, progress=False)
+    assert again.computed == 0 and np.array_equal(again.vectors, fp32.vectors)
+    assert Embedder("efficientnet_lite0", "int8").path.name == "efficientnet_lite0-224px-int8.onnx"
+    caches = sorted(p.name for p in (tmp_path / "cache").glob("*.sqlite"))
+    assert caches == ["efficientnet_lite0-224px-fp32.sqlite", "efficientnet_lite0-224px-int8.sqlite"]
+
+
+def test_int8_embedder_that_disagrees_with_fp32_is_refused(tmp_path, corpus_root, monkeypatch):
+    from roomclf.models import embeddings
+
+    monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(embeddings, "INT8_MIN_COSINE", 1.01)      # no int8 copy can be this close
+    paths = _batch_paths(corpus_root, "batch_03", 6)
+    with pytest.raises(embeddings.EmbeddingError, match="disagrees with fp32"):
+        embeddings.embed(corpus_root, paths, precision="int8", progress=False)
+    assert not list((tmp_path / "cache" / "onnx").glob("*int8*"))      # nothing half-made is kept
+    with pytest.raises(embeddings.EmbeddingError, match="unknown embedding precision"):
+        embeddings.embed(corpus_root, paths, precision="fp16", progress=False)

@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from roomclf.cli import COMMANDS, main
@@ -50,3 +51,65 @@ def test_import_stats_export(home, labels_csv, tmp_path):
     assert "manual" in stats.output and "383" in stats.output
     exported = runner.invoke(main, ["export-labels", str(tmp_path / "e.csv")])
     assert exported.exit_code == 0 and (tmp_path / "e.csv").read_text().count("\n") == 384
+
+
+def one_line_error(result, *words):
+    """A click error (exit 1 or 2, "Error: ..." as the last line), never a traceback."""
+    assert result.exit_code in (1, 2), result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error:"), result.output
+    for w in words:
+        assert w in last, result.output
+
+
+def test_import_labels_takes_every_batch_spec_form(home, labels_csv, ground_truth):
+    """The range form works in import-labels as everywhere (it used to import 0 labels, silently)."""
+    want = sum(1 for p, r in ground_truth.items() if r["label"] and p.split("/")[0] in ("batch_01", "batch_02", "batch_03"))
+    out = CliRunner().invoke(main, ["import-labels", str(labels_csv), "--batches", "batch_01-batch_03"])
+    assert out.exit_code == 0, out.output
+    assert f"{want} added" in out.output and want > 1000
+
+
+BATCH_COMMANDS = [
+    ["embed", "--batches", "{spec}"],
+    ["import-labels", "{labels}", "--batches", "{spec}"],
+    ["export-labels", "{out}", "--batch", "{spec}"],
+    ["prelabel", "--batch", "{spec}"],
+    ["propagate", "--batches", "{spec}"],
+    ["label", "--batch", "{spec}", "--port", "1"],
+    ["infer-all", "--out", "{out}", "--batches", "{spec}", "--engine", "loop"],
+    ["train", "--train-batches", "{spec}", "--valid-batches", "batch_19"],
+]
+
+
+@pytest.mark.parametrize("spec, words", [("batch_99", "batch_99 not found"),
+                                         ("batch_01-batch_99", "batch_99 not found"),
+                                         ("batch_01--batch_03", "bad batch range")])
+@pytest.mark.parametrize("command", BATCH_COMMANDS, ids=lambda c: c[0])
+def test_every_batch_option_refuses_unknown_batches(home, labels_csv, tmp_path, command, spec, words):
+    args = [a.format(spec=spec, labels=labels_csv, out=tmp_path / "out") for a in command]
+    one_line_error(CliRunner().invoke(main, args), *words)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad", ["batch_01/../batch_02/listing_0018/photo_01.jpg",
+                                 "./batch_01/listing_0003/photo_01.jpg",
+                                 "batch_01//listing_0003/photo_01.jpg",
+                                 "batch_01\\listing_0003\\photo_01.jpg",
+                                 "/batch_01/listing_0003/photo_01.jpg",
+                                 "{root}/batch_01/listing_0003/photo_01.jpg",
+                                 "batch_01/listing_0003/./photo_01.jpg"])
+def test_import_labels_refuses_non_canonical_paths(home, corpus_root, tmp_path, bad):
+    """Such a path used to be stored as it was, under batch_01 (the split's batch) for another batch's photo."""
+    from roomclf.labels.store import LabelStore
+
+    bad = bad.format(root=corpus_root)
+    rows = tmp_path / "rows.csv"
+    rows.write_text(f"path,label\nbatch_01/listing_0003/photo_02.jpg,kitchen\n{bad},kitchen\n")
+    result = CliRunner().invoke(main, ["import-labels", str(rows), "--as", "manual"])
+    one_line_error(result, "rows.csv:3", repr(bad))
+    assert LabelStore().labels() == {}                     # the whole file is refused
+    result = CliRunner().invoke(main, ["import-labels", str(rows), "--batches", "batch_01"])
+    one_line_error(result, "rows.csv:3")

@@ -50,3 +50,26 @@ def test_safe_join_refuses_escapes(tmp_path):
     assert safe_join(root, "../secret.txt") is None
     assert safe_join(root, "/etc/passwd") is None
     assert safe_join(root, "batch_01/link.jpg") is None
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("batch_99", "batch_99 not found"),                    # a batch the corpus lacks
+    ("batch_01-batch_99", "batch_99 not found"),           # ... as the end of a range
+    ("batch_00-batch_03", "batch_00 not found"),
+    ("batch_01--batch_03", "bad batch range"),             # ill-formed ranges
+    ("batch_01-batch_02-batch_03", "bad batch range"),
+    ("batch_01-", "bad batch range"),
+    ("batch_03-batch_01", "batch_03 comes after batch_01"),
+    ("batch_01/../batch_02", "bad batch"),
+    (",", "bad batch spec"),
+    ([" "], "bad batch spec"),
+])
+def test_unknown_or_ill_formed_batch_specs_are_refused(corpus_root, spec, words):
+    with pytest.raises(CorpusError, match=words.replace("-", r"\-")):
+        parse_batches(spec, corpus_root)
+
+
+def test_batch_spec_forms_mix(corpus_root):
+    assert parse_batches("batch_18-batch_19, 3,batch_03", corpus_root) == ["batch_18", "batch_19", "batch_03"]
+    assert parse_batches(["batch_02", "batch_04-batch_05"], corpus_root) == ["batch_02", "batch_04", "batch_05"]
+    assert parse_batches(None, corpus_root) == parse_batches("all", corpus_root) == list_batches(corpus_root)

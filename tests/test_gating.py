@@ -75,3 +75,46 @@ def test_an_ensemble_champion_is_judged_without_its_members_training_photos(tmp_
         result = gate(quick_onnx, {ONNX_NAME: new}, corpus_root, items)
     assert result.champion_version == versions[ONNX_NAME]
     assert "trained on 20 of the 24 validation photos" in result.champion_unfair
+
+
+@pytest.mark.parametrize("new, old, tolerance, wins, why", [
+    ((0.90, 0.88, 10.0), (0.89, 0.90, 10.0), 0.0, True, "more accurate"),
+    ((0.897, 0.88, 5.0), (0.90, 0.90, 10.0), 0.003, True, "faster at equal accuracy"),
+    ((0.897, 0.88, 5.0), (0.90, 0.90, 10.0), 0.0, False, "less accurate"),        # no tolerance: accuracy only
+    ((0.890, 0.88, 5.0), (0.90, 0.90, 10.0), 0.003, False, "less accurate"),      # 1 point lost: too much
+    ((0.897, 0.88, 9.5), (0.90, 0.90, 10.0), 0.003, False, "less accurate"),      # 5% faster is noise
+    ((0.90, 0.90, 12.0), (0.90, 0.90, 10.0), 0.003, False, "not better"),         # a slower tie keeps the champion
+    ((0.90, 0.90, 5.0), (0.90, 0.90, 10.0), 0.0, True, "faster at equal accuracy"),
+    ((0.90, 0.91, None), (0.90, 0.90, None), 0.003, True, "higher macro-F1"),
+])
+def test_decide_lets_a_faster_model_win_within_the_tolerance(new, old, tolerance, wins, why):
+    from roomclf.train.gate import Score, decide
+
+    result = decide(Score(new[0], new[1], 100, new[2]), Score(old[0], old[1], 100, old[2]), tolerance)
+    assert result[0] is wins and why in result[1]
+
+
+def test_gate_makes_the_faster_of_two_equally_accurate_models_champion(tmp_path, corpus_root, ground_truth):
+    """The same network exported plainly and with flip TTA (twice the compute): with a tolerance that covers
+    any accuracy difference, speed decides, measured side by side in the gate."""
+    import torch
+
+    from roomclf.models.network import ExportNet, RoomNet
+    from roomclf.models.onnx_file import export_onnx
+    from roomclf.models.registry import ONNX_NAME, model_version_info, register_onnx_file
+    from roomclf.train.gate import gate
+
+    torch.manual_seed(0)
+    net = RoomNet("efficientnet_lite0").eval()
+    slow = export_onnx(ExportNet(net, flip_tta=True), tmp_path / "slow.onnx", {"note": "flip TTA"})
+    fast = export_onnx(ExportNet(net), tmp_path / "fast.onnx", {"note": "plain"})
+    items = pick_photos(ground_truth, "batch_02", 16)
+    with isolated_store(tmp_path):
+        v_slow = register_onnx_file(slow, alias="champion")
+        v_fast = register_onnx_file(fast)
+        result = gate(fast, {ONNX_NAME: v_fast}, corpus_root, items, tolerance=1.0)
+        champion = model_version_info(f"models:/{ONNX_NAME}@champion")["version"]
+    assert result.champion_version == v_slow
+    assert result.new.ms_per_photo < 0.85 * result.champion.ms_per_photo
+    assert result.alias == "champion" and champion == v_fast
+    assert "faster at equal accuracy" in result.reason or "more accurate" in result.reason

@@ -351,3 +351,19 @@ def test_sigkill_mid_run_then_rerun_is_exactly_once(env_home, ray_cluster, mini_
     assert read_listings(out).listing.is_unique
     assert json.loads((out / "_done" / "batch_19.json").read_text())["photos"] == len(
         [p for p in corpus.paths if p.startswith("batch_19/")])
+
+
+def test_listing_summary_reads_missing_tags_as_none():
+    """Ray's Parquet path can hand a photo without tags over as NA rather than None or []."""
+    import pandas as pd
+
+    from roomclf.infer.listings import summarize
+
+    photos = pd.DataFrame({"batch": ["batch_01"] * 3, "listing": ["listing_0001"] * 3,
+                           "path": [f"batch_01/listing_0001/photo_0{i}.jpg" for i in (1, 2, 3)],
+                           "label": ["kitchen", "exterior", "kitchen"], "confidence": [0.9, 0.8, 0.7],
+                           "tags": pd.array([None, pd.NA, ["kitchen_island"]], dtype=object),
+                           "error": [None, None, None]})
+    row = summarize(photos).iloc[0]
+    assert row["tags"] == ["kitchen.kitchen_island"] and row["predictions"] == 3 and row["n_kitchen"] == 2
+    assert row["cover_photo"] == "batch_01/listing_0001/photo_02.jpg" and not row["cover_is_front"]

@@ -18,6 +18,7 @@ from roomclf.labels.app.app import create_app
 from roomclf.labels.store import LabelStore
 
 BATCH = "batch_01"
+LOCAL = "http://localhost"     # the app answers only the hosts it is reached by, not TestClient's "testserver"
 
 
 def first_photos(ground_truth, n):
@@ -40,7 +41,7 @@ def seeded(store, ground_truth):
 
 @pytest.fixture()
 def client(corpus_root, store, seeded, tmp_path):
-    return TestClient(create_app(corpus_root, BATCH, store, thumbs=tmp_path / "thumbs"))
+    return TestClient(create_app(corpus_root, BATCH, store, thumbs=tmp_path / "thumbs"), base_url=LOCAL)
 
 
 def manual(store):
@@ -76,7 +77,7 @@ def test_symlink_out_of_the_root_is_refused(tmp_path, corpus_root, ground_truth,
     (listing / "photo_02.jpg").symlink_to(outside)
     (listing / "photo_03.jpg").write_bytes(b"")  # an empty file: a broken photo
     store = LabelStore()
-    client = TestClient(create_app(root, BATCH, store, thumbs=tmp_path / "thumbs"))
+    client = TestClient(create_app(root, BATCH, store, thumbs=tmp_path / "thumbs"), base_url=LOCAL)
     ok = client.get("/api/thumb", params={"path": f"{BATCH}/listing_0001/photo_01.jpg"})
     assert ok.status_code == 200 and ok.headers["content-type"] == "image/jpeg" and ok.content[:2] == b"\xff\xd8"
     for url in ("/api/thumb", "/api/photo"):
@@ -174,7 +175,8 @@ def test_confirm_pages_group_by_suggestion(client, store, seeded):
 def test_position_survives_a_new_app(client, store, corpus_root, ground_truth, tmp_path):
     path = first_photos(ground_truth, 5)[4]
     assert client.post("/api/position?who=dan", json={"path": path}).status_code == 200
-    again = TestClient(create_app(corpus_root, BATCH, LabelStore(store.path), thumbs=tmp_path / "thumbs"))
+    again = TestClient(create_app(corpus_root, BATCH, LabelStore(store.path), thumbs=tmp_path / "thumbs"),
+                       base_url=LOCAL)
     assert again.get("/api/state?who=dan").json()["position"] == path
     assert again.get("/api/state?who=erin").json()["position"] is None
 
@@ -182,7 +184,7 @@ def test_position_survives_a_new_app(client, store, corpus_root, ground_truth, t
 def test_queue_follows_prelabel_order_and_shows_labels(store, corpus_root, seeded, ground_truth, tmp_path):
     order = sorted(seeded, reverse=True)
     store.set_meta(f"queue:{BATCH}", json.dumps(order[:10]))
-    client = TestClient(create_app(corpus_root, BATCH, store, thumbs=tmp_path / "thumbs"))
+    client = TestClient(create_app(corpus_root, BATCH, store, thumbs=tmp_path / "thumbs"), base_url=LOCAL)
     client.post("/api/label", json={"path": order[0], "label": "exterior"})
     items = client.get("/api/queue").json()
     assert [i["path"] for i in items[:10]] == order[:10]
@@ -245,3 +247,42 @@ def test_thumbnails_warmed_in_the_background(corpus_root, store, seeded, tmp_pat
     while time.time() < deadline and len(list((tmp_path / "warm").rglob("*.jpg"))) < 6:
         time.sleep(0.2)
     assert len(list((tmp_path / "warm").rglob("*.jpg"))) == 6
+
+
+@pytest.mark.parametrize("url", ["/api/export.csv", "/api/state", "/", "/api/queue", "/static/app.js"])
+def test_foreign_host_is_refused(corpus_root, store, seeded, tmp_path, url):
+    """DNS rebinding: a page on evil.example that resolves to 127.0.0.1 must not read the labels."""
+    client = TestClient(create_app(corpus_root, BATCH, store, thumbs=tmp_path / "thumbs"), base_url=LOCAL)
+    assert client.get(url).status_code == 200
+    for host in ("evil.example", "evil.example:8000", "localhost.evil.example", "127.0.0.1.nip.io", "testserver"):
+        res = client.get(url, headers={"host": host})
+        assert res.status_code == 400, (host, res.status_code)
+        assert "not allowed" in res.json()["error"]
+    res = client.post("/api/label", json={"path": sorted(seeded)[0], "label": "kitchen"},
+                      headers={"host": "evil.example"})
+    assert res.status_code == 400 and manual(store) == {}
+    for host in ("localhost", "localhost:8000", "127.0.0.1:8000", "[::1]:8000", "LOCALHOST"):
+        assert client.get(url, headers={"host": host}).status_code == 200, host
+
+
+def test_bound_and_extra_hosts_are_answered(corpus_root, store, seeded, tmp_path, monkeypatch):
+    monkeypatch.setenv("ROOMCLF_ALLOWED_HOSTS", "labels.internal, proxy.example")
+    app = create_app(corpus_root, BATCH, store, thumbs=tmp_path / "thumbs", host="10.1.2.3", allow_hosts=["box.lan"])
+    client = TestClient(app, base_url=LOCAL)
+    for host in ("10.1.2.3:8000", "box.lan", "labels.internal", "proxy.example:443", "localhost"):
+        assert client.get("/api/export.csv", headers={"host": host}).status_code == 200, host
+    assert client.get("/api/export.csv", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_answers_hold_no_absolute_paths(client, store, ground_truth, corpus_root, tmp_path):
+    """Nothing the app answers tells where the corpus, the store or the thumbnails live on this machine."""
+    path = first_photos(ground_truth, 1)[0]
+    client.post("/api/label?who=ann", json={"path": path, "label": "kitchen"})
+    answers = [client.get(u) for u in ("/api/state", "/api/queue", "/api/pages", "/api/review", "/api/export.csv",
+                                       "/api/export.csv?sources=bogus", "/api/photo?path=batch_01/nope.jpg",
+                                       "/api/photo?path=../labels.csv", "/api/thumb?path=batch_02/x.jpg")]
+    answers.append(client.post("/api/label", json={"path": path, "label": "sauna"}))
+    for res in answers:
+        text = res.text + " ".join(f"{k}: {v}" for k, v in res.headers.items())
+        for secret in (str(corpus_root), str(store.path.parent), str(tmp_path), str(corpus_root.parent)):
+            assert secret not in text, (res.url, secret)

@@ -138,3 +138,20 @@ def test_import_folders_and_export(store, tmp_path, corpus_root):
     by_path = {r["path"]: r for r in rows}
     row = by_path["batch_01/listing_0439/photo_09.jpg"]
     assert row["attributes"] == "kitchen.refrigerator=1" and row["source"] == "imported"
+
+
+def test_store_import_refuses_non_canonical_paths(store, tmp_path, corpus_root):
+    """The store's import code itself refuses, naming the row, and writes nothing (the CLI is only one caller)."""
+    good = "batch_01/listing_0003/photo_01.jpg"
+    sneaky = "batch_01/../batch_02/listing_0018/photo_01.jpg"    # a batch_02 photo filed under batch_01
+    assert (corpus_root / sneaky).is_file()
+    rows = tmp_path / "rows.csv"
+    rows.write_text(f"path,label\n{good},kitchen\n{sneaky},bedroom\n")
+    for kwargs in ({}, {"corpus_root": corpus_root}, {"batches": ["batch_01"]}):
+        with pytest.raises(LabelError, match=r"rows.csv:3: photo path .*batch_01/\.\./batch_02.* '\.' or '\.\.' part"):
+            store.import_csv(rows, **kwargs)
+    assert store.labels() == {}
+    store.set_label(good, "kitchen", "imported")
+    with pytest.raises(LabelError, match="attribute row ./batch_01/listing_0003/photo_01.jpg,island"):
+        store.import_attribute_rows([{"path": "./" + good, "attribute": "island", "value": "1"}])
+    assert store.attributes() == {}

@@ -100,3 +100,45 @@ def test_missing_file_is_a_photo_error(tmp_path):
     with pytest.raises(PhotoError) as err:
         open_photo(tmp_path / "nope.jpg")
     assert "cannot read" in err.value.reason
+
+
+def reencoded(path: Path, fmt: str, **save) -> bytes:
+    """A corpus photo saved in another format, as a crawl or an upload may bring it."""
+    import io
+
+    buf = io.BytesIO()
+    Image.open(path).convert("RGB").save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt, name", [("TIFF", "TIFF"), ("EPS", "EPS"), ("GIF", "GIF"), ("BMP", "BMP"),
+                                       ("PPM", "PPM")])
+def test_formats_outside_the_allow_list_are_never_decoded(corpus_root, tmp_path, fmt, name):
+    data = reencoded(corpus_root / "batch_01/listing_0003/photo_01.jpg", fmt)
+    (tmp_path / "photo_01.jpg").write_bytes(data)            # a crawled file: its name says nothing
+    for src in (data, tmp_path / "photo_01.jpg"):
+        with pytest.raises(PhotoError) as err:
+            open_photo(src)
+        assert err.value.reason == f"unsupported image format {name} (accepted: JPEG, PNG, WEBP)"
+        assert err.value.kind == PhotoError.UNSUPPORTED
+    with pytest.raises(PhotoError):
+        model_input(data, 224)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_allowed_formats_still_open(corpus_root, fmt):
+    data = reencoded(corpus_root / "batch_01/listing_0003/photo_01.jpg", fmt, quality=90)
+    assert open_photo(data).mode == "RGB" and model_input(data, 224).shape == (3, 224, 224)
+
+
+def test_every_format_the_corpus_holds_is_allowed(corpus_root, ground_truth):
+    """Each photo of the corpus opens with the allow-list, except the planted broken files."""
+    from roomclf.photos import PHOTO_FORMATS
+
+    seen = set()
+    for rel, row in sorted(ground_truth.items()):
+        if row["subtype"] in BROKEN:
+            continue
+        with Image.open(corpus_root / rel, formats=PHOTO_FORMATS) as img:   # the header only: quick
+            seen.add(img.format)
+    assert seen == {"JPEG", "PNG"}

@@ -125,7 +125,7 @@ def test_a_trained_models_sure_confidence_reaches_its_suggestions_and_training(h
     import onnx
 
     from roomclf.models.onnx_file import read_meta, save_onnx
-    from roomclf.train.recipe import select_data
+    from roomclf.train.data import select_data
 
     model = onnx.load(str(quick_onnx))
     table = {"0.9": 0.5, "0.95": 0.7, "0.98": 0.9, "0.99": None}

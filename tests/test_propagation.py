@@ -11,11 +11,8 @@ from conftest import pick_photos
 
 from roomclf.cli import main
 from roomclf.labels.store import LabelStore
-from roomclf.propagate.neighbours import (
-    NeighbourIndex,
-    duplicate_pairs,
-    near_duplicates,
-)
+from roomclf.models.near_duplicates import duplicate_pairs, near_duplicates
+from roomclf.models.neighbours import NeighbourIndex
 from roomclf.propagate.run import run_propagation
 from roomclf.propagate.votes import (
     SHARE_GRID,

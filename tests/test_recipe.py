@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import pick_photos
 
-from roomclf.train.recipe import (
+from roomclf.train.config import (
     DEFAULT_RECIPE,
     Recipe,
     TrainConfig,
@@ -67,14 +67,15 @@ def test_label_smoothing_and_mixup_reach_the_learner(corpus_root, ground_truth, 
     from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
 
     from roomclf.models.backbones import get_spec
-    from roomclf.train import recipe as T
+    from roomclf.train.data import TrainData, class_weights
+    from roomclf.train.learner import build_dls, fit, make_learner
 
-    data = T.TrainData(train=pick_photos(ground_truth, "batch_01", 16), valid=pick_photos(ground_truth, "batch_02", 8))
+    data = TrainData(train=pick_photos(ground_truth, "batch_01", 16), valid=pick_photos(ground_truth, "batch_02", 8))
     spec = get_spec("efficientnet_lite0")
     recipe = Recipe(label_smoothing=0.1, mixup=0.4)
-    dls = T.build_dls(corpus_root, data, 64, 8, spec.mean, spec.std, recipe=recipe)
-    weights = T.class_weights([c for _, c in data.train])
-    learn = T.make_learner(dls, "efficientnet_lite0", weights, recipe=recipe)
+    dls = build_dls(corpus_root, data, 64, 8, spec.mean, spec.std, recipe=recipe)
+    weights = class_weights([c for _, c in data.train])
+    learn = make_learner(dls, "efficientnet_lite0", weights, recipe=recipe)
     assert isinstance(learn.loss_func, LabelSmoothingCrossEntropyFlat) and learn.loss_func.func.eps == 0.1
     assert np.allclose(learn.loss_func.func.weight.numpy(), weights)
 
@@ -88,11 +89,11 @@ def test_label_smoothing_and_mixup_reach_the_learner(corpus_root, ground_truth, 
                 seen.append(type(getattr(self.learn.loss_func, "__self__", None)).__name__)
 
     with learn.no_bar(), learn.no_logging():
-        T.fit(learn, 1, 0, 1e-3, cbs=[Probe()], recipe=recipe)
+        fit(learn, 1, 0, 1e-3, cbs=[Probe()], recipe=recipe)
     assert seen and set(seen) == {"MixUp"}
     assert isinstance(learn.loss_func, LabelSmoothingCrossEntropyFlat)      # MixUp gave the loss back
 
-    plain = T.make_learner(dls, "efficientnet_lite0", weights, recipe=DEFAULT_RECIPE)
+    plain = make_learner(dls, "efficientnet_lite0", weights, recipe=DEFAULT_RECIPE)
     assert isinstance(plain.loss_func, CrossEntropyLossFlat)
 
 
@@ -101,18 +102,19 @@ def test_balanced_sampling_draws_every_class_about_equally_and_drops_the_loss_we
     with 6x the photos of another is drawn about as often; the loss is then unweighted. The default
     loader draws in the photos' own proportions."""
     from roomclf.models.backbones import get_spec
-    from roomclf.train import recipe as T
+    from roomclf.train.data import TrainData, class_weights
+    from roomclf.train.learner import build_dls, make_learner
 
     by_class: dict[str, list] = {}
     for p, r in sorted(ground_truth.items()):
         if p.startswith("batch_01/") and r["label"] in ("exterior", "kitchen", "bathroom"):
             by_class.setdefault(r["label"], []).append((p, r["label"]))
     train = by_class["exterior"][:24] + by_class["kitchen"][:4] + by_class["bathroom"][:4]
-    data = T.TrainData(train=train, valid=pick_photos(ground_truth, "batch_02", 8))
+    data = TrainData(train=train, valid=pick_photos(ground_truth, "batch_02", 8))
     spec = get_spec("efficientnet_lite0")
 
     def exterior_share(recipe) -> float:
-        dls = T.build_dls(corpus_root, data, 64, 8, spec.mean, spec.std, recipe=recipe)
+        dls = build_dls(corpus_root, data, 64, 8, spec.mean, spec.std, recipe=recipe)
         np.random.seed(0)
         drawn = [train[i][1] for _ in range(60) for i in dls.train.get_idxs()]
         assert len(drawn) == 60 * len(train)
@@ -122,10 +124,10 @@ def test_balanced_sampling_draws_every_class_about_equally_and_drops_the_loss_we
     assert 0.25 < exterior_share(balanced) < 0.42          # a third each, give or take
     assert exterior_share(DEFAULT_RECIPE) == pytest.approx(24 / 32)   # every photo once per epoch
 
-    dls = T.build_dls(corpus_root, data, 64, 8, spec.mean, spec.std, recipe=balanced)
-    weights = T.class_weights([c for _, c in train])
-    assert T.make_learner(dls, "efficientnet_lite0", weights, recipe=balanced).loss_func.func.weight is None
-    assert T.make_learner(dls, "efficientnet_lite0", weights).loss_func.func.weight is not None
+    dls = build_dls(corpus_root, data, 64, 8, spec.mean, spec.std, recipe=balanced)
+    weights = class_weights([c for _, c in train])
+    assert make_learner(dls, "efficientnet_lite0", weights, recipe=balanced).loss_func.func.weight is None
+    assert make_learner(dls, "efficientnet_lite0", weights).loss_func.func.weight is not None
 
 
 def test_progressive_resizing_trains_the_first_epochs_on_smaller_photos(corpus_root, ground_truth):
@@ -134,14 +136,15 @@ def test_progressive_resizing_trains_the_first_epochs_on_smaller_photos(corpus_r
     from fastai.callback.core import Callback
 
     from roomclf.models.backbones import get_spec
-    from roomclf.train import recipe as T
+    from roomclf.train.data import TrainData, class_weights
+    from roomclf.train.learner import build_dls, build_small_dls, fit, make_learner
 
-    data = T.TrainData(train=pick_photos(ground_truth, "batch_01", 16), valid=pick_photos(ground_truth, "batch_02", 8))
+    data = TrainData(train=pick_photos(ground_truth, "batch_01", 16), valid=pick_photos(ground_truth, "batch_02", 8))
     spec = get_spec("efficientnet_lite0")
     recipe = Recipe(small_size=32, small_epochs=1)
-    dls = T.build_dls(corpus_root, data, 64, 8, spec.mean, spec.std, recipe=recipe)
-    small = T.build_small_dls(corpus_root, data, 8, spec.mean, spec.std, recipe=recipe)
-    learn = T.make_learner(dls, "efficientnet_lite0", T.class_weights([c for _, c in data.train]), recipe=recipe)
+    dls = build_dls(corpus_root, data, 64, 8, spec.mean, spec.std, recipe=recipe)
+    small = build_small_dls(corpus_root, data, 8, spec.mean, spec.std, recipe=recipe)
+    learn = make_learner(dls, "efficientnet_lite0", class_weights([c for _, c in data.train]), recipe=recipe)
     sizes = []
 
     class Probe(Callback):
@@ -150,7 +153,7 @@ def test_progressive_resizing_trains_the_first_epochs_on_smaller_photos(corpus_r
                 sizes.append(tuple(self.xb[0].shape[-2:]))
 
     with learn.no_bar(), learn.no_logging():
-        T.fit(learn, 1, 2, 1e-3, cbs=[Probe()], recipe=recipe, small_dls=small)
+        fit(learn, 1, 2, 1e-3, cbs=[Probe()], recipe=recipe, small_dls=small)
     assert sizes == [(32, 32), (32, 32), (64, 64)]          # frozen, unfrozen 1 small; unfrozen 2 full size
     assert learn.dls is dls
 
@@ -189,7 +192,10 @@ def test_validation_with_flip_tta_scores_what_the_flip_model_computes(corpus_roo
     from PIL import Image, ImageOps
 
     from roomclf.models.backbones import get_spec
-    from roomclf.train import recipe as T
+    from roomclf.taxonomy import CLASSES
+    from roomclf.train.data import TrainData, class_weights
+    from roomclf.train.learner import build_dls, make_learner
+    from roomclf.train.predict import predict
 
     train, valid = pick_photos(ground_truth, "batch_01", 8), pick_photos(ground_truth, "batch_02", 8)
     for name, turn in (("plain", lambda im: im), ("mirror", ImageOps.mirror)):
@@ -197,17 +203,17 @@ def test_validation_with_flip_tta_scores_what_the_flip_model_computes(corpus_roo
             out = tmp_path / name / (p + ".png")
             out.parent.mkdir(parents=True, exist_ok=True)
             turn(Image.open(corpus_root / p).convert("RGB").resize((64, 64))).save(out)   # square: no crop offset
-    data = T.TrainData(train=[(p + ".png", c) for p, c in train], valid=[(p + ".png", c) for p, c in valid])
+    data = TrainData(train=[(p + ".png", c) for p, c in train], valid=[(p + ".png", c) for p, c in valid])
     spec = get_spec("efficientnet_lite0")
     learn = None
     got = {}
     for name in ("plain", "mirror"):
-        dls = T.build_dls(tmp_path / name, data, 64, 4, spec.mean, spec.std)
+        dls = build_dls(tmp_path / name, data, 64, 4, spec.mean, spec.std)
         if learn is None:
-            learn = T.make_learner(dls, "efficientnet_lite0", T.class_weights([c for _, c in data.train]))
+            learn = make_learner(dls, "efficientnet_lite0", class_weights([c for _, c in data.train]))
         learn.dls = dls
-        got[name] = {flip: T.predict(learn, flip_tta=flip) for flip in (False, True)}
-    assert list(got["plain"][True][1]) == [T.CLASSES.index(c) for _, c in valid]
+        got[name] = {flip: predict(learn, flip_tta=flip) for flip in (False, True)}
+    assert list(got["plain"][True][1]) == [CLASSES.index(c) for _, c in valid]
     assert not np.allclose(got["plain"][False][0], got["mirror"][False][0], atol=1e-4)
     assert np.allclose(got["plain"][True][0], got["mirror"][True][0], atol=1e-5)
     assert np.allclose(got["plain"][True][0], (got["plain"][False][0] + got["mirror"][False][0]) / 2, atol=1e-5)
@@ -215,7 +221,7 @@ def test_validation_with_flip_tta_scores_what_the_flip_model_computes(corpus_roo
 
 def test_int8_calibration_draws_the_recipe_number_of_photos_from_every_batch():
     from roomclf.models.quantize import calibration_sample
-    from roomclf.train.recipe import DEFAULT_RECIPE
+    from roomclf.train.config import DEFAULT_RECIPE
 
     train = [f"batch_{b:02d}/listing_{i:04d}/photo_01.jpg" for b in (1, 2, 3) for i in range(400)]
     drawn = calibration_sample(train, DEFAULT_RECIPE.int8_calibration_photos)

@@ -329,3 +329,175 @@ def test_missing_model_is_a_one_line_error(store):
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("Error: no model version at models:/nope@champion")
+
+
+# ---- hardening: Host allow-list, admission before reading, decoder allow-list, no absolute paths --------------
+
+def test_foreign_host_is_refused(server, corpus_root):
+    """DNS rebinding: a request for another name than the server's gets 400 before anything runs."""
+    photo = (corpus_root / ODD[1]).read_bytes()
+    for host in ("evil.example", "evil.example:8080", "localhost.evil.example"):
+        for r in (httpx.get(server.url + "/health", headers={"host": host}),
+                  httpx.get(server.url + "/model", headers={"host": host}),
+                  httpx.post(server.url + "/predict", files={"file": ("p.jpg", photo, "image/jpeg")},
+                             headers={"host": host})):
+            assert_clean_error(r, 400, "not allowed")
+    for host in ("localhost", f"localhost:{server.port}", f"127.0.0.1:{server.port}", "[::1]"):
+        assert httpx.get(server.url + "/health", headers={"host": host}).status_code == 200, host
+
+
+A_PHOTO = "batch_02/listing_0498/photo_10.jpg"    # ~104 KB
+B_PHOTO = "batch_06/listing_0045/photo_05.jpg"    # ~95 KB: either alone fits in 0.15 MB in flight, not both
+
+
+@pytest.fixture(scope="module")
+def file_server(quick_onnx, tmp_path_factory):
+    """Serving the ONNX file at its absolute path, one slot, at most 0.15 MB of uploads in flight,
+    3 s in the admission queue, and one extra Host name."""
+    log = tmp_path_factory.mktemp("serve_file_log") / "server.log"
+    env = {**os.environ, "ROOMCLF_HOME": str(tmp_path_factory.mktemp("serve_file_home"))}
+    env.pop("ROOMCLF_ALLOWED_HOSTS", None)
+    srv = roomclf_serve(str(quick_onnx), env=env, log=log, extra=[
+        "--poll", "0", "--threads", "1", "--slots", "1", "--max-mb", "0.5", "--max-inflight-mb", "0.15",
+        "--queue-seconds", "3", "--allow-host", "proxy.example"]).wait_ready(120)
+    yield srv
+    srv.stop()
+
+
+def stalled_upload(url: str, photo: bytes):
+    """A POST /predict whose headers (with its Content-Length) and first half of the body are sent;
+    returns (socket, rest of the request)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    req = httpx.Request("POST", url + "/predict", files={"file": ("a.jpg", photo, "image/jpeg")})
+    body = req.read()
+    head = "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
+    raw = f"POST /predict HTTP/1.1\r\n{head}Connection: close\r\n\r\n".encode() + body
+    cut = len(raw) - len(body) // 2
+    parts = urlsplit(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=60)
+    sock.sendall(raw[:cut])
+    return sock, raw[cut:]
+
+
+def finish(sock, rest: bytes) -> tuple[int, dict]:
+    import json
+
+    sock.sendall(rest)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def admission(srv) -> dict:
+    return httpx.get(srv.url + "/health").json()["admission"]
+
+
+def wait_until(cond, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_admission_comes_before_reading_and_caps_bytes_in_flight(file_server, corpus_root):
+    """A request is admitted (its Content-Length counted against the bytes in flight) before its upload
+    is read; one that does not fit waits unread, then runs when the first is done, or gets 503."""
+    a, b = (corpus_root / A_PHOTO).read_bytes(), (corpus_root / B_PHOTO).read_bytes()
+    url = file_server.url
+    assert admission(file_server)["max_inflight_mb"] == 0.15
+
+    sock, rest = stalled_upload(url, a)              # admitted, half read, holding ~0.1 MB
+    wait_until(lambda: admission(file_server)["requests"] == 1, "the stalled upload is admitted")
+    with ThreadPoolExecutor(1) as pool:
+        second = pool.submit(post, url, "b.jpg", b)
+        wait_until(lambda: admission(file_server)["waiting"] == 1, "the second request waits for admission")
+        time.sleep(1.0)
+        assert not second.done()                     # not read, not answered: it waits its turn
+        assert admission(file_server)["requests"] == 1
+        status, body = finish(sock, rest)
+        assert status == 200 and body["label"]
+        r = second.result(timeout=60)
+    assert r.status_code == 200 and r.json()["label"]
+
+    sock, rest = stalled_upload(url, a)              # again, and the waiter gives up after --queue-seconds
+    wait_until(lambda: admission(file_server)["requests"] == 1, "the stalled upload is admitted")
+    t0 = time.monotonic()
+    assert_clean_error(post(url, "b.jpg", b), 503, "server busy")
+    assert 2.5 < time.monotonic() - t0 < 30
+    assert finish(sock, rest)[0] == 200
+    wait_until(lambda: admission(file_server)["requests"] == 0, "every place is given back")
+    assert admission(file_server)["inflight_mb"] == 0 and admission(file_server)["waiting"] == 0
+
+
+def test_extra_host_names_are_answered(file_server):
+    assert httpx.get(file_server.url + "/health", headers={"host": "proxy.example"}).status_code == 200
+    assert_clean_error(httpx.get(file_server.url + "/health", headers={"host": "evil.example"}), 400, "not allowed")
+
+
+def absolute_paths(value, found=None) -> list[str]:
+    """Every string in a JSON answer that looks like an absolute path of this machine."""
+    found = [] if found is None else found
+    if isinstance(value, dict):
+        for v in value.values():
+            absolute_paths(v, found)
+    elif isinstance(value, list):
+        for v in value:
+            absolute_paths(v, found)
+    elif isinstance(value, str) and (value.startswith("/") or "/tmp/" in value or "/home/" in value):
+        found.append(value)
+    return found
+
+
+def test_model_answers_hold_no_absolute_paths(file_server, quick_onnx, corpus_root):
+    model = httpx.get(file_server.url + "/model").json()
+    health = httpx.get(file_server.url + "/health").json()
+    pred = post(file_server.url, "p.jpg", (corpus_root / B_PHOTO).read_bytes()).json()
+    for answer in (model, health, pred):
+        assert absolute_paths(answer) == [], answer
+        assert str(quick_onnx.parent) not in str(answer)
+    assert model["uri"] == model["source"] == quick_onnx.name and model["name"] == quick_onnx.stem
+    assert pred["model"]["uri"] == quick_onnx.name
+
+
+def test_failed_reload_of_a_file_model_tells_no_path(quick_onnx, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    path = tmp_path / "served" / "model.onnx"
+    path.parent.mkdir()
+    shutil.copy(quick_onnx, path)
+    with TestClient(create_app(str(path), threads=1), base_url="http://localhost") as client:
+        path.unlink()
+        r = client.post("/reload")
+        assert_clean_error(r, 503, "still serving", "model.onnx")
+        assert str(tmp_path) not in r.text
+        health = client.get("/health").json()
+        assert health["last_reload_error"] and str(tmp_path) not in str(health), health
+
+
+def test_unsupported_formats_are_a_415_and_a_row_error(server, reference, corpus_root, tmp_path):
+    """A TIFF or EPS upload is refused before its decoder runs; in a crawl it is a row with an error."""
+    import io
+
+    from PIL import Image
+
+    good = corpus_root / B_PHOTO
+    files = []
+    for fmt in ("TIFF", "EPS", "BMP"):
+        buf = io.BytesIO()
+        Image.open(good).convert("RGB").save(buf, format=fmt)
+        files.append(("files", (f"photo.{fmt.lower()}", buf.getvalue(), "image/jpeg")))
+        assert_clean_error(post(server.url, "photo.jpg", buf.getvalue()), 415, f"unsupported image format {fmt}")
+    files.append(("files", ("good.jpg", good.read_bytes(), "image/jpeg")))
+    body = httpx.post(server.url + "/predict/batch", files=files, timeout=60).json()
+    assert [x["status"] for x in body["results"]] == [415, 415, 415, 200]
+    (tmp_path / "photo_01.jpg").write_bytes(files[0][1][1])    # a TIFF named .jpg in a crawl
+    rows = reference.predict_sources([tmp_path / "photo_01.jpg", good])
+    assert rows[0].label is None and rows[0].error.startswith("unsupported image format TIFF")
+    assert rows[1].label and rows[1].error is None

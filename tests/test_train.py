@@ -16,14 +16,14 @@ from conftest import pick_photos
 from roomclf.cli import main
 from roomclf.labels.store import LabelStore
 from roomclf.taxonomy import CLASSES
-from roomclf.train.recipe import DEFAULT_RECIPE
+from roomclf.train.config import DEFAULT_RECIPE
 
 BROKEN = ["batch_19/listing_0001/photo_90.jpg", "batch_19/listing_0001/photo_91.jpg",
           "batch_19/listing_0001/photo_92.jpg"]
 
 
 def _cfg(corpus_root, **kw):
-    from roomclf.train.recipe import TrainConfig
+    from roomclf.train.config import TrainConfig
 
     base = dict(data=str(corpus_root), train_batches="batch_01,batch_19", valid_batches="batch_02",
                 image_size=96, frozen_epochs=2, epochs=1, batch_size=16, lr=1e-2, seed=0)
@@ -350,7 +350,8 @@ def _no_runs() -> bool:
 
 
 def test_class_without_examples_and_missing_photo(home, ground_truth, corpus_root):
-    from roomclf.train.recipe import TrainingError, select_data
+    from roomclf.train.config import TrainingError
+    from roomclf.train.data import select_data
 
     store = LabelStore()
     rows = [(p, c) for p, c in pick_photos(ground_truth, "batch_01", 40) if c != "interior"]
@@ -376,12 +377,8 @@ def test_sure_confidence_is_where_the_running_precision_still_reaches_the_target
 
 
 def test_predicted_labels_count_only_where_their_model_was_sure(home, ground_truth, corpus_root):
-    from roomclf.train.recipe import (
-        TrainingError,
-        check_config,
-        parse_recipe,
-        select_data,
-    )
+    from roomclf.train.config import TrainingError, check_config, parse_recipe
+    from roomclf.train.data import select_data
 
     store = LabelStore()
     hand = pick_photos(ground_truth, "batch_01", 20)
@@ -406,7 +403,7 @@ def test_predicted_labels_count_only_where_their_model_was_sure(home, ground_tru
 
 
 def test_leak_guard_drops_exact_duplicates(tmp_path, corpus_root, ground_truth):
-    from roomclf.train.recipe import TrainData, drop_leaks
+    from roomclf.train.data import TrainData, drop_leaks
 
     picked = pick_photos(ground_truth, "batch_01", 6)
     for i, (p, _) in enumerate(picked):
@@ -425,7 +422,7 @@ def test_leak_guard_drops_exact_duplicates(tmp_path, corpus_root, ground_truth):
 
 
 def test_class_weights_favour_the_rare_class():
-    from roomclf.train.recipe import class_weights
+    from roomclf.train.data import class_weights
 
     w = class_weights(["kitchen"] * 50 + ["interior"] * 5 + [c for c in CLASSES])
     assert w[CLASSES.index("interior")] > 5 * w[CLASSES.index("kitchen")]
@@ -434,7 +431,7 @@ def test_class_weights_favour_the_rare_class():
 
 def test_splitter_gives_early_body_late_body_and_head_each_parameter_once():
     from roomclf.models.network import RoomNet
-    from roomclf.train.recipe import room_splitter
+    from roomclf.train.learner import room_splitter
 
     net = RoomNet("efficientnet_lite0", pretrained=False)
     early, late, head = room_splitter(net)

@@ -40,14 +40,20 @@ def sample_data(out, source, manifest, jobs, timeout, retries):
 @batches_option(default="batch_01")
 @backbone_option
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Photos per model call.")
-def embed(data, batches, backbone, batch_size):
-    """Compute (or reuse cached) embeddings of every photo of the batches."""
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="The onnxruntime graph that embeds. int8 is calibrated on these photos and used only where its "
+                   "vectors agree with fp32's; each precision has its own cache (bench/bench_embed.py compares them).")
+def embed(data, batches, backbone, batch_size, precision):
+    """Compute (or reuse cached) embeddings of every photo of the batches.
+
+    The backbone runs through onnxruntime (exported once per backbone, size and precision into the
+    embedding folder); the vectors are cached per photo, so a rerun computes only new or changed photos."""
     from roomclf.corpus import discover
     from roomclf.models.embeddings import embed as run
 
     corpus = discover(data, batches)
     t0 = time.perf_counter()
-    result = run(corpus.root, corpus.paths, backbone, batch_size=batch_size)
+    result = run(corpus.root, corpus.paths, backbone, batch_size=batch_size, precision=precision)
     dt = time.perf_counter() - t0
     rate = f", {result.computed / dt:.1f} photos/s" if result.computed else ""
     click.echo(f"{len(result.paths)} embeddings ({result.computed} computed in {dt:.1f}s{rate}), "
@@ -61,7 +67,8 @@ def embed(data, batches, backbone, batch_size):
 @click.option("--as", "source", default="imported", show_default=True,
               type=click.Choice(["manual", "imported", "propagated", "predicted"]), help="Label source to record.")
 @click.option("--attributes", is_flag=True, help="SOURCE_FILE is a path,attribute,value CSV.")
-@click.option("--batches", default=None, help="Keep only rows of these batches (CSV only).")
+@batches_option(default=None, help="Keep only rows of these batches (CSV only), e.g. batch_01,batch_03 or "
+                                   "batch_01-batch_05.  [default: all]")
 @click.option("--limit", type=int, default=None, help="Keep only the first N rows (CSV only).")
 @data_option
 def import_labels(source_file, source, attributes, batches, limit, data):
@@ -73,8 +80,11 @@ def import_labels(source_file, source, attributes, batches, limit, data):
     """
     from pathlib import Path
 
+    from roomclf.corpus import parse_batches
     from roomclf.labels.store import LabelStore
 
+    if batches and (attributes or Path(source_file).is_dir()):
+        raise click.UsageError("--batches applies to a path,label CSV only")
     store, src = LabelStore(), Path(source_file)
     if src.is_dir():
         report = store.import_folders(src, source, corpus_root=data)
@@ -85,7 +95,7 @@ def import_labels(source_file, source, attributes, batches, limit, data):
 
         report = import_attributes(store, src, data, source)
     else:
-        keep = [b.strip() for b in batches.split(",")] if batches else None
+        keep = parse_batches(batches, data) if batches else None
         report = store.import_csv(src, source, corpus_root=data, batches=keep, limit=limit)
     click.echo(f"{src.name}: {report.summary()} (source: {source}, store: {store.path})")
 
@@ -93,12 +103,16 @@ def import_labels(source_file, source, attributes, batches, limit, data):
 @click.command("export-labels")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--sources", default="manual,imported,propagated", show_default=True)
-@click.option("--batch", default=None, help="Only photos of this batch.")
-def export_labels(out, sources, batch):
+@batches_option(default=None, help="Only photos of these batches, e.g. batch_01 or batch_01-batch_05 (checked "
+                                   "against the corpus at --data).  [default: all]")
+@data_option
+def export_labels(out, sources, batches, data):
     """Write the effective label of every photo to a CSV."""
+    from roomclf.corpus import parse_batches
     from roomclf.labels.store import LabelStore
 
-    n = LabelStore().export_csv(out, [s.strip() for s in sources.split(",")], prefix=f"{batch}/" if batch else None)
+    keep = parse_batches(batches, data) if batches else None
+    n = LabelStore().export_csv(out, [s.strip() for s in sources.split(",")], batches=keep)
     click.echo(f"wrote {n} labels to {out}")
 
 

@@ -43,6 +43,11 @@ def infer_all(data, out, model, quantized, batches, engine, address, force, with
     atomically. A rerun skips batches already done with the same model; a bad
     photo becomes a row with an error, never a stopped run.
 
+    Each run is an MLflow run in the experiment roomclf-infer (model, counts,
+    nodes, the output folder, a per-class chart); its id is in every batch's
+    _done record and in the Parquet files' metadata. A tracking store that
+    fails is a warning: the outputs are written all the same.
+
     \b
     Examples:
       roomclf infer-all --out var/infer
@@ -50,11 +55,13 @@ def infer_all(data, out, model, quantized, batches, engine, address, force, with
       roomclf infer-all --out /shared/infer --address auto --quantized
     """
     from roomclf.infer.run import infer_all as run
+    from roomclf.models.onnx_file import execution_providers
 
+    click.echo(f"onnxruntime on this host: {execution_providers()[0]}", err=True)
     s = run(data, out, batches=batches, model=model, quantized=quantized, engine=engine, address=address,
             force=force, with_embedding=with_embedding, batch_size=batch_size, actors=actors, cpus=cpus,
             progress=not no_progress, object_store_mb=object_store_mb, actor_resource=actor_resource,
-            stall_timeout_s=stall_timeout)
+            stall_timeout_s=stall_timeout, warn=lambda m: click.echo(f"warning: {m}", err=True))
     click.echo(format_summary(s))
 
 
@@ -70,4 +77,6 @@ def format_summary(s) -> str:
                      f"{s.seconds:.1f}s ({s.photos_per_s:.1f} photos/s)")
         lines.append("per class: " + ", ".join(f"{c} {n}" for c, n in s.per_class.most_common()))
     lines.append(f"output: {s.out}/photos/*.parquet, {s.out}/listings/*.parquet")
+    if s.run_id:
+        lines.append(f"MLflow run {s.run_id} (experiment roomclf-infer)")
     return "\n".join(lines)

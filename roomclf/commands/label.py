@@ -1,10 +1,10 @@
 """`roomclf label`: the labelling web app for one batch."""
 import click
 
-from roomclf.commands.options import batches_option
+from roomclf.commands.options import allow_host_option, batches_option
 from roomclf.commands.prelabel import prelabel_options, run_prelabel
 from roomclf.models.registry import DEFAULT_ONNX_URI
-from roomclf.settings import DEFAULT_BACKBONE
+from roomclf.settings import EMBEDDING_BACKBONE
 
 
 @click.command()
@@ -20,8 +20,9 @@ from roomclf.settings import DEFAULT_BACKBONE
               help="Make the batch's grid thumbnails in the background at start (cached under $ROOMCLF_HOME/thumbs).")
 @click.option("--who", default="web", show_default=True,
               help="Labeller name recorded when the page is opened without ?who=NAME.")
+@allow_host_option
 def label(batches, data, backbone, mode, model_uri, ground_truth, limit, host, port, do_prelabel, warm_thumbs,
-          who):
+          who, allow_hosts):
     """Label the photos of a batch in the browser (http://HOST:PORT/?who=NAME).
 
     \b
@@ -35,15 +36,16 @@ def label(batches, data, backbone, mode, model_uri, ground_truth, limit, host, p
     """
     import uvicorn
 
-    app = prepare(batches, data, backbone, mode, model_uri, ground_truth, limit, do_prelabel, who, warm_thumbs)
+    app = prepare(batches, data, backbone, mode, model_uri, ground_truth, limit, do_prelabel, who, warm_thumbs,
+                  host=host, allow_hosts=allow_hosts)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}: anyone who can reach it can read the photos and write labels", err=True)
     click.echo(f"labelling {app.state.session.batch} ({len(app.state.session.order)} photos) at http://{host}:{port}/")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-def prepare(batches, data, backbone=DEFAULT_BACKBONE, mode="auto", model_uri=DEFAULT_ONNX_URI, ground_truth=None,
-            limit=None, do_prelabel=None, who="web", warm_thumbs=False, echo=click.echo):
+def prepare(batches, data, backbone=EMBEDDING_BACKBONE, mode="auto", model_uri=DEFAULT_ONNX_URI, ground_truth=None,
+            limit=None, do_prelabel=None, who="web", warm_thumbs=False, echo=click.echo, host=None, allow_hosts=()):
     """Everything `roomclf label` does before serving: check the batch, prelabel it when asked or when
     it has no predictions yet (the champion model, else zero-shot), and build the app."""
     from roomclf.corpus import parse_batches
@@ -65,7 +67,8 @@ def prepare(batches, data, backbone=DEFAULT_BACKBONE, mode="auto", model_uri=DEF
         report = ensure_prelabelled(store, data, batch, mode, model_uri, backbone, ground_truth, limit)
         if report is not None:
             echo(report.summary())
-    app = create_app(data, batch, store, limit=limit, default_who=who, warm_thumbs=warm_thumbs)
+    app = create_app(data, batch, store, limit=limit, default_who=who, warm_thumbs=warm_thumbs, host=host,
+                     allow_hosts=allow_hosts)
     if not app.state.session.suggestions():
         click.echo(f"no suggestions for {batch}: run `roomclf prelabel --batch {batch}` (or pass --prelabel) "
                    "to pre-select a class for each photo", err=True)

@@ -16,7 +16,16 @@ def batches_option(default: str | None = None, help: str = "Batches, e.g. batch_
 
 
 def backbone_option(f):
-    from roomclf.settings import DEFAULT_BACKBONE
+    from roomclf.settings import EMBEDDING_BACKBONE
 
-    return click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
+    return click.option("--backbone", default=EMBEDDING_BACKBONE, show_default=True,
                         help="Backbone name from the registry (efficientnet_lite0/1/2, resnet50, densenet121).")(f)
+
+
+def allow_host_option(f):
+    from roomclf.hosts import ENV_VAR
+
+    return click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+                        help=f"Another Host name to answer besides localhost and --host (repeatable, or "
+                             f"comma-separated; also ${ENV_VAR}), e.g. the name a reverse proxy forwards. "
+                             "Other Host headers get 400 (a guard against DNS rebinding); '*' answers any.")(f)

@@ -31,7 +31,9 @@ def run_prelabel(data, batches, backbone, mode, model_uri, ground_truth, limit) 
     store = LabelStore()
     report = run(store, data, batches, mode=mode, uri=model_uri, backbone=backbone,
                  ground_truth=ground_truth, limit=limit)
-    click.echo(report.summary())
+    from roomclf.models.onnx_file import execution_providers
+
+    click.echo(report.summary() + f" (onnxruntime: {execution_providers()[0]})")
     click.echo("suggested: " + ", ".join(f"{c} {n}" for c, n in report.per_class.items()))
     for path, reason in sorted(report.errors.items()):
         click.echo(f"  unreadable: {path}: {reason}")

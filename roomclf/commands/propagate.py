@@ -2,33 +2,34 @@
 import click
 
 from roomclf.commands.options import backbone_option, batches_option, data_option
-from roomclf.propagate.neighbours import DUPLICATE_SIMILARITY
+from roomclf.propagate.defaults import PROPAGATION as D
+from roomclf.propagate.votes import METHODS
 
 
 @click.command()
 @data_option
-@batches_option(default="batch_01")
+@batches_option(default=D.batches)
 @backbone_option
-@click.option("--k", "k", default=10, show_default=True, type=click.IntRange(min=1),
+@click.option("--k", "k", default=D.k, show_default=True, type=click.IntRange(min=1),
               help="Neighbours that vote (pull: labelled neighbours of each photo; push: photos each label reaches).")
-@click.option("--method", default="pull", show_default=True, type=click.Choice(["pull", "push"]),
+@click.option("--method", default=D.method, show_default=True, type=click.Choice(METHODS),
               help="pull: each unlabelled photo takes its k nearest labels' vote (measured better); "
                    "push: each labelled photo lends its label to its k nearest unlabelled photos.")
-@click.option("--share-min", type=click.FloatRange(0, 1), default=None,
+@click.option("--share-min", type=click.FloatRange(0, 1), default=D.share_min,
               help="Accept a vote whose winning share is at least this. Default: picked by cross-validation.")
-@click.option("--sim-min", type=click.FloatRange(-1, 1), default=None,
+@click.option("--sim-min", type=click.FloatRange(-1, 1), default=D.sim_min,
               help="...and whose nearest voter has at least this cosine similarity. Default: picked by cross-validation.")
-@click.option("--target-precision", default=0.9, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--target-precision", default=D.target_precision, show_default=True, type=click.FloatRange(0, 1),
               help="Thresholds picked automatically give the most coverage at this cross-validated precision.")
-@click.option("--folds", default=5, show_default=True, type=click.IntRange(min=2), help="Cross-validation folds.")
-@click.option("--n-trees", default=50, show_default=True, type=click.IntRange(min=1), help="Annoy trees.")
-@click.option("--search-k", default=-1, show_default=True, type=int,
+@click.option("--folds", default=D.folds, show_default=True, type=click.IntRange(min=2), help="Cross-validation folds.")
+@click.option("--n-trees", default=D.n_trees, show_default=True, type=click.IntRange(min=1), help="Annoy trees.")
+@click.option("--search-k", default=D.search_k, show_default=True, type=int,
               help="Annoy search_k (nodes inspected per query; -1: n_trees * k).")
-@click.option("--duplicate-threshold", default=DUPLICATE_SIMILARITY, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--duplicate-threshold", default=D.duplicate_threshold, show_default=True, type=click.FloatRange(0, 1),
               help="Cosine similarity above which two photos are reported as near-duplicates.")
-@click.option("--suspect-share", default=0.7, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--suspect-share", default=D.suspect_share, show_default=True, type=click.FloatRange(0, 1),
               help="A label is suspect when its labelled neighbours vote at least this share for another class.")
-@click.option("--from", "sources", default="manual", show_default=True,
+@click.option("--from", "sources", default=",".join(D.seed_sources), show_default=True,
               help="Label sources to propagate from (comma-separated, e.g. manual,imported).")
 @click.option("--dry-run", is_flag=True, help="Measure and log to MLflow, but leave the label store unchanged.")
 def propagate(data, batches, backbone, k, method, share_min, sim_min, target_precision, folds, n_trees, search_k,
@@ -64,4 +65,4 @@ def propagate(data, batches, backbone, k, method, share_min, sim_min, target_pre
     if r.ignored_outside:
         click.echo(f"  {r.ignored_outside} labels of photos outside these batches were not used")
     if r.run_id:
-        click.echo(f"MLflow run {r.run_id} (experiment roomclf-propagate)")
+        click.echo(f"MLflow run {r.run_id} (experiment {r.experiment})")

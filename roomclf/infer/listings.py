@@ -15,10 +15,12 @@ COVER_CLASS, COVER_TAG = "exterior", "front"
 
 def _cover(group) -> tuple[str | None, float | None, bool]:
     """(path, confidence, tagged_front) of the listing's cover photo."""
+    import pandas as pd
+
     ext = group[(group["label"] == COVER_CLASS) & group["error"].isna()]
     if ext.empty:
         return None, None, False
-    front = ext[ext["tags"].map(lambda t: t is not None and COVER_TAG in list(t))]
+    front = ext[ext["tags"].map(lambda t: pd.api.types.is_list_like(t) and COVER_TAG in list(t))]
     pool = front if not front.empty else ext
     best = pool.loc[pool["confidence"].idxmax()]
     return str(best["path"]), float(best["confidence"]), not front.empty
@@ -46,7 +48,8 @@ def summarize(photos):
     for (batch, listing), group in photos.groupby(["batch", "listing"], sort=True):
         ok = group[group["error"].isna()]
         counts = ok["label"].value_counts()
-        tags = sorted({f"{label}.{t}" for label, ts in zip(ok["label"], ok["tags"]) if ts is not None for t in ts})
+        tags = sorted({f"{label}.{t}" for label, ts in zip(ok["label"], ok["tags"])      # no tags: None or NA
+                       if pd.api.types.is_list_like(ts) for t in ts})
         cover, cover_conf, is_front = _cover(group)
         rows.append({"batch": batch, "listing": listing, "photos": len(group), "predictions": len(ok),
                      "errors": len(group) - len(ok), **{f"n_{c}": int(counts.get(c, 0)) for c in CLASSES},

@@ -4,11 +4,14 @@ Both engines run the plain functions of ``roomclf.infer.batch`` (decode, predict
 rows); ``roomclf.infer.output.commit_batch`` commits each finished batch atomically.
 ``engine="ray"`` runs them as a Ray Data pipeline (``roomclf.infer.ray_engine``);
 ``engine="loop"`` runs them in this process, one chunk after another.
+Each run is an MLflow run in the experiment ``roomclf-infer`` (``roomclf.infer.tracking``):
+its id is in every batch's done record and in the Parquet files' metadata.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -164,6 +167,11 @@ class Summary:
     per_class: Counter = field(default_factory=Counter)
     batches_done: list[str] = field(default_factory=list)
     batches_skipped: list[str] = field(default_factory=list)   # already finished with this model
+    records: list[dict] = field(default_factory=list)          # the done records committed by this run
+    nodes: Counter = field(default_factory=Counter)             # node (Ray node id, or "local") -> photos
+    node_hosts: dict[str, str] = field(default_factory=dict)    # Ray node id -> host name
+    run_id: str | None = None                                   # the MLflow run (None: not tracked)
+    warnings: list[str] = field(default_factory=list)           # tracking problems (outputs unaffected)
 
     @property
     def photos_per_s(self) -> float:
@@ -185,11 +193,12 @@ def plan_batches(root: str | os.PathLike, batches) -> tuple[Path, list[BatchPlan
 
 
 def _commit(out: Path, plan: BatchPlan, frames: list, model_ref: ModelFile, engine: str, with_embedding: bool,
-            seconds: float) -> dict:
+            seconds: float, run_id: str | None = None) -> dict:
     import pandas as pd
 
     from roomclf.infer.listings import listing_schema, summarize
     from roomclf.infer.output import commit_batch, photo_digest, to_table
+    from roomclf.infer.tracking import parquet_metadata
 
     photos = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=row_columns(with_embedding)))
     photos = (photos.drop_duplicates("path", keep="last")            # a retried task may repeat rows
@@ -201,10 +210,11 @@ def _commit(out: Path, plan: BatchPlan, frames: list, model_ref: ModelFile, engi
               "model_sha256": model_ref.sha256, "model_key": model_ref.key, "engine": engine,
               "nodes": {str(n): int(k) for n, k in photos["node"].value_counts().items()},
               "with_embedding": with_embedding, "photo_digest": photo_digest([p["path"] for p in plan.photos]),
-              "elapsed_s": round(seconds, 2),
+              "elapsed_s": round(seconds, 2), "run_id": run_id,
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    commit_batch(out, plan.name, to_table(photos, row_schema(with_embedding)),
-                 to_table(summarize(photos), listing_schema()), record)
+    meta = parquet_metadata(run_id, model_ref)       # file metadata: the columns stay as they were
+    commit_batch(out, plan.name, to_table(photos, row_schema(with_embedding)).replace_schema_metadata(meta),
+                 to_table(summarize(photos), listing_schema()).replace_schema_metadata(meta), record)
     return record
 
 
@@ -212,15 +222,19 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
               quantized: bool = False, engine: str = "ray", address: str | None = None, force: bool = False,
               with_embedding: bool = False, batch_size: int = 32, actors: int | None = None,
               cpus: int | None = None, progress: bool = True, object_store_mb: int = 512,
-              actor_resource: str | None = None, stall_timeout_s: float = 600.0) -> Summary:
+              actor_resource: str | None = None, stall_timeout_s: float = 600.0, track: bool = True,
+              warn=None) -> Summary:
     """Predict every photo of the batches into ``out``, skipping batches already done with this model.
 
     Finished batches are committed as they complete; if no prediction arrives for
     ``stall_timeout_s`` (e.g. the only nodes able to run the model are gone), the run
-    stops with ``InferError`` and a rerun does what is left."""
-    from tqdm import tqdm
+    stops with ``InferError`` and a rerun does what is left.
 
-    from roomclf.infer.output import clean_stale, is_done
+    With ``track`` the run is an MLflow run in ``roomclf-infer``, logged after the batches
+    are committed; a tracking problem goes to ``warn`` (default: a line on stderr) and
+    ``Summary.warnings``, never into the outputs."""
+    from roomclf.infer.output import clean_stale, done_record, is_done
+    from roomclf.infer.tracking import infer_run, run_name
 
     if engine not in ENGINES:
         raise InferError(f"unknown engine {engine!r} (choose {', '.join(ENGINES)})")
@@ -236,8 +250,32 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
             todo.append(plan)
     out.mkdir(parents=True, exist_ok=True)
     clean_stale(out)
-    if not todo:
-        return summary
+
+    def warned(message: str) -> None:
+        summary.warnings.append(message)
+        (warn or (lambda m: print(f"warning: {m}", file=sys.stderr)))(message)
+
+    options = {"data": root, "batches": ",".join(p.name for p in plans), "quantized": quantized, "force": force,
+               "with_embedding": with_embedding, "batch_size": batch_size}
+    with infer_run(run_name([p.name for p in plans]), warned, enabled=track) as tracked:
+        summary.run_id = tracked.run_id
+        try:
+            if todo:
+                _predict(root, out, todo, model_ref, summary, engine, address, with_embedding, batch_size, actors,
+                         cpus, progress, object_store_mb, actor_resource, stall_timeout_s)
+        except Exception as exc:
+            tracked.log(summary, model_ref, options, [done_record(out, b) for b in summary.batches_skipped],
+                        failed=str(exc))
+            raise
+        tracked.log(summary, model_ref, options, [done_record(out, b) for b in summary.batches_skipped])
+    return summary
+
+
+def _predict(root: Path, out: Path, todo: list[BatchPlan], model_ref: ModelFile, summary: Summary, engine: str,
+             address, with_embedding: bool, batch_size: int, actors, cpus, progress: bool, object_store_mb: int,
+             actor_resource, stall_timeout_s: float) -> None:
+    """Predict the photos of ``todo`` with one engine, committing each batch as its last photo arrives."""
+    from tqdm import tqdm
 
     from roomclf.models.onnx_file import OnnxModel
 
@@ -250,13 +288,16 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
     started_ray = False
 
     def finish(plan: BatchPlan):
-        rec = _commit(out, plan, frames.pop(plan.name), model_ref, engine, with_embedding, time.perf_counter() - t0)
+        rec = _commit(out, plan, frames.pop(plan.name), model_ref, engine, with_embedding, time.perf_counter() - t0,
+                      summary.run_id)
         summary.batches_done.append(plan.name)
+        summary.records.append(rec)
         summary.photos += rec["photos"]
         summary.predictions += rec["predictions"]
         summary.errors += rec["errors"]
         summary.skipped += rec["skipped"]
         summary.per_class.update(rec["per_class"])
+        summary.nodes.update(rec["nodes"])
 
     for plan in todo:               # batches with nothing to predict (only non-photo files)
         if not plan.photos:
@@ -283,8 +324,21 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
                 bar.update(len(frame))
     finally:
         summary.seconds = time.perf_counter() - t0
+        if engine == "ray":
+            summary.node_hosts = _ray_hosts()
         if started_ray:
             import ray
 
             ray.shutdown()
-    return summary
+
+
+def _ray_hosts() -> dict[str, str]:
+    """Ray node id -> host name, for the nodes of the cluster this process is connected to."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return {}
+        return {n["NodeID"]: n.get("NodeManagerHostname") or n.get("NodeManagerAddress", "?") for n in ray.nodes()}
+    except Exception:   # only for the record: never fail a run over it
+        return {}

@@ -22,7 +22,7 @@ from roomclf.errors import RoomclfError
 from roomclf.labels.queue import margin_order, margins, value_order
 from roomclf.labels.store import LabelStore
 from roomclf.models.registry import DEFAULT_ONNX_URI, ModelNotFound
-from roomclf.settings import DEFAULT_BACKBONE
+from roomclf.settings import EMBEDDING_BACKBONE
 from roomclf.taxonomy import CLASSES, UnknownName, canonical_class
 
 MODES = ("auto", "champion", "zeroshot")
@@ -66,7 +66,7 @@ def top3(row: np.ndarray) -> list[list]:
     return [[CLASSES[i], round(float(row[i]), 4)] for i in idx]
 
 
-def zero_shot(root: str | os.PathLike, paths: list[str], backbone: str = DEFAULT_BACKBONE,
+def zero_shot(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_BACKBONE,
               progress: bool = True) -> Predictions:
     """Room probabilities from the ImageNet head over cached raw features."""
     from roomclf.labels.zeroshot import room_probs, softmax
@@ -115,7 +115,7 @@ def champion(root: str | os.PathLike, paths: list[str], uri: str = DEFAULT_ONNX_
 
 
 def predict(root: str | os.PathLike, paths: list[str], mode: str = "auto", uri: str = DEFAULT_ONNX_URI,
-            backbone: str = DEFAULT_BACKBONE, progress: bool = True) -> Predictions:
+            backbone: str = EMBEDDING_BACKBONE, progress: bool = True) -> Predictions:
     """``auto``: the champion when one is registered, else zero-shot."""
     if mode not in MODES:
         raise PrelabelError(f"unknown prelabel mode {mode!r}; one of {', '.join(MODES)}")
@@ -174,7 +174,7 @@ def write(store: LabelStore, pred: Predictions, batches: list[str], who: str = "
 
 
 def prelabel(store: LabelStore, root: str | os.PathLike, batches: str | list[str], mode: str = "auto",
-             uri: str = DEFAULT_ONNX_URI, backbone: str = DEFAULT_BACKBONE,
+             uri: str = DEFAULT_ONNX_URI, backbone: str = EMBEDDING_BACKBONE,
              ground_truth: str | os.PathLike | None = None, limit: int | None = None,
              progress: bool = True) -> PrelabelReport:
     """Predict every photo of ``batches`` (the first ``limit`` per run if given) and store it."""
@@ -198,7 +198,7 @@ def has_predictions(store: LabelStore, batch: str) -> bool:
 
 
 def ensure_prelabelled(store: LabelStore, root: str | os.PathLike, batch: str, mode: str = "auto",
-                       uri: str = DEFAULT_ONNX_URI, backbone: str = DEFAULT_BACKBONE,
+                       uri: str = DEFAULT_ONNX_URI, backbone: str = EMBEDDING_BACKBONE,
                        ground_truth: str | os.PathLike | None = None, limit: int | None = None,
                        progress: bool = True) -> PrelabelReport | None:
     """Prelabel ``batch`` (champion, else zero-shot in ``auto`` mode) when it has no predictions yet.

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from roomclf.corpus import is_photo_name
+from roomclf.corpus import is_photo_name, path_problem
 from roomclf.errors import RoomclfError
 from roomclf.taxonomy import CLASSES, UnknownName, attribute_key, canonical_class
 
@@ -98,6 +98,15 @@ def _confidence(raw: str | None, csv_path: str | os.PathLike, line: int) -> floa
         return float(raw)
     except ValueError:
         raise LabelError(f"{csv_path}:{line}: confidence {raw!r} is not a number (leave it empty if unknown)") from None
+
+
+def _canonical(path: str, where: str) -> str:
+    """``path`` when it is a canonical photo path, else a one-line ``LabelError`` naming ``where`` it came from."""
+    problem = path_problem(path)
+    if problem:
+        raise LabelError(f"{where}: photo path {path!r} has {problem}; give each photo as it lies under the "
+                         "corpus root, e.g. batch_01/listing_0001/photo_01.jpg (nothing was imported)")
+    return path
 
 
 def _check_source(source: str) -> str:
@@ -320,6 +329,7 @@ class LabelStore:
 
         Rows without a label are skipped; unknown classes are counted and skipped; with
         ``corpus_root``, rows whose photo does not exist there are counted and skipped.
+        A path not in its canonical form (``path_problem``) refuses the whole file (``LabelError``).
         ``batches`` keeps only rows of those batches; ``limit`` keeps the first N valid rows.
         """
         report, rows = ImportReport(), []
@@ -331,6 +341,8 @@ class LabelStore:
                 raise LabelError(f"{csv_path}: expected a CSV with 'path' and 'label' columns")
             for rec in reader:
                 path = (rec.get("path") or "").strip()
+                if path:
+                    _canonical(path, f"{csv_path}:{reader.line_num}")
                 if keep is not None and path.split("/", 1)[0] not in keep:
                     continue
                 raw = (rec.get("label") or "").strip()
@@ -368,6 +380,7 @@ class LabelStore:
             if not path or not name or rec.get("value") in (None, ""):
                 report.skipped_empty += 1
                 continue
+            _canonical(path, f"attribute row {path},{name}")
             if root is not None and not (root / path).is_file():
                 report.not_in_corpus += 1
                 continue
@@ -407,7 +420,7 @@ class LabelStore:
             for f in sorted(class_dir.rglob("*")):
                 if not (f.is_file() and is_photo_name(f.name)):
                     continue
-                rel = f.relative_to(class_dir).as_posix()
+                rel = _canonical(f.relative_to(class_dir).as_posix(), str(f))
                 if root is not None and not (root / rel).is_file():
                     report.not_in_corpus += 1
                     continue
@@ -416,10 +429,14 @@ class LabelStore:
         return report
 
     def export_csv(self, out: str | os.PathLike, sources: Iterable[str] = SOURCES,
-                   prefix: str | None = None) -> int:
-        """Write the effective label of every photo (and its attribute tags) to a CSV, atomically."""
+                   prefix: str | None = None, batches: Iterable[str] | None = None) -> int:
+        """Write the effective label of every photo (and its attribute tags) to a CSV, atomically;
+        only the photos under ``prefix`` and of ``batches`` when given."""
         sources = list(sources)
         labels, attrs = self.labels(sources, prefix), self.attributes(sources, prefix)
+        if batches is not None:
+            keep = set(batches)
+            labels = {p: lab for p, lab in labels.items() if p.split("/", 1)[0] in keep}
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")

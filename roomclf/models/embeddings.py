@@ -1,17 +1,25 @@
-"""Embeddings: pooled penultimate features of an ImageNet backbone, cached on disk.
+"""Embeddings: pooled penultimate features of an ImageNet backbone, run through onnxruntime, cached on disk.
 
-The cache is one SQLite file per backbone and input size in the working-data folder
-(a registry change of a backbone's input size starts a new file), keyed by
-(photo path, file size, mtime): a rerun computes only new or changed photos,
-and a killed run keeps every finished chunk. Photos that cannot be read are
-cached with their error so they are not retried. Vectors are stored raw (so
-the ImageNet head can still be applied, e.g. for zero-shot prelabels) and
-returned L2-normalised unless ``normalize=False``.
+The backbone is exported once per (backbone, input size, precision) into the embedding folder as one
+ONNX graph with the normalisation baked in and two outputs, ``features`` (the pooled vector, the
+embedding) and ``logits`` (the ImageNet head), so every consumer feeds plain [0, 1] RGB from
+``roomclf.photos.model_input``. Why not torch eager: bench/bench_embed.py runs both on the same photos.
+
+``int8`` is a static-int8 copy of that graph, calibrated on the photos being embedded; it is kept only
+when its vectors agree with fp32's on those photos (cosine of every photo at least ``INT8_MIN_COSINE``),
+otherwise ``EmbeddingError`` says so and fp32 is what to use.
+
+The cache is one SQLite file per backbone, input size and precision (so an fp32 vector and an int8
+vector never mix, nor two sizes), keyed by (photo path, file size, mtime): a rerun computes only new or
+changed photos, and a killed run keeps every finished chunk. Photos that cannot be read are cached with
+their error so they are not retried. Vectors are stored raw (so the ImageNet head can still be applied,
+e.g. for zero-shot prelabels) and returned L2-normalised unless ``normalize=False``.
 """
 from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -19,8 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
+from roomclf.errors import RoomclfError
 from roomclf.photos import PhotoError, model_input
-from roomclf.settings import DEFAULT_BACKBONE, embedding_dir
+from roomclf.settings import EMBEDDING_BACKBONE, embedding_dir
+
+PRECISIONS = ("fp32", "int8")
+INT8_MIN_COSINE = 0.99          # an int8 embedder is used only where every calibration vector is this close
+INT8_CALIBRATION_PHOTOS = 64
+_OUTPUTS = ("features", "logits")
+
+
+class EmbeddingError(RoomclfError):
+    """An embedder that cannot be built as asked (unknown precision, int8 that disagrees with fp32)."""
 
 
 @dataclass
@@ -35,43 +53,145 @@ class Embeddings:
         return {p: i for i, p in enumerate(self.paths)}
 
 
-class Embedder:
-    """A backbone split into feature extractor and ImageNet head, ready for CPU inference."""
-
-    def __init__(self, backbone: str = DEFAULT_BACKBONE):
-        import torch
-
-        from roomclf.models.backbones import (
-            build_backbone,
-            get_spec,
-            normalizer,
-            split_backbone,
-        )
-
-        self.spec = get_spec(backbone)
-        body, pool, head = split_backbone(backbone, build_backbone(backbone, pretrained=True))
-        self.features = torch.nn.Sequential(body, pool).eval()
-        self.head = head.eval()
-        self.normalize = normalizer(self.spec)
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            x = self.normalize(torch.from_numpy(batch))
-            return self.features(x).numpy().astype(np.float32)
-
-    def imagenet_logits(self, raw: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            return self.head(torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))).numpy()
-
-
-def _cache(backbone: str) -> sqlite3.Connection:
+def _stem(backbone: str, precision: str) -> str:
     from roomclf.models.backbones import get_spec
 
-    db = sqlite3.connect(embedding_dir() / f"{backbone}-{get_spec(backbone).input_size}px.sqlite", timeout=60)
+    if precision not in PRECISIONS:
+        raise EmbeddingError(f"unknown embedding precision {precision!r}; one of {', '.join(PRECISIONS)}")
+    return f"{backbone}-{get_spec(backbone).input_size}px-{precision}"
+
+
+def export_embedder(backbone: str, path: str | os.PathLike) -> Path:
+    """Write ``backbone``'s pretrained network as an embedding graph at ``path`` (atomically):
+    input ``image`` (N x 3 x S x S in [0, 1]), outputs ``features`` and ``logits``."""
+    import onnx
+    import torch
+
+    from roomclf.models.backbones import build_backbone, get_spec, normalizer, split_backbone
+    from roomclf.models.onnx_file import save_onnx
+
+    spec = get_spec(backbone)
+    body, pool, head = split_backbone(backbone, build_backbone(backbone, pretrained=True))
+
+    class EmbedNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.normalize, self.body, self.pool, self.head = normalizer(spec), body, pool, head
+
+        def forward(self, image):
+            features = self.pool(self.body(self.normalize(image)))
+            return features, self.head(features)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        raw = Path(tmp) / "export.onnx"
+        with torch.no_grad():
+            torch.onnx.export(EmbedNet().eval(), (torch.rand(2, 3, spec.input_size, spec.input_size),), str(raw),
+                              dynamo=False, input_names=["image"], output_names=list(_OUTPUTS),
+                              dynamic_axes={n: {0: "batch"} for n in ("image", *_OUTPUTS)}, opset_version=17)
+        meta = {"backbone": backbone, "input_size": spec.input_size, "kind": "embedder", "precision": "fp32"}
+        return save_onnx(onnx.load(str(raw)), path, meta)
+
+
+def _head_of(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The ImageNet head's (weight D x 1000, bias) from the Gemm that makes ``logits`` in the graph, so
+    cached raw vectors can be scored without running the network again."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    node = next(n for n in graph.node if "logits" in n.output)
+    if node.op_type != "Gemm":
+        raise EmbeddingError(f"{path.name}: the ImageNet head is a {node.op_type}, expected a Gemm")
+    trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+    weight = inits[node.input[1]]
+    return (weight.T if trans_b else weight).astype(np.float32), inits[node.input[2]].astype(np.float32)
+
+
+def embedder_file(backbone: str = EMBEDDING_BACKBONE, precision: str = "fp32",
+                  root: str | os.PathLike | None = None, calibration: list[str] = ()) -> Path:
+    """The exported embedding graph for ``backbone`` at its registry size, made on first use. ``int8``
+    needs ``calibration`` photos (relative to ``root``) the first time, and is refused (``EmbeddingError``)
+    when its vectors disagree with fp32's on them."""
+    folder = embedding_dir() / "onnx"
+    fp32 = folder / f"{_stem(backbone, 'fp32')}.onnx"
+    if not fp32.is_file():
+        export_embedder(backbone, fp32)
+    if precision == "fp32":
+        return fp32
+    int8 = folder / f"{_stem(backbone, precision)}.onnx"
+    if not int8.is_file():
+        _quantize_checked(fp32, int8, Path(root or "."), list(calibration))
+    return int8
+
+
+def _quantize_checked(fp32: Path, int8: Path, root: Path, calibration: list[str]) -> None:
+    from roomclf.models.quantize import calibration_sample, quantize_static_int8
+
+    sample = calibration_sample(calibration, INT8_CALIBRATION_PHOTOS)
+    if not sample:
+        raise EmbeddingError("an int8 embedder is calibrated on photos, and none were given")
+    with tempfile.TemporaryDirectory(dir=int8.parent) as tmp:
+        candidate = quantize_static_int8(fp32, Path(tmp) / int8.name, root, sample)
+        arrays = [a for a in (_load_one((root / p, _input_size(fp32))) for p in sample) if not isinstance(a, str)]
+        batch = np.stack(arrays)
+        a, b = _session(fp32, 1).run(["features"], {"image": batch})[0], _session(candidate, 1).run(
+            ["features"], {"image": batch})[0]
+        cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).clip(1e-12)
+        if float(cos.min()) < INT8_MIN_COSINE:
+            raise EmbeddingError(f"int8 {int8.stem} disagrees with fp32 (lowest cosine {cos.min():.4f} on "
+                                 f"{len(arrays)} photos, needs {INT8_MIN_COSINE}): use fp32")
+        os.replace(candidate, int8)
+
+
+def _input_size(path: Path) -> int:
+    import onnx
+
+    from roomclf.models.onnx_file import read_meta
+
+    return int(read_meta(onnx.load(str(path)))["input_size"])
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    from roomclf.models.onnx_file import execution_providers
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=execution_providers())
+
+
+class Embedder:
+    """One onnxruntime session over a backbone's embedding graph: features for photos, and the ImageNet
+    head for raw feature vectors."""
+
+    def __init__(self, backbone: str = EMBEDDING_BACKBONE, precision: str = "fp32", threads: int | None = None,
+                 root: str | os.PathLike | None = None, calibration: list[str] = ()):
+        from roomclf.models.backbones import get_spec
+
+        self.spec = get_spec(backbone)
+        self.precision = precision
+        self.path = embedder_file(backbone, precision, root, calibration)
+        self.session = _session(self.path, threads or os.cpu_count() or 1)
+        self._head: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """float32 N x 3 x S x S in [0, 1] -> N x D raw features."""
+        return self.session.run(["features"], {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    def imagenet_logits(self, raw: np.ndarray) -> np.ndarray:
+        if self._head is None:
+            self._head = _head_of(embedder_file(self.spec.name, "fp32"))
+        weight, bias = self._head
+        return np.ascontiguousarray(raw, dtype=np.float32) @ weight + bias
+
+
+def _cache(backbone: str, precision: str) -> sqlite3.Connection:
+    db = sqlite3.connect(embedding_dir() / f"{_stem(backbone, precision)}.sqlite", timeout=60)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("CREATE TABLE IF NOT EXISTS emb (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
                "vec BLOB, error TEXT)")
@@ -91,11 +211,14 @@ def _load_one(args: tuple[Path, int]) -> np.ndarray | str:
         return exc.reason
 
 
-def embed(root: str | os.PathLike, paths: list[str], backbone: str = DEFAULT_BACKBONE,
+def embed(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_BACKBONE,
           batch_size: int = 32, normalize: bool = True, progress: bool = True,
-          embedder: Embedder | None = None) -> Embeddings:
-    """Embeddings of ``paths`` (relative to ``root``), computing only what the cache lacks."""
+          embedder: Embedder | None = None, precision: str = "fp32") -> Embeddings:
+    """Embeddings of ``paths`` (relative to ``root``), computing only what the cache lacks. Decoding of
+    the next batch overlaps the model's run on this one."""
     root = Path(root)
+    if embedder is not None:
+        backbone, precision = embedder.spec.name, embedder.precision
     stamps: dict[str, tuple[int, int]] = {}
     errors: dict[str, str] = {}
     for p in paths:
@@ -104,7 +227,7 @@ def embed(root: str | os.PathLike, paths: list[str], backbone: str = DEFAULT_BAC
         except OSError as exc:
             errors[p] = f"cannot read file ({exc.strerror or exc})"
     found: dict[str, np.ndarray] = {}
-    with closing(_cache(backbone)) as db:
+    with closing(_cache(backbone, precision)) as db:
         for chunk in range(0, len(paths), 500):
             part = [p for p in paths[chunk:chunk + 500] if p in stamps]
             if not part:
@@ -120,13 +243,19 @@ def embed(root: str | os.PathLike, paths: list[str], backbone: str = DEFAULT_BAC
         todo = [p for p in paths if p in stamps and p not in found and p not in errors]
         computed = 0
         if todo:
-            embedder = embedder or Embedder(backbone)
+            embedder = embedder or Embedder(backbone, precision, root=root, calibration=todo)
             size = embedder.spec.input_size
-            bar = _progress(len(todo), f"embedding ({backbone})", progress)
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                for start in range(0, len(todo), batch_size):
-                    part = todo[start:start + batch_size]
-                    loaded = list(pool.map(_load_one, [(root / p, size) for p in part]))
+            parts = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
+            bar = _progress(len(todo), f"embedding ({backbone}, {precision})", progress)
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+                def decode(part):
+                    return [pool.submit(_load_one, (root / p, size)) for p in part]
+
+                pending = decode(parts[0])
+                for i, part in enumerate(parts):
+                    loaded = [f.result() for f in pending]
+                    if i + 1 < len(parts):
+                        pending = decode(parts[i + 1])
                     ok = [(p, a) for p, a in zip(part, loaded) if not isinstance(a, str)]
                     rows = []
                     for p, a in zip(part, loaded):

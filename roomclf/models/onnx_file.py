@@ -3,10 +3,17 @@
 The ONNX file is self-describing: its metadata (key ``roomclf``) holds the
 backbone, input size, class order, attribute keys and per-attribute decision
 thresholds (``null`` = untrained, never emitted). ``OnnxModel`` is the one
-runtime wrapper used by infer-all, serving and prelabel.
+runtime wrapper used by infer-all, serving and prelabel; ``execution_providers``
+is the one choice of onnxruntime providers (every session roomclf creates, and
+the providers recorded with the registered ONNX flavour).
+
+This module and ``roomclf.models.pyfunc`` are shipped inside the registered
+pyfunc (``code/roomclf``): at module level they import only numpy and roomclf's
+light modules, never torch.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -20,6 +27,30 @@ from roomclf.taxonomy import ATTRIBUTE_KEYS, CLASSES
 
 META_KEY = "roomclf"
 OUTPUTS = ("probs", "attributes", "embedding")
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+
+
+def execution_providers() -> list[str]:
+    """The onnxruntime providers for every session roomclf creates, best first: CUDA then CPU when the
+    installed onnxruntime has CUDA (onnxruntime-gpu) and this host has a GPU, else CPU only."""
+    return list(_providers())
+
+
+@functools.lru_cache(maxsize=1)
+def _providers() -> tuple[str, ...]:
+    import onnxruntime as ort
+
+    return (CUDA, CPU) if CUDA in ort.get_available_providers() and gpu_present() else (CPU,)
+
+
+def gpu_present() -> bool:
+    """Whether this host shows an NVIDIA GPU to this process (driver files; CUDA is not initialised,
+    so a process that forks afterwards is unaffected). ``CUDA_VISIBLE_DEVICES=""`` or ``-1`` hides them."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return (gpus.is_dir() and any(gpus.iterdir())) or any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def export_onnx(export_net, path: str | os.PathLike, meta: dict, opset: int | None = None) -> Path:
@@ -112,7 +143,7 @@ class OnnxModel:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(self.path), opts, providers=execution_providers())
         except Exception as exc:      # onnxruntime's own errors: a damaged or foreign file
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise NotARoomclfModel(f"{self.path} is not a readable ONNX model ({first})") from None
@@ -125,6 +156,7 @@ class OnnxModel:
         self.attribute_keys: list[str] = self.meta.get("attribute_keys", [])
         self.thresholds: dict[str, float | None] = self.meta.get("attribute_thresholds", {})
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.provider: str = self.session.get_providers()[0]    # the one it runs on
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """float32 N x 3 x S x S in [0, 1] -> {'probs', 'attributes', 'embedding'}."""

@@ -17,9 +17,16 @@ the call). Preprocessing and decoding are ``roomclf.photos`` and
 
 The model's artifacts: ``onnx`` (the exported network, with its metadata),
 optionally ``learner`` (the fast.ai learner, to continue fine-tuning) and any
-extra ones. The code is the installed ``roomclf`` package (loaded by reference),
-so load it where roomclf is installed: ``mlflow models serve -m
-models:/roomclf@champion --env-manager local``.
+extra ones. The model carries the code it runs: ``code/roomclf`` holds the few
+roomclf modules this one imports (``PYFUNC_CODE``: no torch, no fast.ai), and its
+requirements are public packages only (``registry.SERVING_REQUIREMENTS``, no roomclf pin),
+so MLflow builds its environment anywhere: ``mlflow models serve -m
+models:/roomclf@champion`` (default ``--env-manager virtualenv``).
+
+Versions registered before the code was carried pin ``roomclf==0.1.0`` and name
+this class by import path: they still load where roomclf is installed
+(roomclf's own commands, ``mlflow.pyfunc.load_model``, ``--env-manager local``),
+not in an environment MLflow builds.
 """
 from __future__ import annotations
 
@@ -37,6 +44,9 @@ ONNX_ARTIFACT = "onnx"
 LEARNER_ARTIFACT = "learner"
 MODEL_NAME_IN_RUN = "pyfunc-model"
 OUTPUT_COLUMNS = ("label", "confidence", "probabilities", "tags", "error")
+# What loading and running this pyfunc imports from roomclf (paths in the package): shipped as code/roomclf.
+PYFUNC_CODE = ("__init__.py", "errors.py", "photos.py", "taxonomy.py", "taxonomy.yaml",
+               "models/__init__.py", "models/onnx_file.py", "models/pyfunc.py")
 
 
 class PyfuncError(RoomclfError):
@@ -119,16 +129,17 @@ class RoomclfPyfunc(mlflow.pyfunc.PythonModel):
         return {k: v for k, v in self.__dict__.items() if k != "model"}
 
 
-def _requirements() -> list[str]:
-    from importlib.metadata import PackageNotFoundError, version
+def _code_package(dst: Path) -> Path:
+    """A copy of the modules in ``PYFUNC_CODE`` as a package folder ``dst/roomclf`` (for ``code_paths``)."""
+    import shutil
 
-    reqs = []
-    for pkg in ("mlflow", "onnxruntime", "numpy", "pandas", "pillow", "roomclf"):
-        try:
-            reqs.append(f"{pkg}=={version(pkg)}")
-        except PackageNotFoundError:
-            reqs.append(pkg)
-    return reqs
+    import roomclf
+
+    src, pkg = Path(roomclf.__file__).parent, dst / "roomclf"
+    for rel in PYFUNC_CODE:
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / rel, pkg / rel)
+    return pkg
 
 
 def _check_artifacts(onnx_path, learner_path, extra_artifacts) -> tuple[dict[str, str], dict]:
@@ -165,7 +176,8 @@ def log_roomclf_pyfunc(onnx_path: str | os.PathLike, registered_model_name: str 
     stored as artifact ``learner`` so fine-tuning can continue from the registered
     version (``mlflow.artifacts.download_artifacts(uri)`` -> ``artifacts/``).
     ``extra_artifacts``: more {name: path}. ``registered_model_name``: ``None``
-    logs without registering. ``tags`` and ``description`` go on the model version,
+    logs without registering. ``tags`` (plus the ONNX file's SHA-256, tag ``onnx_sha256``)
+    and ``description`` go on the model version,
     ``alias`` (e.g. ``champion``) is moved to it. ``example_photo`` (JPEG bytes)
     becomes the input example, from which MLflow infers the signature (default: a
     small grey JPEG). Returns MLflow's ``ModelInfo``
@@ -176,27 +188,33 @@ def log_roomclf_pyfunc(onnx_path: str | os.PathLike, registered_model_name: str 
 
     artifacts, meta = _check_artifacts(onnx_path, learner_path, extra_artifacts)
     setup_mlflow()
+    import tempfile
+
     import mlflow
     import pandas as pd
+
+    from roomclf.models.registry import ONNX_DIGEST_TAG, finish_version, serving_requirements, set_aliases
+    from roomclf.sample.download import sha256
 
     started = mlflow.active_run() is None
     if started:
         use_experiment("roomclf")
         mlflow.start_run(run_name=f"register-{registered_model_name or 'pyfunc'}")
     try:
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_NAME_IN_RUN, python_model=RoomclfPyfunc(), artifacts=artifacts,
-            registered_model_name=registered_model_name, pip_requirements=_requirements(),
-            input_example=pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(example_photo or _grey_jpeg()).decode()]}),
-            metadata={"roomclf": {k: meta.get(k) for k in ("backbone", "input_size", "classes")},
-                      "input": f"DataFrame column '{IMAGE_COLUMN}': photo bytes or base64 strings"})
+        with tempfile.TemporaryDirectory(prefix="roomclf-pyfunc-code-") as code:
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME_IN_RUN, python_model=RoomclfPyfunc(), artifacts=artifacts,
+                code_paths=[str(_code_package(Path(code)))], registered_model_name=registered_model_name,
+                pip_requirements=serving_requirements(),
+                input_example=pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(example_photo or _grey_jpeg()).decode()]}),
+                metadata={"roomclf": {k: meta.get(k) for k in ("backbone", "input_size", "classes")},
+                          "input": f"DataFrame column '{IMAGE_COLUMN}': photo bytes or base64 strings"})
     finally:
         if started:
             mlflow.end_run()
     if registered_model_name:
-        from roomclf.models.registry import finish_version, set_aliases
-
         version = str(info.registered_model_version)
+        tags = {**(tags or {}), ONNX_DIGEST_TAG: sha256(artifacts[ONNX_ARTIFACT])}
         finish_version(registered_model_name, version, tags, description)
         if alias:
             set_aliases({registered_model_name: version}, alias)

@@ -2,6 +2,10 @@
 
 Names: ``roomclf`` (the fast.ai/PyTorch model) and ``roomclf-onnx`` (the
 exported graph). The alias ``champion`` marks the version in service.
+
+Every version registered here carries the SHA-256 of its ONNX file (version tag
+``onnx_sha256``); each download from the registry is checked against it
+(``ModelDigestMismatch``). Versions registered before the tag existed are not checked.
 """
 from __future__ import annotations
 
@@ -19,6 +23,11 @@ TORCH_NAME = "roomclf"
 INT8_NAME = f"{ONNX_NAME}-int8"
 FORMS = (TORCH_NAME, ONNX_NAME, INT8_NAME)   # the registered forms of one trained model
 CHAMPION, CHALLENGER = "champion", "challenger"
+ONNX_DIGEST_TAG = "onnx_sha256"   # model-version tag: the hex SHA-256 of the version's .onnx file
+# What the registered pyfunc's shipped modules (pyfunc.PYFUNC_CODE) need, all on the public index (pinned
+# to the versions installed here), plus onnx for the ONNX flavour: both forms of a model are registered
+# with this one list, so a host that serves both builds one environment.
+SERVING_REQUIREMENTS = ("mlflow", "onnx", "onnxruntime", "numpy", "pandas", "pillow", "pyyaml", "tqdm")
 DEFAULT_ONNX_URI = f"models:/{ONNX_NAME}@{CHAMPION}"
 DATA_LISTS = {"train": "data/train.csv", "valid": "data/valid.csv"}   # a training run's photo lists
 TRAIN_LIST = DATA_LISTS["train"]  # (path,label,source; roomclf/train/run.py), or an ensemble's training
@@ -40,6 +49,10 @@ MODEL_DESCRIPTIONS = {
 
 class ModelNotFound(RoomclfError, LookupError):
     """No model at a registry URI or path."""
+
+
+class ModelDigestMismatch(RoomclfError):
+    """A registry version's ONNX file, as downloaded, is not the file that was registered."""
 
 
 class RegistryUnavailable(RoomclfError):
@@ -90,6 +103,39 @@ def finish_version(name: str, version: str, tags: dict | None = None, descriptio
         client.update_registered_model(name, description=MODEL_DESCRIPTIONS[name])
 
 
+def log_version_metrics(versions: dict[str, str], metrics: dict[str, float]) -> None:
+    """Log ``metrics`` against the logged model (MLflow 3 ``model_id``) behind each registered version
+    ({name: version}), in that model's run: the MLflow UI's model views then show accuracy and cost
+    beside each other for every version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for name, version in versions.items():
+        mv = client.get_model_version(name, str(version))
+        if mv.model_id:
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, run_id=mv.run_id,
+                               model_id=mv.model_id)
+
+
+def serving_requirements() -> list[str]:
+    """``SERVING_REQUIREMENTS`` pinned to the installed versions: what MLflow installs in the environment
+    it builds for a registered model. onnxruntime-gpu stands in for onnxruntime where that is installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for pkg in SERVING_REQUIREMENTS:
+        for dist in ((pkg, f"{pkg}-gpu") if pkg == "onnxruntime" else (pkg,)):
+            try:
+                reqs.append(f"{dist}=={version(dist)}")
+                break
+            except PackageNotFoundError:
+                continue
+        else:
+            reqs.append(pkg)
+    return reqs
+
+
 def onnx_signature(onnx_path: str | os.PathLike, example):
     """The ONNX graph's MLflow signature, from what it returns on ``example`` (N×3×H×W float32)."""
     from mlflow.models import infer_signature
@@ -100,24 +146,39 @@ def onnx_signature(onnx_path: str | os.PathLike, example):
     return infer_signature(example, {k: v for k, v in out.items()})
 
 
+MS_PER_PHOTO_TAG, TIMED_ON_TAG = "model_ms_per_photo", "model_ms_timed_on"
+
+
+def model_cost_tags(onnx_path: str | os.PathLike) -> dict[str, str]:
+    """What a version records of its cost: model time per photo on the fixed probe, and where it was
+    measured (``roomclf.models.timing``), so `roomclf models` and the MLflow UI show it beside accuracy."""
+    from roomclf.models.timing import machine, ms_per_photo
+
+    return {MS_PER_PHOTO_TAG: f"{ms_per_photo(onnx_path):.2f}", TIMED_ON_TAG: machine()}
+
+
 def register_onnx_file(onnx_path: str | os.PathLike, name: str = ONNX_NAME, tags: dict | None = None,
                        alias: str | None = None, description: str | None = None, input_example=None) -> str:
     """Log an exported ONNX file in the active run (one is started if none) and register it,
     with a signature and an input example (``input_example``: N×3×H×W float32; default: a
-    mid-grey image). Returns the new version number as a string.
+    mid-grey image), and its model time per photo on the fixed probe with the machine it was timed
+    on (``model_cost_tags``, unless ``tags`` already carry them). Returns the new version number.
     """
     setup_mlflow()
+    import hashlib
+
     import mlflow
     import numpy as np
     import onnx
 
-    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.models.onnx_file import OnnxModel, execution_providers
 
     if input_example is None:
         size = OnnxModel(onnx_path).input_size
         input_example = np.full((1, 3, size, size), 0.5, np.float32)
     signature = onnx_signature(onnx_path, input_example)
     model = onnx.load(str(onnx_path))
+    digest = hashlib.sha256(model.SerializeToString()).hexdigest()   # the bytes MLflow stores as model.onnx
     started = mlflow.active_run() is None
     if started:
         from roomclf.tracking.experiments import use_experiment
@@ -126,12 +187,16 @@ def register_onnx_file(onnx_path: str | os.PathLike, name: str = ONNX_NAME, tags
     try:
         info = mlflow.onnx.log_model(model, name="onnx-model", registered_model_name=name,
                                      save_as_external_data=False, signature=signature,
-                                     input_example=input_example)
+                                     input_example=input_example, onnx_execution_providers=execution_providers(),
+                                     pip_requirements=serving_requirements())
     finally:
         if started:
             mlflow.end_run()
     version = str(info.registered_model_version)
-    finish_version(name, version, tags, description)
+    tags = {**(tags or {})}
+    if MS_PER_PHOTO_TAG not in tags:
+        tags.update(model_cost_tags(onnx_path))
+    finish_version(name, version, {**tags, ONNX_DIGEST_TAG: digest}, description)
     if alias:
         set_aliases({name: version}, alias)
     return version
@@ -266,13 +331,13 @@ def local_onnx(ref: ModelRef | str, dst: str | os.PathLike | None = None) -> Pat
     if not ref.in_registry:
         return find_onnx(ref.location)
     if dst is not None:
-        return find_onnx(fetch_model(ref.location, dst))
+        return checked_onnx(ref, fetch_model(ref.location, dst))
     folder = model_cache(ref)
     if not folder.is_dir():
         tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            fetch_model(ref.location, tmp)
+            checked_onnx(ref, fetch_model(ref.location, tmp))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -281,6 +346,25 @@ def local_onnx(ref: ModelRef | str, dst: str | os.PathLike | None = None) -> Pat
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
     return find_onnx(folder)
+
+
+def checked_onnx(ref: ModelRef, folder: str | os.PathLike) -> Path:
+    """The ``.onnx`` file in ``folder`` (just downloaded for ``ref``), after checking it against the
+    SHA-256 recorded at registration; ``ModelDigestMismatch`` (the file removed) if it differs."""
+    from roomclf.models.onnx_file import find_onnx
+    from roomclf.sample.download import sha256
+
+    path = find_onnx(folder)
+    expected = (ref.tags or {}).get(ONNX_DIGEST_TAG)
+    if expected:
+        actual = sha256(path)
+        if actual != expected:
+            path.unlink(missing_ok=True)
+            raise ModelDigestMismatch(
+                f"{ref.name} v{ref.version}: the downloaded {path.name} has SHA-256 {actual[:12]}..., not "
+                f"{expected[:12]}... as registered (tag {ONNX_DIGEST_TAG}): the artifact store's copy is damaged "
+                "or was replaced; nothing was kept, register the model again")
+    return path
 
 
 def model_cache(ref: ModelRef) -> Path:

@@ -25,12 +25,10 @@ import numpy as np
 
 from roomclf.corpus import discover
 from roomclf.labels.store import SUSPECTS_KEY
+from roomclf.models.near_duplicates import duplicate_pairs
+from roomclf.models.neighbours import NeighbourIndex
 from roomclf.propagate import report
-from roomclf.propagate.neighbours import (
-    DUPLICATE_SIMILARITY,
-    NeighbourIndex,
-    duplicate_pairs,
-)
+from roomclf.propagate.defaults import PROPAGATION
 from roomclf.propagate.votes import (
     PropagationError,
     cross_validated_votes,
@@ -39,7 +37,6 @@ from roomclf.propagate.votes import (
     threshold_table,
     votes_for,
 )
-from roomclf.settings import DEFAULT_BACKBONE
 from roomclf.taxonomy import CLASSES
 
 EXPERIMENT = "roomclf-propagate"
@@ -66,6 +63,7 @@ class PropagationResult:
     ignored_outside: int = 0           # seed labels of photos outside the batches
     unreadable: dict[str, str] = field(default_factory=dict)
     written: bool = False
+    experiment: str = EXPERIMENT       # where the run is: `mlflow run --experiment-name` logs into its own
 
 
 def _seed_labels(store, sources, corpus_paths: set[str], batches: list[str]) -> tuple[dict[str, str], int]:
@@ -127,11 +125,14 @@ def _inputs(store, root, batches, backbone: str, seed_sources, k: int, folds: in
                    outside, dict(emb.errors))
 
 
-def run_propagation(root: str | os.PathLike, batches: str | list[str], backbone: str = DEFAULT_BACKBONE,
-                    k: int = 10, method: str = "pull", share_min: float | None = None, sim_min: float | None = None,
-                    target_precision: float = 0.9, folds: int = 5, n_trees: int = 50, search_k: int = -1,
-                    duplicate_threshold: float = DUPLICATE_SIMILARITY, suspect_share: float = 0.7,
-                    seed_sources: tuple[str, ...] = ("manual",), store=None, dry_run: bool = False,
+def run_propagation(root: str | os.PathLike, batches: str | list[str], backbone: str = PROPAGATION.backbone,
+                    k: int = PROPAGATION.k, method: str = PROPAGATION.method,
+                    share_min: float | None = PROPAGATION.share_min, sim_min: float | None = PROPAGATION.sim_min,
+                    target_precision: float = PROPAGATION.target_precision, folds: int = PROPAGATION.folds,
+                    n_trees: int = PROPAGATION.n_trees, search_k: int = PROPAGATION.search_k,
+                    duplicate_threshold: float = PROPAGATION.duplicate_threshold,
+                    suspect_share: float = PROPAGATION.suspect_share,
+                    seed_sources: tuple[str, ...] = PROPAGATION.seed_sources, store=None, dry_run: bool = False,
                     log_mlflow: bool = True, progress: bool = True, echo=print) -> PropagationResult:
     """Propagate the seed labels over ``batches`` (see the module docstring)."""
     from roomclf.labels.store import LabelStore
@@ -222,6 +223,7 @@ def _log_run(params: dict, table: list[dict], result: PropagationResult, files: 
 
     with step_run(EXPERIMENT, f"propagate {params['batch_list']}") as run:
         result.run_id = run.info.run_id
+        result.experiment = mlflow.get_experiment(run.info.experiment_id).name
         # Under `mlflow run`, the entry point's parameters are already logged (as given): keep them.
         given = mlflow.get_run(run.info.run_id).data.params
         mlflow.log_params({k: v for k, v in params.items() if k not in given})

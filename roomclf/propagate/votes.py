@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from roomclf.errors import RoomclfError
-from roomclf.propagate.neighbours import NeighbourIndex
+from roomclf.models.neighbours import NeighbourIndex
+from roomclf.propagate.defaults import PROPAGATION
 
 METHODS = ("pull", "push")
 SHARE_GRID = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
@@ -68,7 +69,8 @@ def weighted_vote(labels: np.ndarray, sims: np.ndarray, n_classes: int) -> Votes
 
 
 def pull_votes(labelled: np.ndarray, y: np.ndarray, queries: np.ndarray, k: int, n_classes: int,
-               n_trees: int = 50, search_k: int = -1, progress: str | None = None) -> Votes:
+               n_trees: int = PROPAGATION.n_trees, search_k: int = PROPAGATION.search_k,
+               progress: str | None = None) -> Votes:
     """Each query takes the weighted vote of its k nearest ``labelled`` vectors (classes ``y``)."""
     if not len(queries):
         return weighted_vote(np.zeros((0, k), np.int64), np.zeros((0, k)), n_classes)
@@ -78,7 +80,8 @@ def pull_votes(labelled: np.ndarray, y: np.ndarray, queries: np.ndarray, k: int,
 
 
 def push_votes(labelled: np.ndarray, y: np.ndarray, candidates: np.ndarray, k: int, n_classes: int,
-               n_trees: int = 50, search_k: int = -1, progress: str | None = None) -> Votes:
+               n_trees: int = PROPAGATION.n_trees, search_k: int = PROPAGATION.search_k,
+               progress: str | None = None) -> Votes:
     """Each labelled vector lends its class to its k nearest ``candidates``; each candidate
     takes the weighted vote of the lenders that reached it (none: pred -1)."""
     if not len(candidates):
@@ -100,7 +103,8 @@ def push_votes(labelled: np.ndarray, y: np.ndarray, candidates: np.ndarray, k: i
 
 
 def votes_for(method: str, labelled: np.ndarray, y: np.ndarray, candidates: np.ndarray, k: int,
-              n_classes: int, n_trees: int = 50, search_k: int = -1, progress: str | None = None) -> Votes:
+              n_classes: int, n_trees: int = PROPAGATION.n_trees, search_k: int = PROPAGATION.search_k,
+              progress: str | None = None) -> Votes:
     if method == "pull":
         return pull_votes(labelled, y, candidates, k, n_classes, n_trees, search_k, progress)
     if method == "push":
@@ -115,9 +119,10 @@ def fold_ids(n: int, folds: int, seed: int = 0) -> np.ndarray:
     return ids
 
 
-def cross_validated_votes(vectors: np.ndarray, y: np.ndarray, k: int, n_classes: int, method: str = "pull",
-                          folds: int = 5, pool: np.ndarray | None = None, n_trees: int = 50, search_k: int = -1,
-                          seed: int = 0) -> Votes:
+def cross_validated_votes(vectors: np.ndarray, y: np.ndarray, k: int, n_classes: int,
+                          method: str = PROPAGATION.method, folds: int = PROPAGATION.folds,
+                          pool: np.ndarray | None = None, n_trees: int = PROPAGATION.n_trees,
+                          search_k: int = PROPAGATION.search_k, seed: int = 0) -> Votes:
     """Out-of-fold votes for each labelled vector: its fold held out, propagated to from the others.
 
     For ``push``, the held-out photos compete with the unlabelled ``pool`` for the
@@ -139,9 +144,10 @@ def cross_validated_votes(vectors: np.ndarray, y: np.ndarray, k: int, n_classes:
     return out
 
 
-def cross_validate(vectors: np.ndarray, y: np.ndarray, k: int, n_classes: int, method: str = "pull",
-                   folds: int = 5, pool: np.ndarray | None = None, share_grid=SHARE_GRID, sim_grid=SIM_GRID,
-                   n_trees: int = 50, search_k: int = -1, seed: int = 0) -> list[dict]:
+def cross_validate(vectors: np.ndarray, y: np.ndarray, k: int, n_classes: int, method: str = PROPAGATION.method,
+                   folds: int = PROPAGATION.folds, pool: np.ndarray | None = None, share_grid=SHARE_GRID,
+                   sim_grid=SIM_GRID, n_trees: int = PROPAGATION.n_trees, search_k: int = PROPAGATION.search_k,
+                   seed: int = 0) -> list[dict]:
     """Precision and coverage of propagation at each (share_min, sim_min), by k-fold cross-validation:
     one row per threshold pair (see ``threshold_table``)."""
     votes = cross_validated_votes(vectors, y, k, n_classes, method, folds, pool, n_trees, search_k, seed)
@@ -163,7 +169,7 @@ def threshold_table(votes: Votes, truth: np.ndarray, share_grid=SHARE_GRID, sim_
     return rows
 
 
-def pick_thresholds(table: list[dict], target_precision: float = 0.9) -> tuple[dict, bool]:
+def pick_thresholds(table: list[dict], target_precision: float = PROPAGATION.target_precision) -> tuple[dict, bool]:
     """The row with the most coverage whose precision reaches the target (ties: higher
     precision, then stricter thresholds). Returns (row, reached); when no row reaches
     the target, the most precise row that accepts anything, and False."""
@@ -177,7 +183,8 @@ def pick_thresholds(table: list[dict], target_precision: float = 0.9) -> tuple[d
 
 
 def suspect_labels(paths: list[str], vectors: np.ndarray, labels: list[str], classes: list[str],
-                   k: int = 10, min_share: float = 0.7, n_trees: int = 50, search_k: int = -1) -> list[dict]:
+                   k: int = PROPAGATION.k, min_share: float = PROPAGATION.suspect_share,
+                   n_trees: int = PROPAGATION.n_trees, search_k: int = PROPAGATION.search_k) -> list[dict]:
     """Labelled photos whose k nearest labelled neighbours vote, with at least
     ``min_share`` of the weighted vote, for another class.
 

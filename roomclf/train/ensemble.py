@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from roomclf.train import recipe as T
+from roomclf.train.config import TrainConfig, TrainingError, check_config
 from roomclf.train.run import TrainResult, run_training, selected_data
 
 
@@ -32,12 +32,12 @@ def check_backbones(backbones: list[str]) -> None:
     from roomclf.models.backbones import get_spec
 
     if len(backbones) < 2 or len(set(backbones)) != len(backbones):
-        raise T.TrainingError(f"an ensemble needs two or more different backbones (got {','.join(backbones)})")
+        raise TrainingError(f"an ensemble needs two or more different backbones (got {','.join(backbones)})")
     for name in backbones:
         get_spec(name)
 
 
-def run_ensemble_training(cfg: T.TrainConfig, backbones: list[str], store=None, echo=print) -> EnsembleResult:
+def run_ensemble_training(cfg: TrainConfig, backbones: list[str], store=None, echo=print) -> EnsembleResult:
     """Train one model per backbone (same data and recipe, each at ``cfg.image_size`` or its own size),
     combine them, register the combination and gate it. A member that fails stops the whole run
     before anything is combined; members already registered stay registered."""
@@ -46,7 +46,7 @@ def run_ensemble_training(cfg: T.TrainConfig, backbones: list[str], store=None, 
     from roomclf.models.registry import ONNX_NAME
     from roomclf.train.gate import gate
 
-    T.check_config(cfg)
+    check_config(cfg)
     check_backbones(backbones)
     store = store or LabelStore()
     selected_data(replace(cfg), store)          # bad data stops here, before the first member trains
@@ -59,5 +59,5 @@ def run_ensemble_training(cfg: T.TrainConfig, backbones: list[str], store=None, 
     echo("combining " + " + ".join(refs) + ", registering the combination and gating it against the champion")
     with tempfile.TemporaryDirectory() as tmp:
         path, versions = combine_models(refs, Path(tmp) / "ensemble.onnx", register=True)
-        gated = gate(path, versions, cfg.data, members[0].valid)
+        gated = gate(path, versions, cfg.data, members[0].valid, tolerance=cfg.gate_tolerance)
     return EnsembleResult(members, versions, gated.alias, gated.new.accuracy, gated.champion_version)

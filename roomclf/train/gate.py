@@ -1,10 +1,13 @@
 """Champion / challenger: who serves, decided on validation photos neither model trained on.
 
 ``evaluate`` scores an ONNX model (a file, folder or ``models:/`` URI) on
-labelled photos; ``is_better`` compares two scores (accuracy, ties broken by
-macro-F1); ``gate`` evaluates a new model against the current champion and
-moves the alias on every registered name of the run (``roomclf`` and
-``roomclf-onnx`` always point at the same run). ``promote`` backs
+labelled photos; ``decide`` compares two scores: the more accurate wins (ties
+broken by macro-F1), and a clearly faster model wins when its accuracy is within
+a tolerance of the other's (a distilled student, a smaller network), so one
+champion serves at the lowest cost that keeps the accuracy. ``gate`` evaluates a
+new model against the current champion, times both side by side on this machine,
+and moves the alias on every registered name of the run (``roomclf`` and
+``roomclf-onnx`` always point at the same run), with the reason. ``promote`` backs
 ``roomclf promote``: it too moves the alias on every form of the version's run.
 """
 from __future__ import annotations
@@ -43,6 +46,12 @@ class Score:
     accuracy: float
     macro_f1: float
     n: int
+    ms_per_photo: float | None = None      # model time on the fixed probe (roomclf.models.timing), if timed
+
+
+# How much faster a model must be to count as faster: a model time within this share of the other's is
+# the same speed (side-by-side timings on a shared machine move by about that much).
+FASTER_SHARE = 0.85
 
 
 def evaluate(model: str | os.PathLike, root: str | os.PathLike, items: list[tuple[str, str]],
@@ -61,11 +70,31 @@ def evaluate(model: str | os.PathLike, root: str | os.PathLike, items: list[tupl
 
 
 def is_better(new: Score, old: Score | None) -> bool:
+    return decide(new, old, tolerance=0.0)[0]
+
+
+def decide(new: Score, old: Score | None, tolerance: float) -> tuple[bool, str]:
+    """(does ``new`` replace ``old``, why): the more accurate wins, ties broken by macro-F1; a model whose
+    accuracy is at most ``tolerance`` (a fraction: 0.003 = 0.3 points) below the other's wins when its
+    model time is at most ``FASTER_SHARE`` of the other's."""
     if old is None:
-        return True
+        return True, "no champion to compare with"
+    acc = f"accuracy {new.accuracy:.4f} vs {old.accuracy:.4f}"
+    faster = (new.ms_per_photo is not None and old.ms_per_photo is not None
+              and new.ms_per_photo <= FASTER_SHARE * old.ms_per_photo)
+    speed = ("" if new.ms_per_photo is None or old.ms_per_photo is None else
+             f", {new.ms_per_photo:.1f} vs {old.ms_per_photo:.1f} ms per photo")
     if not np.isclose(new.accuracy, old.accuracy, atol=1e-9):
-        return new.accuracy > old.accuracy
-    return new.macro_f1 > old.macro_f1 + 1e-9
+        if new.accuracy > old.accuracy:
+            return True, f"more accurate: {acc}{speed}"
+        if faster and old.accuracy - new.accuracy <= tolerance + 1e-9:
+            return True, f"faster at equal accuracy (within {tolerance:.4f}): {acc}{speed}"
+        return False, f"less accurate: {acc}{speed}"
+    if new.macro_f1 > old.macro_f1 + 1e-9:
+        return True, f"same accuracy, higher macro-F1 ({new.macro_f1:.4f} vs {old.macro_f1:.4f}){speed}"
+    if faster:
+        return True, f"faster at equal accuracy: {acc}{speed}"
+    return False, f"not better: {acc}, macro-F1 {new.macro_f1:.4f} vs {old.macro_f1:.4f}{speed}"
 
 
 def current_champion(name: str = ONNX_NAME) -> str | None:
@@ -87,6 +116,7 @@ class GateResult:
     champion_version: str | None
     compared_on: int = 0                  # photos neither model trained on
     champion_unfair: str = ""             # why the champion could not be compared fairly ("" if it could)
+    reason: str = ""                      # why the alias went where it did
 
 
 MIN_FAIR_SHARE = 0.5   # below this share of the validation photos left, the champion cannot be judged
@@ -100,11 +130,14 @@ def fair_items(items: list[tuple[str, str]], trained_photos: set[str], trained_b
 
 
 def gate(new_onnx: str | os.PathLike, versions: dict[str, str], root: str | os.PathLike,
-         items: list[tuple[str, str]]) -> GateResult:
+         items: list[tuple[str, str]], tolerance: float = 0.0) -> GateResult:
     """Score the new model and the current champion on the photos of ``items`` that neither
-    trained on; give ``versions`` ({registered name: version}) the alias ``champion`` if the
-    new one is better, else ``challenger``. A champion that trained on most of these photos
-    cannot be judged on them: it is flagged and does not block the new model."""
+    trained on, time both side by side, and give ``versions`` ({registered name: version}) the alias
+    ``champion`` if ``decide`` says so (``tolerance``: how much accuracy a faster model may give up),
+    else ``challenger``. A champion that trained on most of these photos cannot be judged on them: it
+    is flagged and does not block the new model."""
+    from roomclf.models.timing import side_by_side
+
     champ_version = current_champion(ONNX_NAME)
     if champ_version is not None and champ_version == versions.get(ONNX_NAME):
         champ_version = None
@@ -119,14 +152,18 @@ def gate(new_onnx: str | os.PathLike, versions: dict[str, str], root: str | os.P
     new = evaluate(new_onnx, root, fair, label="gate: the new model")
     champ = None
     if champ_version is not None and not unfair:
+        champ_uri = f"models:/{ONNX_NAME}/{champ_version}"
         try:
-            champ = evaluate(f"models:/{ONNX_NAME}/{champ_version}", root, fair,
-                             label=f"gate: champion v{champ_version}")
+            champ = evaluate(champ_uri, root, fair, label=f"gate: champion v{champ_version}")
+            new.ms_per_photo, champ.ms_per_photo = side_by_side([local_onnx(str(new_onnx)), local_onnx(champ_uri)])
         except ModelNotFound:
             champ = None
-    alias = CHAMPION if is_better(new, champ) else CHALLENGER
+    wins, reason = decide(new, champ, tolerance)
+    if unfair:
+        reason = f"the champion cannot be judged: {unfair}"
+    alias = CHAMPION if wins else CHALLENGER
     move_alias(versions, alias)
-    return GateResult(alias, new, champ, champ_version, len(fair), unfair)
+    return GateResult(alias, new, champ, champ_version, len(fair), unfair, reason)
 
 
 def promote(name: str, version: str, alias: str = CHAMPION) -> dict[str, str]:
@@ -165,6 +202,7 @@ __all__ = [
     "GatingError",
     "Score",
     "current_champion",
+    "decide",
     "evaluate",
     "gate",
     "is_better",

@@ -17,7 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from roomclf.taxonomy import CLASSES
-from roomclf.train import recipe as T
+from roomclf.train.config import SURE_PRECISIONS, TrainConfig, TrainingError, check_config, sure_key
+from roomclf.train.data import TrainData, check_validation_size, class_weights, drop_broken, drop_leaks, select_data
+from roomclf.train.learner import build_dls, build_small_dls, find_lr, fit, make_learner
+from roomclf.train.predict import predict, raw_features
 from roomclf.train.attribute_report import log_attribute_grid, log_attribute_report
 
 PARITY_TOLERANCE = 1e-4
@@ -36,18 +39,18 @@ class TrainResult:
     valid: list = field(default_factory=list)   # the (path, class) photos it was validated and gated on
 
 
-def selected_data(cfg: T.TrainConfig, store) -> T.TrainData:
+def selected_data(cfg: TrainConfig, store) -> TrainData:
     """The run's labels from the store, checked (the quick part of ``prepare_data``; ``cfg``'s batch
     ranges become lists); raises TrainingError."""
     from roomclf.corpus import parse_batches
 
     root = Path(cfg.data)
     cfg.train_batches, cfg.valid_batches = parse_batches(cfg.train_batches, root), parse_batches(cfg.valid_batches, root)
-    return T.select_data(store, root, cfg.train_batches, cfg.valid_batches, cfg.sources, cfg.valid_sources,
-                         cfg.recipe.sure_precision)
+    return select_data(store, root, cfg.train_batches, cfg.valid_batches, cfg.sources, cfg.valid_sources,
+                       cfg.recipe.sure_precision)
 
 
-def prepare_data(cfg: T.TrainConfig, store, echo=print) -> T.TrainData:
+def prepare_data(cfg: TrainConfig, store, echo=print) -> TrainData:
     """Checked, cleaned train/valid lists (raises TrainingError before any training)."""
     root = Path(cfg.data)
     data = selected_data(cfg, store)
@@ -56,17 +59,34 @@ def prepare_data(cfg: T.TrainConfig, store, echo=print) -> T.TrainData:
              f"{cfg.recipe.sure_precision:.0%} right on its validation photos")
     echo(f"checking that the {len(data.train) + len(data.valid)} labelled photos open, and dropping validation "
          "photos that duplicate training photos")
-    data.train, broken_t = T.drop_broken(root, data.train, cfg.image_size)
-    data.valid, broken_v = T.drop_broken(root, data.valid, cfg.image_size)
+    data.train, broken_t = drop_broken(root, data.train, cfg.image_size)
+    data.valid, broken_v = drop_broken(root, data.valid, cfg.image_size)
     data.broken = {**broken_t, **broken_v}
+    if cfg.teacher:
+        data = _teach(cfg, data, root, echo)
     empty = [c for c, n in data.class_counts("train").items() if n == 0]
     if empty or not data.valid:
-        raise T.TrainingError(f"after skipping {len(data.broken)} unreadable photos, "
-                              + (f"no training examples of {', '.join(empty)} remain" if empty
-                                 else "no validation photos remain"))
-    data = T.drop_leaks(root, data)
-    T.check_validation_size(data.valid, cfg.valid_sources,
-                            dropped=f"{len(broken_v)} unreadable and {len(data.leaks)} duplicates of training photos")
+        raise TrainingError(f"after skipping {len(data.broken)} unreadable photos, "
+                            + (f"no training examples of {', '.join(empty)} remain" if empty
+                               else "no validation photos remain"))
+    data = drop_leaks(root, data)
+    check_validation_size(data.valid, cfg.valid_sources,
+                          dropped=f"{len(broken_v)} unreadable and {len(data.leaks)} duplicates of training photos")
+    return data
+
+
+def _teach(cfg: TrainConfig, data: TrainData, root: Path, echo) -> TrainData:
+    """Distillation: every readable photo of the training batches, labelled or not, with the teacher's
+    probabilities as its target (``roomclf.train.distill``)."""
+    from roomclf.corpus import discover
+    from roomclf.train.distill import teacher_outputs, with_teacher_targets
+
+    photos = discover(root, cfg.train_batches).paths
+    echo(f"the teacher {cfg.teacher} predicts the {len(photos)} photos of the training batches")
+    teacher = teacher_outputs(cfg.teacher, root, photos)
+    data.broken.update({p: why for p, why in teacher.errors.items()})
+    data = with_teacher_targets(data, teacher, photos)
+    data.teacher = teacher
     return data
 
 
@@ -87,7 +107,7 @@ def parity_check(export_net, onnx_path: Path, root: Path, paths: list[str], size
             "parity_photos": len(paths)}
 
 
-def attach_attributes(net, root: Path, data: T.TrainData, store, sources, size: int, seed: int):
+def attach_attributes(net, root: Path, data: TrainData, store, sources, size: int, seed: int):
     """Fit the attribute head on the trained body's raw features of the photos that carry attribute
     labels (any source in ``sources``: the labelling app's check-boxes, an imported CSV): (the fit, the
     validation photos it was judged on); None when none of these photos has one (the model then emits
@@ -102,13 +122,28 @@ def attach_attributes(net, root: Path, data: T.TrainData, store, sources, size: 
         return None
     vY, vM = attribute_targets(valid_p, store, labels, sources)
     keep, vkeep = M.any(1), vM.any(1)          # a photo without any known cell teaches the head nothing
-    feats = T.raw_features(net, root, [p for p, k in zip(train_p, keep) if k], size)
+    feats = raw_features(net, root, [p for p, k in zip(train_p, keep) if k], size)
     valid_p = [p for p, k in zip(valid_p, vkeep) if k]
-    vfeats = T.raw_features(net, root, valid_p, size) if valid_p else np.zeros((0, feats.shape[1]), np.float32)
+    vfeats = raw_features(net, root, valid_p, size) if valid_p else np.zeros((0, feats.shape[1]), np.float32)
     return fit_attribute_head(feats, Y[keep], M[keep], vfeats, vY[vkeep], vM[vkeep], seed=seed), valid_p
 
 
-def _data_summary(data: T.TrainData) -> dict:
+def _distil_attributes(net, root: Path, data: TrainData, cfg: TrainConfig, echo):
+    """The student's attribute head fitted to the teacher's attribute scores on the training photos:
+    an ``AttributeFit``-like (head, thresholds) for the export, or None when the teacher emits no tags."""
+    from types import SimpleNamespace
+
+    from roomclf.train.distill import distil_attributes
+
+    paths = [p for p, _ in data.train if p in data.teacher.attributes]
+    if not paths:
+        return None
+    echo(f"fitting the attribute head to the teacher's scores on {len(paths)} photos")
+    fitted = distil_attributes(raw_features(net, root, paths, cfg.image_size), data.teacher, paths, cfg.seed)
+    return None if fitted is None else SimpleNamespace(head=fitted[0], thresholds=fitted[1])
+
+
+def _data_summary(data: TrainData) -> dict:
     return {"train_per_class": data.class_counts("train"), "valid_per_class": data.class_counts("valid"),
             "per_source": data.sources, "broken": data.broken, "leaks": data.leaks}
 
@@ -125,7 +160,7 @@ def _register_torch(onnx_path: Path, learner_path: Path, state_path: Path, tags:
     return str(info.registered_model_version)
 
 
-def _log_data_lists(mlflow, root: Path, data: T.TrainData, sources_of: dict[str, str]) -> None:
+def _log_data_lists(mlflow, root: Path, data: TrainData, sources_of: dict[str, str]) -> None:
     """The photos of each split as run inputs (an MLflow dataset with a digest) and as CSV
     artifacts (``data/train.csv``, ``data/valid.csv``: path,label,source), so any version's
     data can be rebuilt after the label store has changed."""
@@ -143,13 +178,15 @@ def _log_data_lists(mlflow, root: Path, data: T.TrainData, sources_of: dict[str,
         mlflow.log_input(dataset, context=context)
 
 
-def _version_description(cfg: T.TrainConfig, data: T.TrainData, metrics: dict, run_id: str) -> str:
+def _version_description(cfg: TrainConfig, data: TrainData, metrics: dict, run_id: str) -> str:
     """What a registered version is, in one paragraph (shown in the MLflow UI)."""
     def per_source(split: str) -> str:
         return ", ".join(f"{n} {s}" for s, n in sorted(data.sources.get(split, {}).items()))
 
+    taught = (f"Distilled from {data.teacher.name} (its predictions on every photo of the training batches, "
+              f"temperature {cfg.recipe.temperature:g}). " if cfg.teacher else "")
     return (f"Room classifier ({', '.join(CLASSES)}): {cfg.backbone} at {cfg.image_size} px, fast.ai "
-            f"{cfg.frozen_epochs} frozen + {cfg.epochs} unfrozen epochs. Trained on {','.join(cfg.train_batches)} "
+            f"{cfg.frozen_epochs} frozen + {cfg.epochs} unfrozen epochs. {taught}Trained on {','.join(cfg.train_batches)} "
             f"({len(data.train)} photos: {per_source('train')}); validated on {','.join(cfg.valid_batches)} "
             f"({len(data.valid)} photos: {per_source('valid')}): accuracy {metrics['val_accuracy']:.4f}, "
             f"macro-F1 {metrics['val_macro_f1']:.4f}. MLflow run {run_id}; photo lists in its data/train.csv "
@@ -184,14 +221,14 @@ def _work_folder(run_id: str, echo):
     shutil.rmtree(work, ignore_errors=True)
 
 
-def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
+def run_training(cfg: TrainConfig, store=None, echo=print) -> TrainResult:
     """Train, track, export, register and gate; returns what happened. Each phase is one function below."""
     from roomclf.labels.store import LabelStore
     from roomclf.models.backbones import get_spec
     from roomclf.settings import is_remote_tracking, tracking_uri
     from roomclf.tracking.experiments import step_run, ui_link
 
-    T.check_config(cfg)
+    check_config(cfg)
     spec = get_spec(cfg.backbone)          # an unknown backbone fails here, before any work
     cfg.image_size = cfg.image_size or spec.input_size
     store = store or LabelStore()
@@ -209,8 +246,11 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
         learn = _fit(cfg, data, root, spec, echo)
         metrics = _evaluate(learn, data, root, out, echo, flip_tta=cfg.recipe.flip_tta)
         net = learn.model.cpu().eval()
-        fit_attrs = attach_attributes(net, root, data, store, cfg.sources, cfg.image_size, cfg.seed)
-        if fit_attrs is not None:
+        if cfg.teacher:
+            fit_attrs = _distil_attributes(net, root, data, cfg, echo)
+        else:
+            fit_attrs = attach_attributes(net, root, data, store, cfg.sources, cfg.image_size, cfg.seed)
+        if fit_attrs is not None and not cfg.teacher:
             fit_attrs, attr_valid = fit_attrs
             log_attribute_report(fit_attrs)
             log_attribute_grid(fit_attrs, root, attr_valid, dict(data.valid), out)
@@ -224,7 +264,7 @@ def run_training(cfg: T.TrainConfig, store=None, echo=print) -> TrainResult:
                            summary, list(data.valid))
 
 
-def _log_inputs(run, cfg: T.TrainConfig, data: T.TrainData, root: Path, prep_s: float) -> dict:
+def _log_inputs(run, cfg: TrainConfig, data: TrainData, root: Path, prep_s: float) -> dict:
     """The run's params (the whole config and recipe), tags, data lists and data counts."""
     import mlflow
 
@@ -236,7 +276,8 @@ def _log_inputs(run, cfg: T.TrainConfig, data: T.TrainData, root: Path, prep_s: 
                               "backbone": cfg.backbone, "image_size": cfg.image_size,
                               "frozen_epochs": cfg.frozen_epochs, "epochs": cfg.epochs,
                               "batch_size": cfg.batch_size, "lr": cfg.lr if cfg.lr else "lr_find",
-                              "seed": cfg.seed, "quantize": cfg.quantize,
+                              "seed": cfg.seed, "quantize": cfg.quantize, "gate_tolerance": cfg.gate_tolerance,
+                              **({"teacher": cfg.teacher} if cfg.teacher else {}),
                               **{f"recipe.{k}": v for k, v in asdict(cfg.recipe).items()}})
     mlflow.set_tags({"git_commit": git_commit(), "backbone": cfg.backbone})
     summary = _data_summary(data)
@@ -253,7 +294,7 @@ def _log_inputs(run, cfg: T.TrainConfig, data: T.TrainData, root: Path, prep_s: 
     return summary
 
 
-def _fit(cfg: T.TrainConfig, data: T.TrainData, root: Path, spec, echo):
+def _fit(cfg: TrainConfig, data: TrainData, root: Path, spec, echo):
     """The fast.ai learner, trained frozen then unfrozen (learning rate from the config or lr_find)."""
     import mlflow
     from fastai.torch_core import set_seed
@@ -261,24 +302,25 @@ def _fit(cfg: T.TrainConfig, data: T.TrainData, root: Path, spec, echo):
     from roomclf.train.report import epoch_logger
 
     set_seed(cfg.seed, reproducible=True)
-    dls = T.build_dls(root, data, cfg.image_size, cfg.batch_size, spec.mean, spec.std, cfg.seed, cfg.workers,
-                      recipe=cfg.recipe)
-    learn = T.make_learner(dls, cfg.backbone, T.class_weights([c for _, c in data.train]), recipe=cfg.recipe)
+    dls = build_dls(root, data, cfg.image_size, cfg.batch_size, spec.mean, spec.std, cfg.seed, cfg.workers,
+                    recipe=cfg.recipe)
+    learn = make_learner(dls, cfg.backbone, class_weights([c for _, c in data.train]), recipe=cfg.recipe,
+                         soft=data.soft is not None)
     t = time.perf_counter()
     if not cfg.lr:
         echo("finding a learning rate (lr_find)")
-    lr = cfg.lr or T.find_lr(learn, cfg.recipe)
+    lr = cfg.lr or find_lr(learn, cfg.recipe)
     mlflow.log_metrics({"lr": lr, "duration_lr_find_s": time.perf_counter() - t})
     t = time.perf_counter()
-    small = T.build_small_dls(root, data, cfg.batch_size, spec.mean, spec.std, cfg.seed, cfg.workers, cfg.recipe)
-    T.fit(learn, cfg.frozen_epochs, cfg.epochs, lr, cbs=[epoch_logger()], recipe=cfg.recipe, small_dls=small)
+    small = build_small_dls(root, data, cfg.batch_size, spec.mean, spec.std, cfg.seed, cfg.workers, cfg.recipe)
+    fit(learn, cfg.frozen_epochs, cfg.epochs, lr, cbs=[epoch_logger()], recipe=cfg.recipe, small_dls=small)
     train_s = time.perf_counter() - t
     mlflow.log_metrics({"duration_train_s": train_s,
                         "duration_per_epoch_s": train_s / max(1, cfg.frozen_epochs + cfg.epochs)})
     return learn
 
 
-def _evaluate(learn, data: T.TrainData, root: Path, out: Path, echo, flip_tta: bool = False) -> dict:
+def _evaluate(learn, data: TrainData, root: Path, out: Path, echo, flip_tta: bool = False) -> dict:
     """Validation metrics (overall and per class), the classification report and its figures, of the
     probabilities the exported model gives (with ``flip_tta``, the photo's and its mirror image's mean)."""
     import mlflow
@@ -290,10 +332,10 @@ def _evaluate(learn, data: T.TrainData, root: Path, out: Path, echo, flip_tta: b
         top_loss_grid,
     )
 
-    probs, y = T.predict(learn, flip_tta=flip_tta)
+    probs, y = predict(learn, flip_tta=flip_tta)
     report = class_report(y, probs.argmax(1))
     metrics = {"val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
-    sure = {T.sure_key(p): sure_confidence(probs, y, p) for p in T.SURE_PRECISIONS}
+    sure = {sure_key(p): sure_confidence(probs, y, p) for p in SURE_PRECISIONS}
     metrics.update({f"val_sure_confidence.{p}": c for p, c in sure.items() if c is not None})
     for c, m in report["per_class"].items():
         metrics.update({f"val_precision.{c}": m["precision"], f"val_recall.{c}": m["recall"],
@@ -308,8 +350,8 @@ def _evaluate(learn, data: T.TrainData, root: Path, out: Path, echo, flip_tta: b
     return {**metrics, "sure_confidence": sure}
 
 
-def _export_checked(net, fit_attrs, cfg: T.TrainConfig, metrics: dict, run_id: str, root: Path,
-                    data: T.TrainData, out: Path, echo) -> tuple[Path, dict]:
+def _export_checked(net, fit_attrs, cfg: TrainConfig, metrics: dict, run_id: str, root: Path,
+                    data: TrainData, out: Path, echo) -> tuple[Path, dict]:
     """``model.onnx`` (room head + attribute heads), refused unless onnxruntime agrees with torch."""
     import mlflow
 
@@ -331,12 +373,12 @@ def _export_checked(net, fit_attrs, cfg: T.TrainConfig, metrics: dict, run_id: s
     mlflow.log_metrics(parity)
     worst = max(v for k, v in parity.items() if k.startswith("parity_max_abs_diff_"))   # tags too
     if worst > PARITY_TOLERANCE:
-        raise T.TrainingError(f"ONNX parity check failed: max abs difference {worst:.2e} > "
-                              f"{PARITY_TOLERANCE:g} on {parity['parity_photos']} validation photos")
+        raise TrainingError(f"ONNX parity check failed: max abs difference {worst:.2e} > "
+                            f"{PARITY_TOLERANCE:g} on {parity['parity_photos']} validation photos")
     return onnx_path, parity
 
 
-def _save_torch_forms(learn, net, cfg: T.TrainConfig, out: Path) -> tuple[Path, Path]:
+def _save_torch_forms(learn, net, cfg: TrainConfig, out: Path) -> tuple[Path, Path]:
     """The fast.ai learner (``learner.pkl``) and the plain state dict the pyfunc version carries."""
     import torch
 
@@ -348,20 +390,23 @@ def _save_torch_forms(learn, net, cfg: T.TrainConfig, out: Path) -> tuple[Path, 
     return learner_path, state_path
 
 
-def _register_all(onnx_path: Path, learner_path: Path, state_path: Path, cfg: T.TrainConfig, data: T.TrainData,
+def _register_all(onnx_path: Path, learner_path: Path, state_path: Path, cfg: TrainConfig, data: TrainData,
                   metrics: dict, run_id: str, root: Path, out: Path, echo):
     """Register every form, gate against the champion, and log and say what the gate decided."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from roomclf.models.registry import is_unreachable, unreachable
+    from roomclf.models.registry import MS_PER_PHOTO_TAG, is_unreachable, model_cost_tags, unreachable
     from roomclf.photos import model_input
     from roomclf.train.report import git_commit
 
+    cost = model_cost_tags(onnx_path)
+    mlflow.log_metric("model_ms_per_photo", float(cost[MS_PER_PHOTO_TAG]))
     tags = {"backbone": cfg.backbone, "image_size": cfg.image_size, "classes": ",".join(CLASSES),
             "val_accuracy": f"{metrics['val_accuracy']:.4f}", "val_macro_f1": f"{metrics['val_macro_f1']:.4f}",
             "train_batches": ",".join(cfg.train_batches), "valid_batches": ",".join(cfg.valid_batches),
-            "git_commit": git_commit()}
+            "git_commit": git_commit(), **cost,
+            **({"teacher": data.teacher.name, "teacher_uri": data.teacher.uri} if cfg.teacher else {})}
     description = _version_description(cfg, data, metrics, run_id)
     photo = data.valid[0][0]
     example = (photo, np.stack([model_input(root / photo, cfg.image_size)]))
@@ -376,21 +421,31 @@ def _register_all(onnx_path: Path, learner_path: Path, state_path: Path, cfg: T.
     mlflow.log_metrics({"gate_new_accuracy": gated.new.accuracy, "gate_new_macro_f1": gated.new.macro_f1,
                         "gate_compared_photos": gated.compared_on,
                         **({"gate_champion_accuracy": gated.champion.accuracy,
-                            "gate_champion_macro_f1": gated.champion.macro_f1} if gated.champion else {})})
-    mlflow.set_tags({"alias": gated.alias, "compared_with_champion": gated.champion_version or "none",
+                            "gate_champion_macro_f1": gated.champion.macro_f1} if gated.champion else {}),
+                        **({"gate_new_ms_per_photo": gated.new.ms_per_photo,
+                            "gate_champion_ms_per_photo": gated.champion.ms_per_photo}
+                           if gated.champion and gated.champion.ms_per_photo is not None else {})})
+    mlflow.set_tags({"alias": gated.alias, "gate_reason": gated.reason,
+                     "compared_with_champion": gated.champion_version or "none",
                      **({"gate_champion_unfair": gated.champion_unfair} if gated.champion_unfair else {}),
                      **{f"version.{n}": v for n, v in versions.items()}})
+    from roomclf.models.registry import log_version_metrics
+
+    log_version_metrics(versions, {**{k: float(v) for k, v in metrics.items()
+                                      if k in ("val_accuracy", "val_macro_f1") or k.startswith("val_f1.")},
+                                   "model_ms_per_photo": float(cost[MS_PER_PHOTO_TAG]),
+                                   **{k: v for k, v in mlflow.get_run(run_id).data.metrics.items()
+                                      if k.startswith("int8_")}})
     if gated.champion_unfair:
         echo(f"note: {gated.champion_unfair}: it cannot be judged on them, so it does not block this model")
-    echo(f"registered {', '.join(f'{n} v{v}' for n, v in versions.items())} as {gated.alias}"
-         + (f" (champion v{gated.champion_version}: accuracy {gated.champion.accuracy:.4f} vs "
-            f"{gated.new.accuracy:.4f} on {gated.compared_on} photos neither trained on)"
+    echo(f"registered {', '.join(f'{n} v{v}' for n, v in versions.items())} as {gated.alias}: {gated.reason}"
+         + (f" (against champion v{gated.champion_version}, on {gated.compared_on} photos neither trained on)"
             if gated.champion else ""))
     return versions, gated
 
 
 def _register_and_gate(onnx_path: Path, learner_path: Path, state_path: Path, tags: dict, description: str,
-                       example: tuple[str, np.ndarray], root: Path, data: T.TrainData, cfg: T.TrainConfig, out: Path):
+                       example: tuple[str, np.ndarray], root: Path, data: TrainData, cfg: TrainConfig, out: Path):
     """Register every form (each with its signature, input example and description), then move
     the alias on all of them together: an alias is set only once every version is complete."""
     from roomclf.models.registry import ONNX_NAME, TORCH_NAME, register_onnx_file
@@ -403,7 +458,7 @@ def _register_and_gate(onnx_path: Path, learner_path: Path, state_path: Path, ta
                                            _example_jpeg(root / photo))
     if cfg.quantize:
         versions.update(_quantize_and_register(onnx_path, root, data, cfg, tags, out, description, pixels))
-    return versions, gate(onnx_path, versions, root, data.valid)
+    return versions, gate(onnx_path, versions, root, data.valid, tolerance=cfg.gate_tolerance)
 
 
 def _example_jpeg(path: Path, size: int = 160) -> bytes:
@@ -417,7 +472,7 @@ def _example_jpeg(path: Path, size: int = 160) -> bytes:
     return buf.getvalue()
 
 
-def _quantize_and_register(onnx_path: Path, root: Path, data: T.TrainData, cfg: T.TrainConfig,
+def _quantize_and_register(onnx_path: Path, root: Path, data: TrainData, cfg: TrainConfig,
                            tags: dict, out: Path, description: str, pixels: np.ndarray) -> dict[str, str]:
     """Static int8 QDQ copy calibrated on training photos, registered as ``roomclf-onnx-int8``."""
     import mlflow

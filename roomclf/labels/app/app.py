@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
+from roomclf.hosts import HostAllowList, allowed_hosts
 from roomclf.labels.app.session import AppError, LabelSession, clean_who
 from roomclf.labels.app.thumbs import SIZES, ThumbCache
 from roomclf.labels.store import SOURCES, LabelError, LabelStore
@@ -50,8 +52,11 @@ class PositionIn(BaseModel):
 
 def create_app(root: str | os.PathLike, batch: str, store: LabelStore | None = None, limit: int | None = None,
                thumbs: str | os.PathLike | None = None, default_who: str = "web",
-               warm_thumbs: bool = False) -> FastAPI:
+               warm_thumbs: bool = False, host: str | None = None, allow_hosts: Iterable[str] = ()) -> FastAPI:
     """The app for one batch of the corpus at ``root`` (the first ``limit`` photos if given).
+
+    It answers only requests for localhost, ``host`` (the address it is bound to) and ``allow_hosts``
+    (``roomclf.hosts``: other Host headers get 400, a guard against DNS rebinding).
 
     ``warm_thumbs``: make every missing grid thumbnail in a background thread at start
     (confirm pages' photos first), so grid pages load from the cache from the first view.
@@ -149,4 +154,5 @@ def create_app(root: str | os.PathLike, batch: str, store: LabelStore | None = N
                             background=BackgroundTask(os.unlink, out))
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(HostAllowList, hosts=allowed_hosts(host, allow_hosts), key="error")
     return app

@@ -15,7 +15,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from roomclf.corpus import discover, parse_batches, safe_join
+from roomclf.corpus import discover, parse_batches, path_problem, safe_join
 from roomclf.errors import RoomclfError
 from roomclf.labels.queue import confirm_pages
 from roomclf.labels.store import LabelStore
@@ -134,8 +134,9 @@ class LabelSession:
         rel = rel or ""
         if not isinstance(rel, str):
             raise AppError(f"a photo path must be a string, got {type(rel).__name__}")
-        if rel.startswith(("/", "\\")) or "\x00" in rel or ".." in rel.replace("\\", "/").split("/"):
-            raise AppError(f"bad photo path {rel!r}: must be relative to the corpus root, without '..'")
+        problem = path_problem(rel)
+        if problem:
+            raise AppError(f"bad photo path {rel!r}: {problem}")
         if rel not in self.allowed:
             raise NotFound(f"photo {rel!r} is not in {self.batch}")
         path = safe_join(self.root, rel)

@@ -1,0 +1,454 @@
+"""Benchmark: one crawl-size batch of listing-size photos through every step of roomclf.
+
+The crawl roomclf serves holds batches of ~20,000 listing photos of about 1024x768 (JPEG). The corpus
+in ../shared/data is small web photos, so this bench first makes a synthetic batch under var/ (never
+committed): every photo a 1024x768 (or, one in ten, 768x1024) JPEG re-encode of a labelled corpus photo,
+varied by crop, mirror image and quality so that none is byte-identical, 20 to a listing, plus the
+corpus's planted bad files (empty, truncated, HTML, CMYK, huge...). A small second batch (one photo in
+twenty, at least 50) is the validation batch for training's data preparation.
+
+Each step then runs as the product's own command in a fresh process, in a fresh working-data folder,
+timed wall-clock from launch to exit (startup included) with the peak resident memory of the process
+tree's largest process (``os.wait4``):
+
+- cold prelabel plus the first labelling page: `roomclf label` with no model (zero-shot), no embedding
+  cache, until the page, its queue, the first photo and the first 24-thumbnail confirm page answered;
+- embedding: `roomclf embed` into an empty cache;
+- propagation from 1,000 manual labels (`roomclf import-labels --as manual`, then `roomclf propagate`);
+- training's data preparation (`roomclf.train.run.prepare_data`: labels, unreadable photos, the leak
+  filter with its near-duplicate check);
+- infer-all with Ray and with the loop engine, fp32 and static int8, against the floor for that model:
+  (decode + model time per photo, each measured on 200 of these photos with one thread) / CPUs.
+
+The model for infer-all is the default training network's architecture with its pretrained body and an
+untrained head (speed does not depend on the head's weights), unless --model names an ONNX file.
+Finally the per-node rates are extrapolated to the whole crawl (19 batches of 20,000 photos) on 1 node
+and on N nodes, assuming rates add up across nodes (Ray's multi-node overhead is not measured here).
+
+    .venv/bin/python bench/bench_crawl.py                      # 20,000 photos (about 2 hours here)
+    .venv/bin/python bench/bench_crawl.py --photos 200 --no-write --work /tmp/crawl200
+
+The result is kept in bench/results/crawl.json (committed) and rendered into docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+from common import PROJECT, default_data, table, write_section
+
+sys.path.insert(0, str(PROJECT))
+RESULT = PROJECT / "bench" / "results" / "crawl.json"
+CRAWL_PHOTOS, CRAWL_BATCHES = 20_000, 19
+PHOTOS_PER_LISTING = 20
+MANUAL_LABELS = 1_000
+NODES = (1, 4, 16)
+ROOMCLF = [sys.executable, "-m", "roomclf.cli"]
+
+
+# ---- the synthetic batch ------------------------------------------------------------------------
+
+def _make_one(job: tuple[str, str, int]) -> None:
+    """Write one listing-size variant of the corpus photo ``src`` at ``dst`` (seeded by ``seed``)."""
+    from PIL import Image
+
+    from roomclf.photos import open_photo
+
+    src, dst, seed = job
+    rng = random.Random(seed)
+    img = open_photo(src)
+    w, h = img.size
+    cw, ch = int(w * rng.uniform(0.75, 1.0)), int(h * rng.uniform(0.75, 1.0))
+    x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    img = img.crop((x, y, x + cw, y + ch))
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    size = (768, 1024) if rng.random() < 0.1 else (1024, 768)
+    img = img.resize(size, Image.Resampling.BILINEAR)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{dst}.tmp"
+    img.save(tmp, "JPEG", quality=rng.randint(70, 92))
+    os.replace(tmp, dst)
+
+
+def make_crawl(work: Path, n: int, jobs: int) -> dict:
+    """The synthetic corpus at ``work/listings`` (batch_01: ``n`` photos, batch_02: validation), with
+    ``work/manifest.csv`` (path,label,source); made once per size, reused when complete."""
+    from roomclf.labels.prelabel import read_ground_truth
+
+    listings, manifest, done = work / "listings", work / "manifest.csv", work / f".complete-{n}"
+    if done.exists():
+        with open(manifest, newline="") as f:
+            return {"photos": n, "rows": list(csv.DictReader(f))}
+    shutil.rmtree(work, ignore_errors=True)
+    data = default_data()
+    truth = read_ground_truth(data / "labels.csv")
+    sources = sorted(truth.items())
+    rng = random.Random(0)
+    rng.shuffle(sources)
+    n_valid = max(50, n // 20)
+    rows, todo = [], []
+    for batch, count in (("batch_01", n), ("batch_02", n_valid)):
+        for i in range(count):
+            path, label = sources[(i + (n if batch == "batch_02" else 0)) % len(sources)]
+            rel = f"{batch}/listing_{i // PHOTOS_PER_LISTING + 1:04d}/photo_{i % PHOTOS_PER_LISTING + 1:02d}.jpg"
+            rows.append({"path": rel, "label": label, "source": path})
+            todo.append((str(data / "listings" / path), str(listings / rel), (batch == "batch_02") * 10**7 + i))
+    from tqdm import tqdm
+
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        list(tqdm(pool.map(_make_one, todo, chunksize=16), total=len(todo), desc="making the listing-size batch",
+                  unit="photo"))
+    bad = listings / "batch_01" / "listing_bad"
+    bad.mkdir(parents=True, exist_ok=True)
+    with open(data / "labels.csv", newline="") as f:      # the corpus's planted files say so in `subtype`
+        odd = {r["path"] for r in csv.DictReader(f) if r["subtype"].startswith(("corrupt_", "odd_"))}
+    for i, planted in enumerate(sorted((data / "listings" / "batch_19").rglob("*"))):
+        rel = planted.relative_to(data / "listings").as_posix()
+        if planted.is_file() and (rel in odd or rel not in truth):
+            shutil.copy(planted, bad / f"{i:04d}-{planted.name}")
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, ["path", "label", "source"])
+        writer.writeheader()
+        writer.writerows(rows)
+    done.touch()
+    return {"photos": n, "rows": rows}
+
+
+
+# ---- running one step -----------------------------------------------------------------------------
+
+def step_env(work: Path, home: str) -> dict:
+    """A fresh working-data folder (label store, MLflow store, embedding cache) for one step."""
+    env = dict(os.environ, ROOMCLF_HOME=str(work / home), ROOMCLF_DATA=str(work / "listings"),
+               MLFLOW_DISABLE_TELEMETRY="true", PYTHONWARNINGS="ignore")
+    for key in ("MLFLOW_TRACKING_URI", "ROOMCLF_LABEL_DB", "ROOMCLF_EMBEDDING_DIR", "RAY_ADDRESS"):
+        env.pop(key, None)
+    return env
+
+
+class PeakMemory:
+    """Samples a process tree from /proc while it runs: the largest single process's peak (VmHWM) and
+    the tree's largest total resident set. (``ru_maxrss`` would not do: a child forked from this big
+    bench process starts with the bench's own peak.)"""
+
+    def __init__(self, pid: int, every: float = 0.5):
+        import threading
+
+        self.pid, self.every, self.largest_mb, self.total_mb = pid, every, 0.0, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _tree(self) -> list[int]:
+        parents: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                parents.setdefault(ppid, []).append(int(entry))
+        tree, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(parents.get(pid, []))
+        return tree
+
+    @staticmethod
+    def _status_kb(pid: int, field: str) -> int:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            tree = self._tree()
+            self.largest_mb = max([self.largest_mb] + [self._status_kb(p, "VmHWM") / 1024 for p in tree])
+            self.total_mb = max(self.total_mb, sum(self._status_kb(p, "VmRSS") for p in tree) / 1024)
+            self._stop.wait(self.every)
+
+    def stop(self) -> tuple[float, float]:
+        self._stop.set()
+        self._thread.join()
+        return self.largest_mb, self.total_mb
+
+
+def timed(name: str, args: list[str], env: dict, photos: int, log: Path) -> dict:
+    """Run ``args`` to its end: wall seconds, photos/s and peak memory; a failed step stops the bench
+    with the tail of its log."""
+    with open(log, "w") as out:
+        t = time.perf_counter()
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT)
+        memory = PeakMemory(proc.pid)
+        code = proc.wait()
+        seconds = time.perf_counter() - t
+        largest, total = memory.stop()
+    if code:
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise SystemExit(f"bench_crawl: step '{name}' failed ({code}):\n{tail}")
+    return {"step": name, "seconds": seconds, "photos": photos, "photos_per_s": photos / seconds,
+            "peak_mb": largest, "tree_peak_mb": total}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def first_labelling_page(env: dict, photos: int, log: Path) -> dict:
+    """`roomclf label` on a batch nobody prelabelled (no model, no embeddings): seconds from launch until
+    the page, its queue, the first photo and the first confirm page's 24 thumbnails have answered."""
+    import httpx
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with open(log, "w") as out:
+        t = time.perf_counter()
+        proc = subprocess.Popen([*ROOMCLF, "label", "--batch", "batch_01", "--port", str(port), "--no-warm-thumbs"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT, start_new_session=True)
+        memory = PeakMemory(proc.pid)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise SystemExit(f"bench_crawl: the labelling app stopped:\n{log.read_text()[-2000:]}")
+                try:
+                    if httpx.get(f"{base}/api/state", timeout=5).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            with httpx.Client(base_url=base, timeout=120) as client:
+                client.get("/").raise_for_status()
+                queue = client.get("/api/queue").raise_for_status().json()
+                first = _first_path(queue)
+                if first:
+                    client.get("/api/photo", params={"path": first}).raise_for_status()
+                pages = client.get("/api/pages").raise_for_status().json()
+                thumbs = _first_page_paths(pages)
+                with ThreadPoolExecutor(6) as pool:      # a browser's connections per host
+                    list(pool.map(lambda p: client.get("/api/thumb", params={"path": p}).raise_for_status(), thumbs))
+            seconds = time.perf_counter() - t
+        finally:
+            largest, total = memory.stop()
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+    return {"step": "cold prelabel + first labelling page", "seconds": seconds, "photos": photos,
+            "photos_per_s": photos / seconds, "peak_mb": largest, "tree_peak_mb": total}
+
+
+def _first_path(queue: list[dict]) -> str | None:
+    return queue[0]["path"] if queue else None
+
+
+def _first_page_paths(pages: list[dict]) -> list[str]:
+    return list(pages[0]["paths"])[:24] if pages else []
+
+
+def prepare_training_data(root: str, valid_batch: str) -> None:
+    """What `roomclf train` does before its first epoch (run in a child process by the bench)."""
+    from roomclf.labels.store import LabelStore
+    from roomclf.train.config import TrainConfig
+    from roomclf.train.run import prepare_data
+
+    from roomclf.models.backbones import get_spec
+
+    cfg = TrainConfig(data=root, train_batches=["batch_01"], valid_batches=[valid_batch])
+    cfg.image_size = get_spec(cfg.backbone).input_size
+    prepare_data(cfg, LabelStore(), echo=lambda *a, **k: None)
+
+
+# ---- infer-all and its floor -------------------------------------------------------------------------
+
+def speed_model(work: Path, backbone: str) -> Path:
+    """An ONNX room model of ``backbone``'s architecture as training exports it (pretrained body,
+    untrained heads), at the registry's size: the same model time per photo as a trained one."""
+    out = work / f"speed-{backbone}.onnx"
+    if not out.exists():
+        from roomclf.models.network import ExportNet, RoomNet
+        from roomclf.models.onnx_file import export_onnx
+
+        export_onnx(ExportNet(RoomNet(backbone).eval()), out, {"note": "bench_crawl: speed only, untrained heads"})
+    return out
+
+
+def int8_twin(fp32: Path, work: Path, rows: list[dict]) -> Path:
+    """Its static-int8 copy, calibrated as `roomclf train --quantize` does, on photos of the batch."""
+    from roomclf.models.quantize import calibration_sample, quantize_static_int8
+
+    out = fp32.with_suffix(".int8.onnx")
+    if not out.exists():
+        paths = [r["path"] for r in rows if r["path"].startswith("batch_01/")]
+        quantize_static_int8(fp32, out, work / "listings", calibration_sample(paths, 50))
+    return out
+
+
+def floor(model: Path, work: Path, rows: list[dict], n: int = 200) -> dict:
+    """Decode and model milliseconds per photo (one thread each, medians over batches of 32) and the
+    photos/s they allow on this machine's CPUs: the most infer-all can reach."""
+    import numpy as np
+
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.photos import model_input
+
+    m = OnnxModel(model, threads=1)
+    paths = [work / "listings" / r["path"] for r in rows[:n]]
+    t = time.perf_counter()
+    arrays = [model_input(p, m.input_size) for p in paths]
+    decode_ms = (time.perf_counter() - t) / len(paths) * 1000
+    m.run(np.stack(arrays[:32]))
+    per = []
+    for s in range(0, len(arrays) - 31, 32):
+        t = time.perf_counter()
+        m.run(np.stack(arrays[s:s + 32]))
+        per.append((time.perf_counter() - t) / 32 * 1000)
+    model_ms = statistics.median(per)
+    cpus = os.cpu_count() or 1
+    return {"decode_ms": decode_ms, "model_ms": model_ms, "photos_per_s": cpus * 1000 / (decode_ms + model_ms)}
+
+
+# ---- the whole bench -----------------------------------------------------------------------------
+
+def run_bench(work: Path, n: int, backbone: str, model: Path | None, jobs: int) -> dict:
+    made = make_crawl(work, n, jobs)
+    rows = made["rows"]
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    total = n + len(list((work / "listings" / "batch_01" / "listing_bad").iterdir()))
+    steps = []
+    print(f"bench_crawl: {n} listing-size photos in {work / 'listings'}", flush=True)
+
+    env = step_env(work, "home-label")
+    shutil.rmtree(env["ROOMCLF_HOME"], ignore_errors=True)
+    steps.append(first_labelling_page(env, total, logs / "label.log"))
+    print(steps[-1], flush=True)
+
+    env = step_env(work, "home-embed")
+    shutil.rmtree(env["ROOMCLF_HOME"], ignore_errors=True)
+    steps.append(timed("embedding (empty cache)", [*ROOMCLF, "embed", "--batch", "batch_01"], env, total,
+                       logs / "embed.log"))
+    print(steps[-1], flush=True)
+
+    manual = work / "manual.csv"          # the first 1,000 photos a person labelled
+    with open(manual, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label"])
+        writer.writerows([r["path"], r["label"]] for r in rows if r["path"].startswith("batch_01/"))
+    valid = work / "valid.csv"
+    with open(valid, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label"])
+        writer.writerows([r["path"], r["label"]] for r in rows if r["path"].startswith("batch_02/"))
+    labels = min(MANUAL_LABELS, n // 2)
+    subprocess.run([*ROOMCLF, "import-labels", str(manual), "--as", "manual", "--limit", str(labels)], env=env,
+                   check=True, stdout=subprocess.DEVNULL, cwd=PROJECT)
+    subprocess.run([*ROOMCLF, "import-labels", str(valid), "--as", "imported"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, cwd=PROJECT)
+    steps.append(timed(f"propagation from {labels:,} manual labels (embeddings cached)",
+                       [*ROOMCLF, "propagate", "--batch", "batch_01"], env, total, logs / "propagate.log"))
+    print(steps[-1], flush=True)
+    steps.append(timed("training's data preparation (embeddings cached)",
+                       [sys.executable, __file__, "--prepare-training-data", str(work / "listings")], env,
+                       total + len(valid.read_text().splitlines()) - 1, logs / "train-prep.log"))
+    print(steps[-1], flush=True)
+
+    fp32 = model or speed_model(work, backbone)
+    forms = {"fp32": fp32, "int8": int8_twin(fp32, work, rows)}
+    floors = {form: floor(path, work, rows) for form, path in forms.items()}
+    env = step_env(work, "home-infer")
+    for engine in ("loop", "ray"):
+        for form, path in forms.items():
+            out = work / f"infer-{engine}-{form}"
+            shutil.rmtree(out, ignore_errors=True)
+            step = timed(f"infer-all, {engine}, {form}",
+                         [*ROOMCLF, "infer-all", "--batch", "batch_01", "--model", str(path), "--engine", engine,
+                          "--out", str(out), "--no-progress"], env, total, logs / f"infer-{engine}-{form}.log")
+            step["floor_photos_per_s"] = floors[form]["photos_per_s"]
+            steps.append(step)
+            print(steps[-1], flush=True)
+    from roomclf.models.onnx_file import OnnxModel
+
+    meta = OnnxModel(fp32).meta
+    return {"photos": n, "planted": total - n, "photo_size": "1024x768 (one in ten 768x1024) JPEG, quality 70-92",
+            "model": f"{meta.get('backbone')} at {meta.get('input_size')} px" + (
+                "" if model else " (pretrained body, untrained heads: speed only)"),
+            "floors": floors, "steps": steps, "machine": f"{os.cpu_count()} CPUs ({platform.machine()})",
+            "load": os.getloadavg()[0], "date": datetime.date.today().isoformat()}
+
+
+def extrapolate(step: dict, nodes: int) -> str:
+    """Hours for the whole crawl at this step's per-node rate on ``nodes`` nodes."""
+    hours = CRAWL_BATCHES * CRAWL_PHOTOS / (step["photos_per_s"] * nodes) / 3600
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
+def render(result: dict) -> str:
+    rows = []
+    for s in result["steps"]:
+        ratio = f"{s['photos_per_s'] / s['floor_photos_per_s']:.2f}" if s.get("floor_photos_per_s") else "-"
+        rows.append([s["step"], f"{s['seconds']:.0f}", f"{s['photos_per_s']:.1f}", ratio,
+                     f"{s['peak_mb']:.0f} / {s['tree_peak_mb']:.0f}",
+                     *[extrapolate(s, k) for k in NODES]])
+    fl = "; ".join(f"{form}: decode {f['decode_ms']:.1f} ms + model {f['model_ms']:.1f} ms per photo, "
+                   f"floor {f['photos_per_s']:.1f} photos/s" for form, f in result["floors"].items())
+    return "\n".join([
+        "## A crawl-size batch through every step (`bench/bench_crawl.py`)", "",
+        (f"One synthetic batch of {result['photos']:,} listing-size photos ({result['photo_size']}, re-encodes of "
+         f"corpus photos varied by crop, mirror image and quality) plus {result['planted']} planted bad files. "
+         f"Each step is the product's command in a fresh process, wall-clock from launch to exit (startup "
+         f"included); peak memory is sampled from /proc every half second: the largest single process of the "
+         f"step's tree, and the whole tree's resident total. {result['machine']}, load average "
+         f"{result['load']:.1f} at the end; {result['date']}. infer-all's model: {result['model']}; its floor "
+         f"(one thread each, medians; divided over the CPUs): {fl}."), "",
+        table(["step", "seconds", "photos/s", "vs floor", "peak MB: largest process / all",
+               *[f"whole crawl, {k} node{'s' if k > 1 else ''}" for k in NODES]], rows), "",
+        (f"The whole crawl is {CRAWL_BATCHES} batches of {CRAWL_PHOTOS:,} photos; N nodes assume the per-node rate "
+         "measured here adds up (Ray's overhead across machines is not measured by this bench).")])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=int, default=CRAWL_PHOTOS, help="photos in the synthetic batch")
+    ap.add_argument("--work", type=Path, default=None, help="where the batch and the steps' data go "
+                    "(default: var/crawl-<photos> in the project)")
+    ap.add_argument("--backbone", default=None, help="infer-all's network (default: the training default)")
+    ap.add_argument("--model", type=Path, default=None, help="an ONNX room model for infer-all instead")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes making the batch")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave the result file and docs alone")
+    ap.add_argument("--prepare-training-data", metavar="ROOT", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.prepare_training_data:
+        return prepare_training_data(args.prepare_training_data, "batch_02")
+    from roomclf.train.config import TrainConfig
+
+    work = (args.work or PROJECT / "var" / f"crawl-{args.photos}").resolve()
+    result = run_bench(work, args.photos, args.backbone or TrainConfig.backbone, args.model, args.jobs)
+    text = render(result)
+    print(text)
+    if not args.no_write:
+        RESULT.parent.mkdir(parents=True, exist_ok=True)
+        RESULT.write_text(json.dumps(result, indent=1) + "\n")
+        write_section("crawl", text)
+
+
+if __name__ == "__main__":
+    main()
