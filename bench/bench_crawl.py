@@ -273,7 +273,7 @@ def prepare_training_data(root: str, valid_batch: str) -> None:
     from roomclf.models.backbones import get_spec
 
     cfg = TrainConfig(data=root, train_batches=["batch_01"], valid_batches=[valid_batch])
-    cfg.image_size = get_spec(cfg.backbone).input_size
+    cfg.image_size = get_spec(cfg.backbone).train_size
     prepare_data(cfg, LabelStore(), echo=lambda *a, **k: None)
 
 
@@ -434,6 +434,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None, help="an ONNX room model for infer-all instead")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes making the batch")
     ap.add_argument("--no-write", action="store_true", help="print only; leave the result file and docs alone")
+    ap.add_argument("--make-only", action="store_true", help="make the synthetic batch (untimed) and stop")
     ap.add_argument("--prepare-training-data", metavar="ROOT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.prepare_training_data:
@@ -441,6 +442,8 @@ def main() -> None:
     from roomclf.train.config import TrainConfig
 
     work = (args.work or PROJECT / "var" / f"crawl-{args.photos}").resolve()
+    if args.make_only:
+        return print(f"{len(make_crawl(work, args.photos, args.jobs)['rows'])} photos in {work / 'listings'}")
     result = run_bench(work, args.photos, args.backbone or TrainConfig.backbone, args.model, args.jobs)
     text = render(result)
     print(text)

@@ -122,7 +122,7 @@ def main() -> None:
     from roomclf.models.backbones import get_spec
 
     result = {"batches": args.batches, "photos": len(paths), "backbone": backbone,
-              "input_size": get_spec(backbone).input_size, "batch_size": 32, "rounds": args.rounds,
+              "input_size": get_spec(backbone).weights_size, "batch_size": 32, "rounds": args.rounds,
               "machine": f"{os.cpu_count()} CPUs ({platform.machine()})", "load": os.getloadavg()[0],
               "date": datetime.date.today().isoformat(), "variants": variants}
     text = render(result)

@@ -1,8 +1,10 @@
 """Benchmark infer-all: Ray Data vs a plain onnxruntime loop vs fastai learn.predict, fp32 and int8.
 
-Every engine runs as its own process (`roomclf infer-all ...`, wall time includes
-imports and Ray start-up), watched for the peak memory of its whole process
-tree (sum of PSS, so shared pages such as Ray's object store count once).
+Every engine runs as its own process (the product's ``roomclf.infer.run.infer_all``,
+what `roomclf infer-all --force` runs; wall time includes imports and Ray
+start-up; photos/s and errors from the summary it returns), watched for the peak
+memory of its whole process tree (sum of PSS, so shared pages such as Ray's
+object store count once).
 Also: infer time vs number of batches (Ray), and accuracy against labels.csv on
 the honest split of ``bench/common.py``: TUNE (batch_11-13, where choices are
 made) and TEST (batch_14-19, reported only), near-duplicates of batch_01-10
@@ -10,6 +12,11 @@ photos removed. Writes the `infer` section of docs/benchmarks.md.
 
 ``--accuracy-only`` skips the speed runs: fp32 vs int8 accuracy on TUNE and
 TEST with infer-all's plain loop engine, in its own section `infer-accuracy`.
+
+The results are kept as data in ``bench/results/infer.json`` and
+``bench/results/infer-accuracy.json`` and the sections rendered from them;
+``--report`` (with ``--accuracy-only``: that section only) renders them again
+without measuring.
 
 The model: `models:/roomclf-onnx@champion` (and `roomclf-onnx-int8@champion`)
 when registered in $ROOMCLF_HOME, else a quick one built here (pretrained
@@ -22,14 +29,13 @@ then excludes the batches in its ``train_batches`` metadata).
 
     python bench/bench_infer.py [--model var/bench/train-default/model.onnx] [--batches all] [--scaling 1,2,4,8,19]
     python bench/bench_infer.py --accuracy-only --model var/bench/train-default/model.onnx
+    python bench/bench_infer.py --report
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -40,9 +46,12 @@ from pathlib import Path
 
 from common import (
     SPLIT_NOTE,
+    ground_truth,
     headed_blocks,
     honest_split,
+    load_result,
     read_section,
+    save_result,
     split_summary,
     table,
     write_section,
@@ -50,8 +59,8 @@ from common import (
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
-BIN = Path(sys.executable).parent
 SECTION = "infer"
+ACCURACY = SECTION + "-accuracy"
 
 
 # --------------------------------------------------------------------------- memory of a process tree
@@ -156,17 +165,33 @@ def registered(uri: str) -> bool:
 
 # --------------------------------------------------------------------------- engines
 
-def infer_cmd(model: str, out: Path, batches: str, engine: str) -> list[str]:
-    return [str(BIN / "roomclf"), "infer-all", "--model", model, "--out", str(out), "--batches", batches,
-            "--engine", engine, "--no-progress", "--force"]
+INFER_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from roomclf.infer.run import infer_all
+root, out, batches, model, engine, result = sys.argv[1:]
+s = infer_all(root, out, batches=batches, model=model, engine=engine, force=True, progress=False)
+Path(result).write_text(json.dumps({"photos": s.photos, "predictions": s.predictions, "errors": s.errors,
+                                    "skipped": s.skipped, "seconds": s.seconds, "rate": s.photos_per_s}))
+"""
 
 
-def parse_summary(text: str) -> dict:
-    m = re.search(r"(\d+) photos, (\d+) predictions, (\d+) errors, (\d+) non-photo files skipped, "
-                  r"([\d.]+)s \(([\d.]+) photos/s\)", text)
-    if not m:
-        raise RuntimeError(f"no summary in:\n{text[-2000:]}")
-    return {"photos": int(m[1]), "errors": int(m[3]), "seconds": float(m[5]), "rate": float(m[6])}
+def script(work: Path, name: str, text: str) -> Path:
+    """``text`` as a Python script in ``work`` (run in its own process by ``run_watched``)."""
+    path = work / name
+    path.write_text(text)
+    return path
+
+
+def run_infer(root: Path, model: str, out: Path, batches: str, engine: str) -> tuple[dict, float, float]:
+    """One infer-all run in its own process: (the summary ``infer_all`` returned, as a dict; wall seconds;
+    peak MB of its process tree)."""
+    result = out.with_name(out.name + "-summary.json")
+    result.unlink(missing_ok=True)
+    cmd = [sys.executable, str(script(out.parent, "infer_all.py", INFER_SCRIPT)), str(root), str(out), batches,
+           model, engine, str(result)]
+    _, wall, peak = run_watched(cmd)
+    return json.loads(result.read_text()), wall, peak
 
 
 FASTAI_SCRIPT = r"""
@@ -195,9 +220,8 @@ print(json.dumps({"photos": len(fn), "seconds": time.perf_counter() - t0}))
 
 def bench_fastai(root: Path, work: Path, weights: Path, paths: list[str]) -> dict:
     """learn.predict per photo, in its own process, with a RoomNet state_dict."""
-    script = work / "fastai_predict.py"
-    script.write_text(FASTAI_SCRIPT)
-    output, wall, peak = run_watched([sys.executable, str(script), str(root), str(weights), *paths])
+    output, wall, peak = run_watched([sys.executable, str(script(work, "fastai_predict.py", FASTAI_SCRIPT)),
+                                      str(root), str(weights), *paths])
     res = json.loads(output.strip().splitlines()[-1])
     return {"rate": res["photos"] / res["seconds"], "wall": wall, "peak": peak, "photos": res["photos"]}
 
@@ -230,31 +254,63 @@ def fmt_acc(scores: dict, key: str) -> str:
     return f"{s['acc']:.3f} (n={s['n']})" if s else "-"
 
 
+# where --accuracy-only kept its results before bench/results (not committed; read once, when bench/results
+# has no infer-accuracy.json yet)
+OLD_ACCURACY_STORE = PROJECT / "var" / "bench" / "infer-accuracy.json"
+
+
+def kept_accuracy() -> dict:
+    """The models measured so far by --accuracy-only: bench/results/infer-accuracy.json."""
+    kept = load_result(ACCURACY)
+    if kept is None and OLD_ACCURACY_STORE.is_file():
+        kept = json.loads(OLD_ACCURACY_STORE.read_text())
+    return kept or {}
+
+
 def accuracy_only(args, root: Path, fp32: str, int8: str | None, notes: list[str], split: dict, work: Path) -> None:
     """fp32 vs int8 accuracy on TUNE and TEST with the plain loop engine (what infer-all computes), and
     its own section ``infer-accuracy`` of docs/benchmarks.md: one block per model measured (results kept
-    in var/bench/infer-accuracy.json, keyed by the model's path relative to the project)."""
+    in bench/results/infer-accuracy.json, keyed by the model's path relative to the project)."""
     batches = ",".join(split["batches"]["tune"] + split["batches"]["test"])
     res = {}
     for prec, model in (("fp32", fp32), ("int8", int8)):
         if not model:
             continue
         out = work / f"acc-{prec}"
-        text, wall, _ = run_watched(infer_cmd(model, out, batches, "loop"))
+        _, wall, _ = run_infer(root, model, out, batches, "loop")
         res[prec] = split_scores(out, split)
         print(f"{prec}: TUNE {fmt_acc(res[prec], 'tune')}, TEST {fmt_acc(res[prec], 'test')} ({wall:.0f}s)",
               flush=True)
-    store = PROJECT / "var" / "bench" / "infer-accuracy.json"
-    kept = json.loads(store.read_text()) if store.exists() else {}
+    kept = kept_accuracy()
     key = str(Path(fp32).relative_to(PROJECT)) if args.model and Path(fp32).is_relative_to(PROJECT) else fp32
     kept[key] = {"notes": notes, "scores": res, "date": time.strftime("%Y-%m-%d %H:%M"),
                  "split_line": split_summary(split)}
-    store.parent.mkdir(parents=True, exist_ok=True)
-    store.write_text(json.dumps(kept, indent=1))
-    text = accuracy_section(kept, read_section(SECTION + "-accuracy"))
+    publish(ACCURACY, kept, accuracy_section, args)
+
+
+def publish(name: str, data: dict, render, args) -> None:
+    """Keep ``data`` as bench/results/NAME.json and write the section ``render`` makes of what that file
+    holds (unless --no-write); print it."""
+    data = json.loads(json.dumps(data))       # render what the JSON file holds
+    text = render(data, read_section(name))
     print("\n" + text)
     if not args.no_write:
-        write_section(SECTION + "-accuracy", text)
+        save_result(name, data)
+        write_section(name, text)
+
+
+def report(args) -> None:
+    """--report: the sections again from bench/results, nothing measured."""
+    names = [ACCURACY] if args.accuracy_only else [SECTION, ACCURACY]
+    found = {name: load_result(name) for name in names}
+    if not any(found.values()):
+        raise SystemExit(f"no saved results ({', '.join(f'bench/results/{n}.json' for n in names)})")
+    for name, data in found.items():
+        if data:
+            text = (accuracy_section if name == ACCURACY else infer_section)(data, read_section(name))
+            print("\n" + text)
+            if not args.no_write:
+                write_section(name, text)
 
 
 def model_block(name: str, entry: dict) -> str:
@@ -292,19 +348,23 @@ def main():
     ap.add_argument("--repeats", type=int, default=1, help="runs per engine (the median is reported)")
     ap.add_argument("--accuracy-only", action="store_true",
                     help="only fp32 vs int8 accuracy on TUNE and TEST (plain loop engine; section infer-accuracy)")
-    ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
+    ap.add_argument("--no-write", action="store_true",
+                    help="print only, leave docs/benchmarks.md and bench/results alone")
+    ap.add_argument("--report", action="store_true",
+                    help="measure nothing: render the sections again from bench/results")
     ap.add_argument("--model", help="an ONNX file saved by bench/bench_train.py --save (default: the champion, "
                                     "else a quick model built here)")
     ap.add_argument("--note", action="append", default=[],
                     help="a line to add to the model's block (e.g. what an earlier measurement said)")
     args = ap.parse_args()
+    if args.report:
+        return report(args)
 
     from roomclf.corpus import discover, list_batches
     from roomclf.settings import data_root
 
     root = data_root()
-    with open(root.parent / "labels.csv", newline="") as f:
-        labels = {r["path"]: r["label"] for r in csv.DictReader(f)}
+    labels = ground_truth(root.parent)
     work = Path(tempfile.mkdtemp(prefix="bench-infer-"))
     all_batches = list_batches(root)
 
@@ -365,7 +425,7 @@ def main():
     n = len(corpus.photos)
     print(f"{n} photos in {args.batches}; work folder {work}", flush=True)
 
-    results = {}
+    engines = []
     runs = [("Ray Data infer-all", "ray", fp32, "fp32"), ("plain onnxruntime loop", "loop", fp32, "fp32")]
     if int8:
         runs += [("Ray Data infer-all", "ray", int8, "int8"), ("plain onnxruntime loop", "loop", int8, "int8")]
@@ -373,13 +433,12 @@ def main():
         rates, walls, peaks = [], [], []
         for _ in range(args.repeats):
             out = work / f"out-{engine}-{prec}"
-            text, wall, peak = run_watched(infer_cmd(model, out, args.batches, engine))
-            s = parse_summary(text)
+            s, wall, peak = run_infer(root, model, out, args.batches, engine)
             rates.append(s["rate"]); walls.append(wall); peaks.append(peak)
         acc = split_scores(out, split)
-        results[(engine, prec)] = {"name": name, "rate": statistics.median(rates), "wall": statistics.median(walls),
-                                   "peak": max(peaks), "acc": acc, "errors": s["errors"]}
-        print(f"{name:24} {prec}: {results[(engine, prec)]['rate']:.1f} photos/s, peak {max(peaks):.0f} MB, "
+        engines.append({"name": name, "engine": engine, "precision": prec, "rate": statistics.median(rates),
+                        "wall": statistics.median(walls), "peak": max(peaks), "acc": acc, "errors": s["errors"]})
+        print(f"{name:24} {prec}: {engines[-1]['rate']:.1f} photos/s, peak {max(peaks):.0f} MB, "
               f"TUNE {fmt_acc(acc, 'tune')}, TEST {fmt_acc(acc, 'test')}", flush=True)
 
     fa = None
@@ -390,52 +449,56 @@ def main():
               flush=True)
 
     scaling = []
+    ray32 = next((e for e in engines if (e["engine"], e["precision"]) == ("ray", "fp32")), None)
     for k in [int(x) for x in args.scaling.split(",") if x]:
-        chosen = ",".join(all_batches[:k])
-        if k == len(all_batches) and args.batches == "all" and ("ray", "fp32") in results:
-            r = results[("ray", "fp32")]
-            scaling.append((k, n, r["wall"], r["rate"]))
+        if k == len(all_batches) and args.batches == "all" and ray32:
+            scaling.append({"batches": k, "photos": n, "wall": ray32["wall"], "rate": ray32["rate"]})
             continue
-        text, wall, _ = run_watched(infer_cmd(fp32, work / f"scale-{k}", chosen, "ray"))
-        s = parse_summary(text)
-        scaling.append((k, s["photos"], wall, s["rate"]))
+        s, wall, _ = run_infer(root, fp32, work / f"scale-{k}", ",".join(all_batches[:k]), "ray")
+        scaling.append({"batches": k, "photos": s["photos"], "wall": wall, "rate": s["rate"]})
         print(f"scaling {k} batches: {s['photos']} photos, {wall:.1f}s wall, {s['rate']:.1f} photos/s", flush=True)
 
-    loop = results[("loop", "fp32")]["rate"]
-    lines = [(f"## infer-all ({n} photos, batches `{args.batches}`, {os.cpu_count()} CPUs; "
-             f"run {time.strftime('%Y-%m-%d')})"), "", *[f"- {x}" for x in notes],
-             ("- each engine is its own process (`roomclf infer-all ... --force`); photos/s from its summary "
-             "(includes Ray start-up); peak = largest sum of PSS over the process tree (Ray's workers included)"), "",
-             (f"- accuracy: {SPLIT_NOTE}; TUNE = batch_11–13, TEST = batch_14–19" if split else
+    publish(SECTION, {"date": time.strftime("%Y-%m-%d"), "photos": n, "batches": args.batches,
+                      "cpus": os.cpu_count(), "notes": notes, "split": bool(split), "engines": engines,
+                      "fastai": fa, "scaling": scaling}, infer_section, args)
+
+
+def infer_section(res: dict, written: str = "") -> str:
+    """The ``infer`` section from what bench/results/infer.json holds (``written`` is not kept: every run
+    measures every row again)."""
+    rate = {(e["engine"], e["precision"]): e["rate"] for e in res["engines"]}
+    loop, fa = rate[("loop", "fp32")], res["fastai"]
+    lines = [(f"## infer-all ({res['photos']} photos, batches `{res['batches']}`, {res['cpus']} CPUs; "
+             f"run {res['date']})"), "", *[f"- {x}" for x in res["notes"]],
+             ("- each engine is its own process (`roomclf.infer.run.infer_all(..., force=True)`, what "
+              "`roomclf infer-all --force` runs); photos/s from the summary it returns (includes Ray start-up); "
+              "peak = largest sum of PSS over the process tree (Ray's workers included)"), "",
+             (f"- accuracy: {SPLIT_NOTE}; TUNE = batch_11–13, TEST = batch_14–19" if res["split"] else
               "- accuracy: not reported (see above)"), "",
              "| engine | precision | photos/s | × plain loop fp32 | wall s | peak MB | TUNE acc | TEST acc |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for (engine, prec), r in results.items():
-        lines.append(f"| {r['name']} | {prec} | {r['rate']:.1f} | {r['rate'] / loop:.2f} | {r['wall']:.0f} | "
+    for r in res["engines"]:
+        lines.append(f"| {r['name']} | {r['precision']} | {r['rate']:.1f} | {r['rate'] / loop:.2f} | {r['wall']:.0f} | "
                      f"{r['peak']:.0f} | {fmt_acc(r['acc'], 'tune')} | {fmt_acc(r['acc'], 'test')} |")
     if fa:
         lines.append(f"| fastai `learn.predict` per photo ({fa['photos']} photos) | fp32 | {fa['rate']:.1f} | "
                      f"{fa['rate'] / loop:.2f} | {fa['wall']:.0f} | {fa['peak']:.0f} | - | - |")
-    ray32 = results[("ray", "fp32")]["rate"]
+    ray32 = rate[("ray", "fp32")]
     lines += ["", f"Ray / plain loop (fp32): **{ray32 / loop:.2f}×**"
               + (f"; Ray / learn.predict: **{ray32 / fa['rate']:.1f}×**" if fa else "")
-              + (f"; int8 Ray: **{results[('ray', 'int8')]['rate']:.1f} photos/s**" if ("ray", "int8") in results else ""),
+              + (f"; int8 Ray: **{rate[('ray', 'int8')]:.1f} photos/s**" if ("ray", "int8") in rate else ""),
               "", "Infer time vs number of batches (Ray, fp32):", "",
               "| batches | photos | wall s | photos/s |", "|---:|---:|---:|---:|"]
-    lines += [f"| {k} | {p} | {w:.1f} | {r:.1f} |" for k, p, w, r in scaling]
+    lines += [f"| {s['batches']} | {s['photos']} | {s['wall']:.1f} | {s['rate']:.1f} |" for s in res["scaling"]]
     lines += ["", ("Projection for 380k photos (~1,000 batches): throughput is per-core bound (decode + one "
               "onnxruntime thread per actor) and Ray adds a fixed ~10 s start-up, so time ≈ photos / "
               "(per-core photos/s × cores). From the int8 rate here on 2 cores, a cluster of 8 nodes × 16 cores "
               "(128 cores) would take about 380,000 / (int8 rate / 2 × 128) seconds; the output is per batch, so "
               "a lost node costs at most the batches in flight, and a rerun resumes.")]
-    if int8 and ("ray", "int8") in results:
-        per_core = results[("ray", "int8")]["rate"] / (os.cpu_count() or 2)
+    if ("ray", "int8") in rate:
+        per_core = rate[("ray", "int8")] / (res["cpus"] or 2)
         lines[-1] += f" With {per_core:.0f} photos/s per core: ~{380_000 / (per_core * 128) / 60:.0f} min."
-    text = "\n".join(lines)
-    print("\n" + text)
-    if not args.no_write:
-        write_section(SECTION, text)
-
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()

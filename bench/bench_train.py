@@ -21,15 +21,22 @@ figure is mildly optimistic, and the docs say so. The section
 split: a "what was tried" table (TUNE figures and training time of every run)
 and the full tables of the runs measured on TEST. Runs whose result files are
 gone (var/ is not committed, so a new checkout has none) keep what the section
-already says of them.
+already says of them. The runs of the section are also kept, as data, in
+``bench/results/train.json`` (committed): ``--report`` renders the section from
+that file and var/bench's result files without measuring anything.
+
+An ensemble (``--ensemble a,b``) is what the product makes of the saved runs:
+``roomclf combine``'s ONNX graph (``roomclf.models.ensemble.combine_models``,
+nothing registered), scored through the product's ``OnnxModel`` as infer-all
+runs it.
 
     nohup nice -n 10 python bench/bench_train.py --name default --test > var/bench_train.log 2>&1 &
     python bench/bench_train.py --name ls01 --label-smoothing 0.1          # a candidate, TUNE only
     python bench/bench_train.py --name labels1k-prog160 --hand-labels 1000 --recipe small_size=160   # any Recipe knob
     python bench/bench_train.py --name plus2 --resume var/bench/train-default --frozen-epochs 0 --epochs 2
     python bench/bench_train.py --from-saved var/bench/train-ls01 --test   # the TUNE winner, on TEST
-    python bench/bench_train.py --report                                   # the section again from var/bench
-    python bench/bench_train.py --ensemble default,lite1                    # two saved runs averaged (TUNE)
+    python bench/bench_train.py --report                                   # the section again, nothing measured
+    python bench/bench_train.py --ensemble default,lite1                    # two saved runs combined (TUNE)
     python bench/bench_train.py --name labels1k-lite1-self --backbone efficientnet_lite1 --image-size 240 \
         --hand-labels 1000 --pseudo var/bench/train-labels1k-lite1          # self-training at 1,000 hand labels
 """
@@ -55,7 +62,9 @@ from common import (
     default_data,
     headed_blocks,
     honest_split,
+    load_result,
     read_section,
+    save_result,
     split_summary,
     table,
     table_row,
@@ -82,7 +91,11 @@ EARLIER = [
 # --------------------------------------------------------------------------- recipe pieces
 
 def recipe_text(r: dict) -> str:
-    if r.get("ensemble"):
+    if r.get("ensemble") and r.get("combined"):
+        return (" + ".join(f"`{n}`" for n in r["ensemble"]) + ": their exported ONNX models combined by "
+                "`roomclf combine` (one ONNX graph, the mean of their class probabilities) and scored through "
+                "onnxruntime as infer-all runs it (no training of its own)")
+    if r.get("ensemble"):       # runs made before the bench used the product's combined graph
         return (" + ".join(f"`{n}`" for n in r["ensemble"]) + ": their exported ONNX models through onnxruntime, "
                 "class probabilities averaged (no training of its own)")
     parts = [f"{r['backbone']} {r['image_size']} px", f"{r['frozen_epochs']} frozen + {r['epochs']} unfrozen"]
@@ -206,21 +219,38 @@ def onnx_probs(model_path: Path, root: Path, items: list[tuple[str, str]]) -> tu
     return probs, np.array([CLASSES.index(c) for _, c in items])
 
 
-def ensemble(names: list[str], root: Path, split: dict, upstream: dict, with_test: bool, flip: bool) -> dict:
-    """Score the mean probabilities of saved runs (``var/bench/train-NAME/model.onnx``) on TUNE (and TEST);
-    ``flip``: also with every member's flip-TTA export (``flip_model``)."""
+def ensemble_name(names: list[str]) -> str:
+    return "ens-" + "-".join(names)
+
+
+def ensemble(names: list[str], root: Path, split: dict, upstream: dict, with_test: bool, flip: bool,
+             out: Path) -> dict:
+    """Score saved runs (``var/bench/train-NAME/model.onnx``) as the product combines them, on TUNE (and TEST):
+    ``roomclf combine``'s graph (``combine_models``, nothing registered) written to ``out/model.onnx`` and
+    scored by ``onnx_probs`` (the product's ``OnnxModel``); ``flip``: also the combination of every member's
+    flip-TTA export (``flip_model``), ``out/model-flip.onnx``."""
+    from roomclf.models.ensemble import combine_models
+
     runs = [json.loads((RESULTS / f"train-{n}" / "result.json").read_text()) for n in names]
-    result = {"name": "ens-" + "-".join(names), "recipe": {"ensemble": names}, "date": time.strftime("%Y-%m-%d %H:%M"),
+    result = {"name": ensemble_name(names), "recipe": {"ensemble": names, "combined": True},
+              "date": time.strftime("%Y-%m-%d %H:%M"),
               "times": {"train_total_s": sum(r["times"]["train_total_s"] for r in runs)}, "history": []}
+    for n, r in zip(names, runs):
+        print(f"TUNE {n} alone (its saved result): {r['tune']['accuracy']:.4f}", flush=True)
+    combined: dict[bool, Path] = {}
+
+    def model(flip: bool) -> Path:
+        if flip not in combined:
+            members = [flip_model(RESULTS / f"train-{n}") if flip else RESULTS / f"train-{n}" / "model.onnx"
+                       for n in names]
+            combined[flip], _ = combine_models([str(m) for m in members],
+                                               out / ("model-flip.onnx" if flip else "model.onnx"))
+        return combined[flip]
+
     def score(part: str, flip: bool) -> dict:
-        files = [flip_model(RESULTS / f"train-{n}") if flip else RESULTS / f"train-{n}" / "model.onnx"
-                 for n in names]
-        probs = [onnx_probs(f, root, split[part]) for f in files]
-        mean = np.mean([p for p, _ in probs], axis=0)
-        found = scores(mean, probs[0][1], split[part], upstream)
+        probs, y = onnx_probs(model(flip), root, split[part])
+        found = scores(probs, y, split[part], upstream)
         how = " with flip TTA" if flip else ""
-        for n, (p, y) in zip(names, probs):
-            print(f"{part.upper()} {n} alone{how}: {float(np.mean(p.argmax(1) == y)):.4f}", flush=True)
         print(f"{part.upper()} ensemble{how}: {found['accuracy']:.4f}, macro-F1 {found['macro_f1']:.4f}", flush=True)
         return found
 
@@ -383,9 +413,8 @@ def main() -> None:
                     help="drop TRAIN photos whose 10 nearest TRAIN neighbours vote for another class with at least "
                          "this share (the suspect finder of `roomclf propagate`; 0: keep all)")
     ap.add_argument("--resume", help="a saved run folder: start from its roomnet.pt (a second cycle)")
-    ap.add_argument("--ensemble", help="comma-separated names of saved runs: score their averaged probabilities "
-                                       "(through their model.onnx) instead of training, and save the combined "
-                                       "model.onnx `roomclf combine` makes of them")
+    ap.add_argument("--ensemble", help="comma-separated names of saved runs: instead of training, combine their "
+                                       "model.onnx as `roomclf combine` does and score that model")
     ap.add_argument("--from-saved", help="score a saved run folder (no training); with --test scores TEST")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--workers", type=int, default=0)
@@ -397,8 +426,11 @@ def main() -> None:
     ap.add_argument("--no-onnx", action="store_true", help="do not export model.onnx")
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     ap.add_argument("--report", action="store_true",
-                    help="train nothing: render the section again from the saved results of this split")
+                    help="measure nothing: render the section again from bench/results/train.json and the result "
+                         "files of this split in var/bench")
     args = ap.parse_args()
+    if args.report:
+        return finish(split_key_of(args), None, args)
 
     import torch
     from fastai.torch_core import set_seed
@@ -427,7 +459,7 @@ def main() -> None:
         rec = prior["recipe"]
         args.name, args.backbone, args.image_size = prior["name"], rec["backbone"], rec["image_size"]
     if not args.image_size:
-        args.image_size = get_spec(args.backbone).input_size
+        args.image_size = get_spec(args.backbone).train_size
     out = saved or Path(args.save or RESULTS / f"train-{args.name}")
     if not args.report:
         out.mkdir(parents=True, exist_ok=True)
@@ -439,9 +471,7 @@ def main() -> None:
         for k in ("train", "tune", "test"):
             split[k] = split[k][::max(1, len(split[k]) // args.limit)][:args.limit]
     split_line = split_summary(split)      # the whole split; a run on part of TRAIN says so in its recipe
-    split_key = f"{args.train}|{args.tune}|{args.test_batches}|{args.limit}"
-    if args.report:
-        return finish(split_key, split_line, args)
+    split_key = split_key_of(args)
     pseudo = None
     if args.hand_labels or args.hand_picks:    # the labels-it-takes question: train on part of TRAIN only
         split["all_train"] = split["train"]
@@ -467,16 +497,14 @@ def main() -> None:
     print(f"{split_line} ({prep:.0f}s)", flush=True)
 
     if args.ensemble:
-        result = ensemble(args.ensemble.split(","), root, split, upstream, args.test, not args.no_flip)
+        names = args.ensemble.split(",")
+        out = RESULTS / f"train-{ensemble_name(names)}"
+        before = json.loads((out / "result.json").read_text()) if (out / "result.json").is_file() else {}
+        out.mkdir(parents=True, exist_ok=True)
+        result = ensemble(names, root, split, upstream, args.test, not args.no_flip, out)
         result.update(split_key=split_key, split_line=split_line, load_end=os.getloadavg()[0])
-        out = RESULTS / f"train-{result['name']}"
-        if not args.test and (out / "result.json").is_file():     # a TUNE re-score keeps TEST and the note
-            before = json.loads((out / "result.json").read_text())
+        if not args.test and before.get("recipe", {}).get("combined"):   # a TUNE re-score keeps TEST and the note
             result.update({k: before[k] for k in ("test", "test_flip", "note") if k in before})
-        from roomclf.models.ensemble import combine_onnx
-
-        combine_onnx([RESULTS / f"train-{n}" / "model.onnx" for n in args.ensemble.split(",")], out / "model.onnx",
-                     note=f"bench/bench_train.py --ensemble {args.ensemble}")
         (out / "result.json").write_text(json.dumps(result, indent=1))
         return finish(split_key, split_line, args)
 
@@ -559,11 +587,41 @@ def main() -> None:
     finish(split_key, split_line, args)
 
 
-def finish(split_key: str, split_line: str, args) -> None:
-    """Render the section from every saved result of this split; write it unless told not to."""
-    text = render(load_results(split_key), split_line, read_section(SECTION))
+def split_key_of(args) -> str:
+    """What the saved results of one split share (the batches of each part, and --limit)."""
+    return f"{args.train}|{args.tune}|{args.test_batches}|{args.limit}"
+
+
+def section_result(split_key: str, split_line: str | None) -> dict:
+    """The section's data: the runs ``bench/results/train.json`` holds for this split, replaced or joined
+    by the result files of var/bench (a run measured here), oldest first; ``split_line`` None: the one saved."""
+    kept = load_result(SECTION) or {}
+    same = kept.get("split_key") == split_key
+    runs = {r["name"]: r for r in kept.get("runs", [])} if same else {}
+    runs.update({r["name"]: r for r in load_results(split_key)})
+    ordered = sorted(runs.values(), key=lambda r: r.get("date", ""))
+    if split_line is None:
+        split_line = kept.get("split_line") if same else None
+        split_line = split_line or next((r["split_line"] for r in reversed(ordered) if r.get("split_line")), "")
+    return {"split_key": split_key, "split_line": split_line, "runs": ordered}
+
+
+def render_result(data: dict, written: str = "") -> str:
+    """The section from the data ``section_result`` gives (what bench/results/train.json holds)."""
+    return render(data["runs"], data["split_line"], written)
+
+
+def finish(split_key: str, split_line: str | None, args) -> None:
+    """Keep this split's results in bench/results/train.json and render the section from them; write both
+    unless told not to (or for a --limit smoke run)."""
+    data = section_result(split_key, split_line)
+    if not data["runs"]:
+        sys.exit(f"no saved results of the split {split_key} (bench/results/{SECTION}.json, {RESULTS})")
+    data = json.loads(json.dumps(data))       # render what the JSON file holds
+    text = render_result(data, read_section(SECTION))
     print(text)
     if not args.no_write and not args.limit:
+        save_result(SECTION, data)
         write_section(SECTION, text)
 
 

@@ -1,12 +1,27 @@
 """Shared by the bench scripts: each writes only its own section of docs/benchmarks.md."""
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 DOC = PROJECT / "docs" / "benchmarks.md"
+# The structured result of each bench (committed): its docs section is rendered from it, so a section can be
+# rendered again (``--report``) without measuring anything.
+RESULTS_DIR = PROJECT / "bench" / "results"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file beside it, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_section(name: str, text: str, path: Path = DOC) -> None:
@@ -16,10 +31,27 @@ def write_section(name: str, text: str, path: Path = DOC) -> None:
     old = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(new)
-    os.replace(tmp, path)
+    write_atomic(path, new)
+
+
+def result_path(name: str, folder: Path | None = None) -> Path:
+    """``bench/results/NAME.json``: where ``save_result`` keeps a bench's structured result."""
+    return Path(folder or RESULTS_DIR) / f"{name}.json"
+
+
+def save_result(name: str, data, folder: Path | None = None) -> Path:
+    """Keep a bench's structured result as ``bench/results/NAME.json`` (atomically: a reader sees the old file
+    or the new one, and data that is not JSON leaves the old file as it was). Returns the file."""
+    text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"      # fails before anything is written
+    path = result_path(name, folder)
+    write_atomic(path, text)
+    return path
+
+
+def load_result(name: str, folder: Path | None = None):
+    """The result ``save_result`` kept under ``name`` (None when there is none)."""
+    path = result_path(name, folder)
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def read_section(name: str, path: Path = DOC) -> str:
@@ -81,11 +113,11 @@ def default_data() -> Path:
 
 
 def ground_truth(data: Path | None = None) -> dict[str, str]:
-    """path -> class from the corpus's labels.csv (rows without a label, i.e. broken files, left out)."""
-    import csv
+    """path -> class from the corpus's labels.csv, read by the product (``read_ground_truth``: any known
+    spelling of a class becomes its name; rows without a label, i.e. broken files, left out)."""
+    from roomclf.labels.prelabel import read_ground_truth
 
-    with open(Path(data or default_data()) / "labels.csv", newline="") as f:
-        return {r["path"]: r["label"] for r in csv.DictReader(f) if (r.get("label") or "").strip()}
+    return read_ground_truth(Path(data or default_data()) / "labels.csv")
 
 
 def honest_split(data: Path | None = None, train: str = TRAIN_BATCHES, tune: str = TUNE_BATCHES,

@@ -57,7 +57,7 @@ EMPTY = {
     "batches": "every batch (no filter)",
     # no static default: each backbone has its own input size
     "image_size": lambda: "the input size of the backbone, from the registry (" + ", ".join(
-        f"{name} {spec.input_size}" for name, spec in _backbones().items() if name.startswith("efficientnet")) + ")",
+        f"{name} {spec.train_size}" for name, spec in _backbones().items() if name.startswith("efficientnet")) + ")",
 }
 
 

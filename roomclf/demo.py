@@ -29,6 +29,8 @@ import numpy as np
 
 from roomclf import settings
 from roomclf.errors import RoomclfError
+from roomclf.labels.sources import HUMAN_SOURCES, LabelSource
+from roomclf.metrics import binary_scores
 from roomclf.models.backbones import get_spec
 from roomclf.propagate.defaults import PROPAGATION
 from roomclf.taxonomy import CLASSES, UnknownName, attribute_key
@@ -39,7 +41,7 @@ from roomclf.train.config import DEFAULT_SOURCES, TrainConfig
 MAX_TRAIN_BATCHES = 3  # train on up to three labelled batches, validate on the next one
 # What it trains: roomclf train's defaults (TrainConfig) except the network and the unfrozen epochs.
 BACKBONE = "efficientnet_lite0"  # the fastest of the registry: the demo trains within minutes on a laptop
-IMAGE_SIZE = get_spec(BACKBONE).input_size   # the backbone's own size: smaller inputs cost accuracy (measured)
+IMAGE_SIZE = get_spec(BACKBONE).train_size   # the backbone's training size: smaller inputs cost accuracy (measured)
 FROZEN_EPOCHS = TrainConfig.frozen_epochs
 EPOCHS = 1            # fewer than TrainConfig's, to stay within minutes
 LR = TrainConfig.lr   # the training bench's rate; lr_find would cost ~70 s here
@@ -189,18 +191,19 @@ class Steps:
 
 def _propagation_truth(store, truth: dict[str, str], batches: list[str]) -> dict:
     """Precision/coverage of the propagated labels against the corpus's ground truth."""
-    prop = store.labels(["propagated"])
+    prop = store.labels([LabelSource.PROPAGATED])
     manual = store.labels(PROPAGATION.seed_sources)     # the labels propagation lends (never replaced)
     candidates = [p for p, lab in truth.items() if p.split("/", 1)[0] in batches and p not in manual]
     hits = [p for p in candidates if p in prop]
-    right = sum(prop[p].label == truth[p] for p in hits)
-    return {"precision": right / len(hits) if hits else 0.0, "coverage": len(hits) / len(candidates) if candidates else 0.0,
+    right = [prop[p].label == truth[p] for p in hits]
+    return {"precision": binary_scores(right, [True] * len(hits))["precision"],
+            "coverage": len(hits) / len(candidates) if candidates else 0.0,
             "propagated": len(hits), "candidates": len(candidates)}
 
 
 def _forget_demo_labels(store) -> int:
     """Remove the labels and attribute tags an earlier demo run wrote (another corpus or plan)."""
-    mine = [(r.path, r.source) for r in store.rows(("manual", "imported")) if r.who in (DEMO_WHO, VALID_WHO)]
+    mine = [(r.path, r.source) for r in store.rows(HUMAN_SOURCES) if r.who in (DEMO_WHO, VALID_WHO)]
     with store.transaction() as db:
         for path, source in mine:
             store.clear_source(source, [path], db=db)
@@ -215,19 +218,12 @@ def _file_stamp(path: Path | None) -> list | None:
     return [str(path), st.st_size, st.st_mtime_ns]
 
 
-def _f1(tp: int, fp: int, fn: int) -> dict:
-    """Precision (None without a tagged photo), recall and F1 (None without a positive)."""
-    precision = tp / (tp + fp) if tp + fp else None
-    if tp + fn == 0:
-        return {"precision": precision, "recall": None, "f1": None}
-    return {"precision": precision, "recall": tp / (tp + fn), "f1": 2 * tp / (2 * tp + fp + fn)}
-
-
 def tag_summary(out: Path, store, valid: list[str], thresholds: dict[str, float | None],
                 batches: list[str] | None = None) -> dict:
     """What infer-all wrote about tags: per attribute, photos tagged over ``batches`` (default: every
-    batch in ``out``), and precision/recall/F1 on the validation batches' labelled photos, end to end
-    (the predicted room must be the attribute's class for its tag to appear)."""
+    batch in ``out``), and precision/recall/F1 (``roomclf.metrics.binary_scores``) on the validation batches'
+    labelled photos, end to end (the predicted room must be the attribute's class for its tag to appear);
+    ``val_tagged`` counts the labelled photos that got the tag."""
     from roomclf.infer.output import read_listings, read_photos
     from roomclf.taxonomy import ATTRIBUTE_KEYS
     from roomclf.train.attributes import attribute_targets
@@ -249,12 +245,10 @@ def tag_summary(out: Path, store, valid: list[str], thresholds: dict[str, float 
     for j, key in enumerate(ATTRIBUTE_KEYS):
         known = np.flatnonzero(M[:, j])
         pred = predicted.get(key, set())
-        tp = sum(1 for i in known if Y[i, j] == 1 and paths[i] in pred)
-        fp = sum(1 for i in known if Y[i, j] == 0 and paths[i] in pred)
-        fn = sum(1 for i in known if Y[i, j] == 1 and paths[i] not in pred)
+        s = binary_scores(Y[known, j] == 1, [paths[i] in pred for i in known])
         per_key[key] = {"trained": thresholds.get(key) is not None, "tagged": tagged.get(key, 0),
                         "val_pos": int((Y[known, j] == 1).sum()), "val_neg": int((Y[known, j] == 0).sum()),
-                        **_f1(tp, fp, fn)}
+                        "val_tagged": s["predicted"], "precision": s["precision"], "recall": s["recall"], "f1": s["f1"]}
     with_tags = listings[listings["tags"].map(lambda t: t is not None and len(t) > 0)] if not listings.empty else listings
     example = None
     if len(with_tags):
@@ -280,8 +274,10 @@ def format_tag_summary(summary: dict, valid_span: str) -> list[str]:
         lines.append(f"  {'attribute':<24}{'tagged photos':>14}   on {valid_span}: {'pos/neg':>8} {'prec':>5} {'rec':>5} {'F1':>5}")
         for k in trained:
             e = per_key[k]
+            measured = (e["val_tagged"] > 0, e["val_pos"] > 0, e["val_pos"] > 0)   # else "-": nothing to divide by
+            cells = [_fmt(e[m] if ok else None) for m, ok in zip(("precision", "recall", "f1"), measured)]
             lines.append(f"  {k:<24}{e['tagged']:>14}   {'':>{len(valid_span) + 4}}{e['val_pos']:>3}/{e['val_neg']:<4} "
-                         f"{_fmt(e['precision']):>5} {_fmt(e['recall']):>5} {_fmt(e['f1']):>5}")
+                         + " ".join(f"{c:>5}" for c in cells))
     else:
         lines.append("  no attribute was trained (too few labels): the model emits no tags")
     untrained = [k for k, e in per_key.items() if not e["trained"]]
@@ -370,14 +366,14 @@ def _label_step(steps: Steps, inputs: dict, store, root: Path, plan: DemoPlan, t
         boxes = attribute_pass(attrs_csv, truth, plan.train) if attrs_csv else []
         for p in boxes:                # a person ticking boxes on a photo also labels its room
             picked.setdefault(p, truth[p])
-        store.set_labels(sorted(picked.items()), "manual", who=DEMO_WHO)
+        store.set_labels(sorted(picked.items()), LabelSource.MANUAL, who=DEMO_WHO)
         valid = [(p, lab) for p, lab in sorted(truth.items()) if p.split("/", 1)[0] in plan.valid]
-        store.set_labels(valid, "imported", who=VALID_WHO)
+        store.set_labels(valid, LabelSource.IMPORTED, who=VALID_WHO)
         result = {"manual": len(picked), "attribute_photos": len(boxes), "validation": len(valid),
                   "forgotten": forgotten, "evidence": DEFAULT_EVIDENCE}
         if attrs_csv:
-            rep = import_attributes(store, attrs_csv, root, source="manual", who=DEMO_WHO, paths=boxes)
-            vrep = import_attributes(store, attrs_csv, root, source="imported", who=VALID_WHO,
+            rep = import_attributes(store, attrs_csv, root, source=LabelSource.MANUAL, who=DEMO_WHO, paths=boxes)
+            vrep = import_attributes(store, attrs_csv, root, source=LabelSource.IMPORTED, who=VALID_WHO,
                                      paths=[p for p, _ in valid])
             result.update({"attribute_labels": rep.added, "valid_attribute_labels": vrep.added,
                            "dropped_zeros": rep.dropped_zeros})

@@ -134,7 +134,7 @@ def test_raw_embeddings_are_roomnet_features(labelled, corpus_root):
     paths = labelled["emb"].paths[:3]
     spec = get_spec("efficientnet_lite0")
     net = RoomNet("efficientnet_lite0").eval()
-    x = torch.from_numpy(np.stack([model_input(corpus_root / p, spec.input_size) for p in paths]))
+    x = torch.from_numpy(np.stack([model_input(corpus_root / p, spec.weights_size) for p in paths]))
     mean, std = torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1)
     with torch.no_grad():
         feats = net.features((x - mean) / std).numpy()

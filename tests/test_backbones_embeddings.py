@@ -12,8 +12,12 @@ from roomclf.models.embeddings import embed
 
 def test_registry_carries_preprocessing():
     spec = get_spec("efficientnet_lite0")
-    assert (spec.input_size, spec.mean, spec.std, spec.feature_dim) == (224, (0.5,) * 3, (0.5,) * 3, 1280)
-    assert get_spec("efficientnet_lite2").input_size == 300
+    assert (spec.weights_size, spec.train_size, spec.mean, spec.std, spec.feature_dim) == (
+        224, 224, (0.5,) * 3, (0.5,) * 3, 1280)
+    lite2 = get_spec("efficientnet_lite2")      # its weights are 260 px; training fine-tunes it larger
+    assert (lite2.weights_size, lite2.train_size) == (260, 300)
+    assert {n: s.weights_size for n, s in BACKBONES.items() if n != "efficientnet_lite2"} == {
+        n: s.train_size for n, s in BACKBONES.items() if n != "efficientnet_lite2"}
     assert set(BACKBONES) >= {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50", "densenet121"}
     with pytest.raises(BackboneError, match="unknown backbone"):
         get_spec("vgg11")
@@ -131,8 +135,8 @@ def test_embeddings_are_cached_and_only_changed_photos_recomputed(tmp_path, corp
 
 
 def test_embeddings_cached_at_another_input_size_are_not_reused(tmp_path, corpus_root, monkeypatch):
-    """The registry's input size of a backbone can change (efficientnet_lite2 went from 260 to 300 px): vectors
-    cached at the old size must not come back as if they were computed at the new one."""
+    """The embeddings' input size (the registry's ``weights_size``) of a backbone can change: vectors cached at
+    the old size must not come back as if they were computed at the new one; the training size plays no part."""
     from dataclasses import replace
 
     from roomclf.models import backbones
@@ -141,7 +145,9 @@ def test_embeddings_cached_at_another_input_size_are_not_reused(tmp_path, corpus
     paths = [p.relative_to(corpus_root).as_posix() for p in sorted((corpus_root / "batch_01").rglob("*.jpg"))[:2]]
     at_224 = embed(corpus_root, paths, progress=False)
     spec = backbones.BACKBONES["efficientnet_lite0"]
-    monkeypatch.setitem(backbones.BACKBONES, "efficientnet_lite0", replace(spec, input_size=160))
+    monkeypatch.setitem(backbones.BACKBONES, "efficientnet_lite0", replace(spec, train_size=160))
+    assert embed(corpus_root, paths, progress=False).computed == 0     # another training size: same vectors
+    monkeypatch.setitem(backbones.BACKBONES, "efficientnet_lite0", replace(spec, weights_size=160))
     at_160 = embed(corpus_root, paths, progress=False)
     assert at_224.computed == 2 and at_160.computed == 2
     assert not np.allclose(at_224.vectors, at_160.vectors, atol=1e-3)

@@ -1,15 +1,23 @@
-"""The bench sections of docs/benchmarks.md: a re-render keeps the runs whose result files are gone."""
+"""The bench sections of docs/benchmarks.md: a re-render keeps the runs whose result files are gone; every
+section is rendered from the structured result kept in bench/results; the benches take the product's reader,
+split and ensemble."""
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from pathlib import Path
+
+import pytest
 
 from roomclf.taxonomy import CLASSES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import bench_attributes  # noqa: E402
 import bench_infer  # noqa: E402
 import bench_train  # noqa: E402
-from common import read_section, write_section  # noqa: E402
+import common  # noqa: E402
+from common import load_result, read_section, save_result, write_section  # noqa: E402
 
 
 def result(name: str, tune: float, test: float | None = None, note: str = "") -> dict:
@@ -84,3 +92,234 @@ def test_the_ensemble_section_keeps_an_earlier_table_whose_models_are_not_measur
     assert bench_ensemble.earlier_run(second, ["lite2"]) == kept                # the same models again
     assert bench_ensemble.earlier_run(second, ["lite0"]).count("### Earlier run") == 1
     assert "| `lite1` |" not in bench_ensemble.earlier_run(second, ["lite0"])
+
+
+# ---- results kept as data (bench/results/NAME.json) ---------------------------------------------------------
+
+def test_save_result_and_load_result_round_trip_and_write_whole_files_or_nothing(tmp_path, monkeypatch):
+    data = {"runs": [{"name": "a", "tune": {"accuracy": 0.9}, "classes": list(CLASSES)}], "note": "é ×"}
+    path = save_result("x", data, tmp_path)
+    assert path == tmp_path / "x.json" and load_result("x", tmp_path) == data
+    assert [f.name for f in tmp_path.iterdir()] == ["x.json"]                 # no temporary file left
+    assert load_result("missing", tmp_path) is None
+    # data that is not JSON fails before anything is written: the old file stays whole
+    with pytest.raises(TypeError):
+        save_result("x", {"bad": object()}, tmp_path)
+    assert load_result("x", tmp_path) == data
+    # a write that fails at the last step (the rename) leaves the old file and no temporary one
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(common.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        save_result("x", {"new": 1}, tmp_path)
+    assert load_result("x", tmp_path) == data and [f.name for f in tmp_path.iterdir()] == ["x.json"]
+    monkeypatch.undo()
+    # the default folder is bench/results (looked up when called)
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "results")
+    save_result("y", [1, 2])
+    assert (tmp_path / "results" / "y.json").is_file() and load_result("y") == [1, 2]
+
+
+@pytest.fixture()
+def docs(tmp_path, monkeypatch):
+    """bench/results and docs/benchmarks.md in tmp_path for the benches that write them."""
+    doc = tmp_path / "benchmarks.md"
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "results")
+    for module in (bench_train, bench_infer, bench_attributes):
+        monkeypatch.setattr(module, "write_section", lambda name, text: write_section(name, text, doc), raising=False)
+        monkeypatch.setattr(module, "read_section", lambda name: read_section(name, doc), raising=False)
+    return doc
+
+
+def run_main(module, monkeypatch, *argv: str) -> None:
+    monkeypatch.setattr(sys, "argv", [module.__file__, *argv])
+    module.main()
+
+
+def test_the_train_section_rendered_from_its_saved_result_equals_the_printed_one(docs, tmp_path, monkeypatch,
+                                                                                 capsys):
+    var = tmp_path / "var"
+    monkeypatch.setattr(bench_train, "RESULTS", var)
+    key = bench_train.split_key_of(argparse.Namespace(train=common.TRAIN_BATCHES, tune=common.TUNE_BATCHES,
+                                                      test_batches=common.TEST_BATCHES, limit=0))
+    for i, r in enumerate([result("a", 0.85, 0.84, note="first"), result("b", 0.86)]):
+        (var / f"train-{r['name']}").mkdir(parents=True)
+        r.update(split_key=key, split_line="split A", date=f"2026-12-0{i + 1} 10:00")
+        (var / f"train-{r['name']}" / "result.json").write_text(json.dumps(r))
+    bench_train.finish(key, "split A", argparse.Namespace(no_write=False, limit=0))
+    printed = capsys.readouterr().out
+    saved = load_result("train")
+    assert [r["name"] for r in saved["runs"]] == ["a", "b"] and saved["split_line"] == "split A"
+    assert printed == read_section("train", docs) + "\n" == bench_train.render_result(saved, printed) + "\n"
+    # a new checkout: var/bench is gone; --report renders the same section from bench/results alone
+    for f in var.glob("*/result.json"):
+        f.unlink()
+    run_main(bench_train, monkeypatch, "--report")
+    assert capsys.readouterr().out == printed and read_section("train", docs) + "\n" == printed
+
+
+def _engine(name, engine, prec, rate):
+    acc = {"tune": {"acc": 0.9, "macro_f1": 0.88, "n": 100, "missing": 0},
+           "test": {"acc": 0.89, "macro_f1": 0.87, "n": 200, "missing": 0}}
+    return {"name": name, "engine": engine, "precision": prec, "rate": rate, "wall": 60.0, "peak": 900.0,
+            "acc": acc, "errors": 0}
+
+
+def test_the_infer_sections_rendered_from_their_saved_results_equal_the_printed_ones(docs, monkeypatch, capsys):
+    args = argparse.Namespace(no_write=False, accuracy_only=False)
+    infer = {"date": "2026-12-01", "photos": 7170, "batches": "all", "cpus": 2, "notes": ["model: a"], "split": True,
+             "engines": [_engine("Ray Data infer-all", "ray", "fp32", 40.0),
+                         _engine("plain onnxruntime loop", "loop", "fp32", 35.0),
+                         _engine("Ray Data infer-all", "ray", "int8", 70.0)],
+             "fastai": {"rate": 5.0, "wall": 30.0, "peak": 1200.0, "photos": 40},
+             "scaling": [{"batches": 1, "photos": 380, "wall": 20.0, "rate": 19.0}]}
+    bench_infer.publish("infer", infer, bench_infer.infer_section, args)
+    bench_infer.publish("infer-accuracy", {"a.onnx": _accuracy(0.9, 0.89)}, bench_infer.accuracy_section, args)
+    printed = capsys.readouterr().out
+    assert load_result("infer") == infer
+    assert "| Ray Data infer-all | int8 | 70.0 | 2.00 |" in printed and "int8 costs 1.00 points" in printed
+    run_main(bench_infer, monkeypatch, "--report")
+    assert capsys.readouterr().out == printed
+    assert printed == "\n" + read_section("infer", docs) + "\n" + "\n" + read_section("infer-accuracy", docs) + "\n"
+
+
+def _attributes_result() -> dict:
+    targets = list(bench_attributes.TARGETS)
+    variant = {"name": "reliable", "macro_f1": 0.61, "f1": dict.fromkeys(targets, 0.5),
+               "f1_by_eye": {**dict.fromkeys(targets, 0.4), targets[0]: None}, "emitted": 3, "keys_emitted": 9,
+               "fit_s": 1.25}
+    per_key = [{"key": k, "positives": 30, "support": 8, "auc": 0.81, "threshold": 0.42, "threshold_from": "pooled",
+                "status": "emitted", "test": {"support": 12, "negatives": 50, "precision": 0.8, "recall": 0.6,
+                                              "f1": 0.69},
+                "by_eye": {"support": 3, "negatives": 9, "f1": 0.5}} for k in targets]
+    per_key.append({"key": "interior.staircase", "positives": 4, "support": 1, "auc": None, "threshold": None,
+                    "threshold_from": None, "status": "untrained: 4 positives", "test": None, "by_eye": None})
+    return {"backbone": "efficientnet_lite0", "split_line": "TRAIN batch_01–batch_10 100 photos",
+            "photos": {"train": 100, "val": 30, "test": 60}, "min_test_positives": 10, "chosen": "reliable",
+            "targets": targets, "big": targets, "variants": [variant], "per_key": per_key, "macro_f1": 0.61,
+            "untrained": [{"key": "interior.staircase", "status": "untrained: 4 positives", "labelled": True},
+                          {"key": "exterior.pool", "status": "untrained: 0 positives", "labelled": False}],
+            "dropped_zeros": {"kitchen.stove": 3}, "probe": {"keys": ["living_room.tv"],
+                                                             "rows": [{"reading": "average-pooled",
+                                                                       "auc": {"living_room.tv": [0.7, None]}}]},
+            "seconds": 12.0}
+
+
+def test_the_attributes_section_rendered_from_its_saved_result_equals_the_printed_one(docs, monkeypatch, capsys):
+    res = _attributes_result()
+    text = bench_attributes.render(res)
+    assert "| interior.staircase | 4 | 1 | - | - | 0 | 0 | - | - | **-** | - | untrained: 4 positives |" in text
+    assert "| average-pooled | 0.70 / - |" in text and "drops 3 zeros (kitchen.stove 3)" in text
+    save_result("attributes", res)
+    run_main(bench_attributes, monkeypatch, "--report")
+    assert capsys.readouterr().out == text + "\n" == read_section("attributes", docs) + "\n"
+
+
+# ---- the benches use the product's reader, split and ensemble ------------------------------------------------
+
+def _corpus(tmp_path, rows: list[tuple[str, str]]) -> Path:
+    data = tmp_path / "data"
+    for n in range(1, 20):
+        (data / "listings" / f"batch_{n:02d}").mkdir(parents=True)
+    (data / "labels.csv").write_text("path,label,subtype,source,upstream\n"
+                                     + "".join(f"{p},{lab},,x,y\n" for p, lab in rows))
+    return data
+
+
+def test_ground_truth_is_the_products_reader_with_aliases_resolved(tmp_path):
+    data = _corpus(tmp_path, [("batch_01/listing_1/photo_01.jpg", "Dinning"),
+                              ("batch_01/listing_1/photo_02.jpg", "Livingroom"),
+                              ("batch_01/listing_1/photo_03.jpg", "kitchen"),
+                              ("batch_01/listing_1/photo_04.jpg", "")])
+    assert common.ground_truth(data) == {"batch_01/listing_1/photo_01.jpg": "dining_room",
+                                         "batch_01/listing_1/photo_02.jpg": "living_room",
+                                         "batch_01/listing_1/photo_03.jpg": "kitchen"}
+
+
+def test_the_attributes_split_is_the_honest_split(tmp_path, monkeypatch):
+    import roomclf.train.data
+
+    rows = [(f"batch_{n:02d}/listing_{n}/photo_0{i}.jpg", CLASSES[(n + i) % len(CLASSES)])
+            for n in range(1, 20) for i in (1, 2)]
+    data = _corpus(tmp_path, rows)
+    leak = "batch_12/listing_12/photo_01.jpg"          # a near-duplicate of a TRAIN photo: in no part
+    monkeypatch.setattr(roomclf.train.data, "duplicate_paths", lambda root, train, held, **kw: [leak])
+    split = common.honest_split(data)
+    paths = [p for p, _ in rows] + ["batch_05/listing_5/photo_09.jpg"]      # the last one has no label
+    parts = bench_attributes.split_parts(paths, split)
+    for part, name in (("train", "train"), ("val", "tune"), ("test", "test")):
+        chosen = [p for p, inside in zip(paths, parts[part]) if inside]
+        assert chosen == [p for p, _ in split[name]]
+        assert sorted({p.split("/")[0] for p in chosen}) == split["batches"][name]
+    assert split["batches"]["train"][-1] == "batch_10" and split["batches"]["tune"] == ["batch_11", "batch_12",
+                                                                                         "batch_13"]
+    assert not any(part[paths.index(leak)] for part in parts.values())
+    assert not any(part[-1] for part in parts.values())
+
+
+def _member(folder: Path, backbone: str, size: int, seed: int) -> Path:
+    """A real exported room network with random weights (no download), as bench_train saves one."""
+    import torch
+
+    from roomclf.models.network import ExportNet, RoomNet
+    from roomclf.models.onnx_file import export_onnx
+
+    torch.manual_seed(seed)
+    net = RoomNet(backbone, pretrained=False).eval()
+    with torch.no_grad():
+        net.head[1].weight.mul_(20)
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({"times": {"train_total_s": 60.0}, "tune": {"accuracy": 0.5}}))
+    return export_onnx(ExportNet(net), folder / "model.onnx", {"input_size": size, "note": folder.name})
+
+
+def test_the_train_ensemble_is_the_products_combined_model(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from roomclf.models.onnx_file import OnnxModel
+
+    var = tmp_path / "var"
+    monkeypatch.setattr(bench_train, "RESULTS", var)
+    _member(var / "train-a", "efficientnet_lite0", 64, 0)
+    _member(var / "train-b", "efficientnet_lite0", 48, 1)
+    root = tmp_path / "listings"
+    items = []
+    for i in range(6):
+        path = f"batch_11/listing_1/photo_0{i}.jpg"
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (96, 72), ((40 * i) % 256, 255 - 30 * i, 17 * i)).save(root / path)
+        items.append((path, CLASSES[i % len(CLASSES)]))
+    out = var / "train-ens-a-b"
+    out.mkdir()
+    got = bench_train.ensemble(["a", "b"], root, {"tune": items}, {}, with_test=False, flip=False, out=out)
+    combined = OnnxModel(out / "model.onnx")            # what `roomclf combine a b` writes
+    assert [m["note"] for m in combined.meta["members"]] == ["train-a", "train-b"] and combined.input_size == 64
+    preds = combined.predict_sources([root / p for p, _ in items])
+    hits = [max(p.probabilities, key=p.probabilities.get) == c for p, (_, c) in zip(preds, items)]
+    assert got["tune"]["accuracy"] == pytest.approx(sum(hits) / len(hits)) and got["tune"]["n"] == len(items)
+    assert got["recipe"] == {"ensemble": ["a", "b"], "combined": True}
+    assert "combined by `roomclf combine`" in bench_train.recipe_text(got["recipe"])
+    assert "averaged" in bench_train.recipe_text({"ensemble": ["a", "b"]})     # runs made before say what they were
+
+
+def test_bench_infer_takes_its_figures_from_the_summary_infer_all_returns(home, tmp_path):
+    from PIL import Image
+
+    from roomclf.infer.output import done_record
+
+    model = _member(tmp_path / "model", "efficientnet_lite0", 48, 0)
+    root = tmp_path / "listings"
+    for batch, n in (("batch_01", 3), ("batch_02", 2)):
+        for i in range(n):
+            (root / batch / "listing_1").mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (64, 48), (50 * i, 90, 120)).save(root / batch / "listing_1" / f"photo_0{i}.jpg")
+    (root / "batch_02" / "listing_1" / "photo_09.jpg").write_bytes(b"not a photo")      # a row with an error
+    summary, wall, peak = bench_infer.run_infer(root, str(model), tmp_path / "out", "all", "loop")
+    assert summary["photos"] == 6 and summary["errors"] == 1 and summary["predictions"] == 5
+    assert summary["rate"] == pytest.approx(summary["photos"] / summary["seconds"]) and wall > 0 and peak > 0
+    records = [done_record(tmp_path / "out", b) for b in ("batch_01", "batch_02")]
+    assert sum(r["photos"] for r in records) == summary["photos"]
+    items = [("batch_01/listing_1/photo_00.jpg", "kitchen"), ("batch_02/listing_1/photo_09.jpg", "bedroom")]
+    assert bench_infer.accuracy(tmp_path / "out", items)["n"] == 2

@@ -45,7 +45,7 @@ def test_the_demo_trains_on_train_configs_defaults_and_the_registry_size():
     from roomclf.models.backbones import get_spec
     from roomclf.train.config import DEFAULT_SOURCES, TrainConfig
 
-    assert demo.IMAGE_SIZE == get_spec(demo.BACKBONE).input_size
+    assert demo.IMAGE_SIZE == get_spec(demo.BACKBONE).train_size
     assert demo.LR == TrainConfig.lr and demo.FROZEN_EPOCHS == TrainConfig.frozen_epochs
     assert demo.SOURCES == DEFAULT_SOURCES == TrainConfig.sources
 

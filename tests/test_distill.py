@@ -54,7 +54,7 @@ def test_student_is_trained_on_teacher_predictions_registered_and_gated(tmp_path
     from mlflow import MlflowClient
 
     from roomclf.labels.store import LabelStore
-    from roomclf.models.registry import ONNX_NAME, register_onnx_file
+    from roomclf.models.registry import ONNX_NAME, logged_model_id, register_onnx_file
     from roomclf.train.config import TrainConfig
     from roomclf.train.run import run_training
 
@@ -73,7 +73,7 @@ def test_student_is_trained_on_teacher_predictions_registered_and_gated(tmp_path
         client = MlflowClient()
         run = client.get_run(result.run_id)
         version = client.get_model_version(ONNX_NAME, result.versions[ONNX_NAME])
-        logged = {m.key: m.value for m in client.get_logged_model(version.model_id).metrics}
+        logged = {m.key: m.value for m in client.get_logged_model(logged_model_id(version)).metrics}
     m = run.data.metrics
     assert run.info.status == "FINISHED"
     assert m["n_train"] > 300 and m["n_train_source.teacher"] == m["n_train"] - m["n_train_source.imported"]

@@ -23,6 +23,23 @@ def test_sources_never_overwrite_each_other_and_priority_decides(store):
     assert len(store.rows()) == 4
 
 
+def test_label_sources_are_one_enum_equal_to_their_stored_strings(store):
+    from roomclf.labels.sources import SOURCE_PRIORITY, SOURCES, LabelSource
+    from roomclf.train.config import DEFAULT_SOURCES, HUMAN_SOURCES
+
+    assert [str(s) for s in SOURCES] == ["manual", "imported", "propagated", "predicted"]   # priority order
+    assert SOURCE_PRIORITY["manual"] < SOURCE_PRIORITY[LabelSource.PREDICTED]
+    assert LabelSource.TEACHER not in SOURCES                   # a training origin, never stored
+    assert set(HUMAN_SOURCES) < set(DEFAULT_SOURCES) <= set(SOURCES)
+    store.set_label("batch_01/a/1.jpg", "kitchen", LabelSource.PROPAGATED)
+    store.set_label("batch_01/a/1.jpg", "bedroom", "imported")       # plain strings still work
+    (row,) = store.rows([LabelSource.PROPAGATED])
+    assert row.source == "propagated" and type(row.source) is str
+    assert store.labels(["imported", LabelSource.PROPAGATED])["batch_01/a/1.jpg"].label == "bedroom"
+    with pytest.raises(LabelError, match="unknown label source"):
+        store.set_label("batch_01/a/1.jpg", "kitchen", LabelSource.TEACHER)
+
+
 def test_last_write_wins_and_history_keeps_everything(store):
     store.set_label("p.jpg", "kitchen", who="ann")
     store.set_label("p.jpg", "Dinning", who="bob")

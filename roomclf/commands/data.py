@@ -4,6 +4,8 @@ import time
 import click
 
 from roomclf.commands.options import backbone_option, batches_option, data_option
+from roomclf.labels.sources import SOURCES, LabelSource
+from roomclf.train.config import DEFAULT_SOURCES
 
 
 @click.command("sample-data")
@@ -64,8 +66,8 @@ def embed(data, batches, backbone, batch_size, precision):
 
 @click.command("import-labels")
 @click.argument("source_file", type=click.Path(exists=True))
-@click.option("--as", "source", default="imported", show_default=True,
-              type=click.Choice(["manual", "imported", "propagated", "predicted"]), help="Label source to record.")
+@click.option("--as", "source", default=LabelSource.IMPORTED.value, show_default=True,
+              type=click.Choice([s.value for s in SOURCES]), help="Label source to record.")
 @click.option("--attributes", is_flag=True, help="SOURCE_FILE is a path,attribute,value CSV.")
 @batches_option(default=None, help="Keep only rows of these batches (CSV only), e.g. batch_01,batch_03 or "
                                    "batch_01-batch_05.  [default: all]")
@@ -102,7 +104,7 @@ def import_labels(source_file, source, attributes, batches, limit, data):
 
 @click.command("export-labels")
 @click.argument("out", type=click.Path(dir_okay=False))
-@click.option("--sources", default="manual,imported,propagated", show_default=True)
+@click.option("--sources", default=",".join(DEFAULT_SOURCES), show_default=True)
 @batches_option(default=None, help="Only photos of these batches, e.g. batch_01 or batch_01-batch_05 (checked "
                                    "against the corpus at --data).  [default: all]")
 @data_option

@@ -7,7 +7,9 @@ import click
 @click.option("--attributes", "all_attributes", is_flag=True,
               help="List the trained and untrained attribute tags of every version (default: the champions').")
 def models(names, all_attributes):
-    """List registered versions with their metrics and aliases, and which attribute tags they emit."""
+    """List registered versions with their metrics, model time per photo and aliases, and which attribute tags
+    they emit. ms/photo is the model time on the fixed probe at registration (one thread; the machine is in
+    the version's tag model_ms_timed_on), so accuracy and cost read side by side."""
     from roomclf.models.catalogue import list_versions
     from roomclf.models.registry import ONNX_NAME, TORCH_NAME
     from roomclf.taxonomy import ATTRIBUTE_KEYS
@@ -16,13 +18,14 @@ def models(names, all_attributes):
     if not rows:
         click.echo("no registered models yet (run `roomclf train`)")
         return
-    click.echo(f"{'name':<20}{'version':>8}  {'aliases':<22}{'val_acc':>8}{'val_f1':>8}  {'backbone':<20}"
+    click.echo(f"{'name':<20}{'version':>8}  {'aliases':<22}{'val_acc':>8}{'val_f1':>8}{'ms/photo':>9}  {'backbone':<20}"
                f"{'size':>5}  {'tags':>6}  train -> valid")
     for r in rows:
         t = r.tags
         n_tags = "?" if r.trained is None else f"{len(r.trained)}/{len(ATTRIBUTE_KEYS)}"
         click.echo(f"{r.name:<20}{r.version:>8}  {','.join(r.aliases) or '-':<22}"
-                   f"{t.get('val_accuracy', '-'):>8}{t.get('val_macro_f1', '-'):>8}  {t.get('backbone', '-'):<20}"
+                   f"{t.get('val_accuracy', '-'):>8}{t.get('val_macro_f1', '-'):>8}{t.get('model_ms_per_photo', '-'):>9}"
+                   f"  {t.get('backbone', '-'):<20}"
                    f"{t.get('image_size', '-'):>5}  {n_tags:>6}  {t.get('train_batches', '-')} -> {t.get('valid_batches', '-')}")
     shown = set()
     for r in rows:

@@ -20,6 +20,7 @@ import numpy as np
 from roomclf.corpus import discover
 from roomclf.errors import RoomclfError
 from roomclf.labels.queue import margin_order, margins, value_order
+from roomclf.labels.sources import LabelSource
 from roomclf.labels.store import LabelStore
 from roomclf.models.registry import DEFAULT_ONNX_URI, ModelNotFound
 from roomclf.settings import EMBEDDING_BACKBONE
@@ -167,7 +168,7 @@ def write(store: LabelStore, pred: Predictions, batches: list[str], who: str = "
             for p, row, mi in zip(pred.paths, pred.probs, m)]
     order = queue_order(pred)
     with store.transaction() as db:
-        store.set_labels(rows, "predicted", who, db=db)
+        store.set_labels(rows, LabelSource.PREDICTED, who, db=db)
         for batch in batches:
             store.set_meta(f"queue:{batch}", json.dumps([p for p in order if p.startswith(batch + "/")]), db=db)
     return len(rows)
@@ -194,7 +195,7 @@ def prelabel(store: LabelStore, root: str | os.PathLike, batches: str | list[str
 
 def has_predictions(store: LabelStore, batch: str) -> bool:
     """Whether any photo of ``batch`` has a ``predicted`` label (prelabel has run on it)."""
-    return bool(store.labels(("predicted",), prefix=batch.rstrip("/") + "/"))
+    return bool(store.labels((LabelSource.PREDICTED,), prefix=batch.rstrip("/") + "/"))
 
 
 def ensure_prelabelled(store: LabelStore, root: str | os.PathLike, batch: str, mode: str = "auto",

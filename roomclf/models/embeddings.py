@@ -58,7 +58,7 @@ def _stem(backbone: str, precision: str) -> str:
 
     if precision not in PRECISIONS:
         raise EmbeddingError(f"unknown embedding precision {precision!r}; one of {', '.join(PRECISIONS)}")
-    return f"{backbone}-{get_spec(backbone).input_size}px-{precision}"
+    return f"{backbone}-{get_spec(backbone).weights_size}px-{precision}"
 
 
 def export_embedder(backbone: str, path: str | os.PathLike) -> Path:
@@ -87,10 +87,10 @@ def export_embedder(backbone: str, path: str | os.PathLike) -> Path:
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         raw = Path(tmp) / "export.onnx"
         with torch.no_grad():
-            torch.onnx.export(EmbedNet().eval(), (torch.rand(2, 3, spec.input_size, spec.input_size),), str(raw),
+            torch.onnx.export(EmbedNet().eval(), (torch.rand(2, 3, spec.weights_size, spec.weights_size),), str(raw),
                               dynamo=False, input_names=["image"], output_names=list(_OUTPUTS),
                               dynamic_axes={n: {0: "batch"} for n in ("image", *_OUTPUTS)}, opset_version=17)
-        meta = {"backbone": backbone, "input_size": spec.input_size, "kind": "embedder", "precision": "fp32"}
+        meta = {"backbone": backbone, "input_size": spec.weights_size, "kind": "embedder", "precision": "fp32"}
         return save_onnx(onnx.load(str(raw)), path, meta)
 
 
@@ -112,7 +112,7 @@ def _head_of(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def embedder_file(backbone: str = EMBEDDING_BACKBONE, precision: str = "fp32",
                   root: str | os.PathLike | None = None, calibration: list[str] = ()) -> Path:
-    """The exported embedding graph for ``backbone`` at its registry size, made on first use. ``int8``
+    """The exported embedding graph for ``backbone`` at its weights' size (``BackboneSpec.weights_size``), made on first use. ``int8``
     needs ``calibration`` photos (relative to ``root``) the first time, and is refused (``EmbeddingError``)
     when its vectors disagree with fp32's on them."""
     folder = embedding_dir() / "onnx"
@@ -244,7 +244,7 @@ def embed(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_B
         computed = 0
         if todo:
             embedder = embedder or Embedder(backbone, precision, root=root, calibration=todo)
-            size = embedder.spec.input_size
+            size = embedder.spec.weights_size
             parts = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
             bar = _progress(len(todo), f"embedding ({backbone}, {precision})", progress)
             with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:

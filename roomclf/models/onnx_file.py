@@ -61,7 +61,7 @@ def export_onnx(export_net, path: str | os.PathLike, meta: dict, opset: int | No
     from roomclf.models.backbones import get_spec
 
     spec = get_spec(export_net.net.backbone)
-    size = int(meta.get("input_size") or spec.input_size)
+    size = int(meta.get("input_size") or spec.train_size)
     full = {"backbone": spec.name, "input_size": size, "classes": list(CLASSES),
             "attribute_keys": list(ATTRIBUTE_KEYS), "attribute_thresholds": {}, **meta}
     path = Path(path)

@@ -113,9 +113,17 @@ def log_version_metrics(versions: dict[str, str], metrics: dict[str, float]) -> 
     client = MlflowClient()
     for name, version in versions.items():
         mv = client.get_model_version(name, str(version))
-        if mv.model_id:
+        model_id = logged_model_id(mv)
+        if model_id:
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, run_id=mv.run_id,
-                               model_id=mv.model_id)
+                               model_id=model_id)
+
+
+def logged_model_id(model_version) -> str | None:
+    """The MLflow 3 logged model behind a registered version (a SQLite store leaves ``model_id`` empty and
+    names it only in the version's source, ``models:/<model id>``)."""
+    source = model_version.source or ""
+    return model_version.model_id or (source.removeprefix("models:/") if source.startswith("models:/m-") else None)
 
 
 def serving_requirements() -> list[str]:

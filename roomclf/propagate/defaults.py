@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from roomclf.labels.sources import LabelSource
 from roomclf.models.near_duplicates import DUPLICATE_SIMILARITY
 from roomclf.settings import EMBEDDING_BACKBONE
 
@@ -24,7 +25,7 @@ class PropagationDefaults:
     search_k: int = -1                        # annoy search_k; -1: n_trees * k
     duplicate_threshold: float = DUPLICATE_SIMILARITY
     suspect_share: float = 0.7                # a label is suspect when its neighbours vote this much elsewhere
-    seed_sources: tuple[str, ...] = ("manual",)   # the label sources lent to other photos (--from)
+    seed_sources: tuple[str, ...] = (LabelSource.MANUAL,)   # the label sources lent to other photos (--from)
 
 
 PROPAGATION = PropagationDefaults()

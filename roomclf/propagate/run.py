@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from roomclf.corpus import discover
+from roomclf.labels.sources import HUMAN_SOURCES, LabelSource
 from roomclf.labels.store import SUSPECTS_KEY
 from roomclf.models.near_duplicates import duplicate_pairs
 from roomclf.models.neighbours import NeighbourIndex
@@ -115,7 +116,7 @@ def _inputs(store, root, batches, backbone: str, seed_sources, k: int, folds: in
     labelled = [p for p in sorted(seeds) if p in row_of]
     if len(labelled) - -(-len(labelled) // folds) < k:
         raise PropagationError(f"only {len(labelled)} labelled photos have an embedding; k={k} needs more")
-    taken = set(store.labels(["manual", "imported"])) | set(seeds)
+    taken = set(store.labels(HUMAN_SOURCES)) | set(seeds)
     candidates = [p for p in emb.paths if p not in taken]
     dim = emb.vectors.shape[1]
     return _Inputs(batch_names, emb.paths, emb.vectors, labelled, [seeds[p] for p in labelled],
@@ -205,8 +206,8 @@ def _write(store, result: PropagationResult, rows, paths: list[str], batches: li
         return
     kept = [s for s in store.suspects() if s.get("path", "").split("/", 1)[0] not in set(batches)]
     with store.transaction() as db:
-        store.clear_source("propagated", paths, db=db)
-        store.set_labels(rows, "propagated", who="roomclf propagate", db=db)
+        store.clear_source(LabelSource.PROPAGATED, paths, db=db)
+        store.set_labels(rows, LabelSource.PROPAGATED, who="roomclf propagate", db=db)
         value = json.dumps(kept + [{k: s[k] for k in ("path", "label", "vote", "share", "neighbours")}
                                    for s in result.suspects])
         info = json.dumps({"run_id": result.run_id, "batches": batches, "at": time.time(),
@@ -238,7 +239,7 @@ def _log_run(params: dict, table: list[dict], result: PropagationResult, files: 
                    "suspects": len(result.suspects), "near_duplicates": len(result.duplicates),
                    "unreadable": len(result.unreadable)}
         metrics["cv_coverage"] = result.cv_coverage
-        if not np.isnan(result.cv_precision):
+        if result.cv_coverage:           # a precision was measured: the thresholds accepted something
             metrics["cv_precision"] = result.cv_precision
         mlflow.log_metrics(metrics)
         mlflow.log_artifacts(str(files["index"]), "index")

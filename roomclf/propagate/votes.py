@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from roomclf.errors import RoomclfError
+from roomclf.metrics import binary_scores, fold_ids
 from roomclf.models.neighbours import NeighbourIndex
 from roomclf.propagate.defaults import PROPAGATION
 
@@ -112,13 +113,6 @@ def votes_for(method: str, labelled: np.ndarray, y: np.ndarray, candidates: np.n
     raise PropagationError(f"unknown propagation method {method!r}; one of {', '.join(METHODS)}")
 
 
-def fold_ids(n: int, folds: int, seed: int = 0) -> np.ndarray:
-    """A fold number for each of n items, shuffled deterministically."""
-    ids = np.arange(n) % folds
-    np.random.default_rng(seed).shuffle(ids)
-    return ids
-
-
 def cross_validated_votes(vectors: np.ndarray, y: np.ndarray, k: int, n_classes: int,
                           method: str = PROPAGATION.method, folds: int = PROPAGATION.folds,
                           pool: np.ndarray | None = None, n_trees: int = PROPAGATION.n_trees,
@@ -131,7 +125,7 @@ def cross_validated_votes(vectors: np.ndarray, y: np.ndarray, k: int, n_classes:
     y = np.asarray(y, dtype=np.int64)
     if folds < 2 or folds > len(y):
         raise PropagationError(f"cross-validation needs 2 <= folds <= labelled photos ({len(y)}); got {folds}")
-    fold = fold_ids(len(y), folds, seed)
+    fold = fold_ids(y, folds, seed)        # stratified by class
     out = Votes(np.full(len(y), -1), np.zeros(len(y)), np.zeros(len(y)), np.zeros((len(y), n_classes)))
     pool = np.zeros((0, vectors.shape[1]), np.float32) if pool is None else pool
     for f in range(folds):
@@ -156,7 +150,8 @@ def cross_validate(vectors: np.ndarray, y: np.ndarray, k: int, n_classes: int, m
 
 def threshold_table(votes: Votes, truth: np.ndarray, share_grid=SHARE_GRID, sim_grid=SIM_GRID) -> list[dict]:
     """Precision and coverage of ``votes`` against ``truth`` for every threshold pair: rows of
-    share_min, sim_min, precision (nan when nothing is accepted), coverage, accepted, held_out."""
+    share_min, sim_min, precision (of the accepted votes, ``roomclf.metrics.binary_scores``: 0 when nothing
+    is accepted), coverage, accepted, held_out."""
     rows = []
     right = votes.pred == np.asarray(truth)
     for sim_min in sim_grid:
@@ -164,7 +159,7 @@ def threshold_table(votes: Votes, truth: np.ndarray, share_grid=SHARE_GRID, sim_
             ok = votes.accept(share_min, sim_min)
             n = int(ok.sum())
             rows.append({"share_min": float(share_min), "sim_min": float(sim_min),
-                         "precision": float(right[ok].mean()) if n else float("nan"),
+                         "precision": binary_scores(right, ok)["precision"],
                          "coverage": n / len(truth) if len(truth) else 0.0, "accepted": n, "held_out": len(truth)})
     return rows
 

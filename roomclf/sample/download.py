@@ -85,11 +85,9 @@ class SampleCorpus:
 
 
 def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
+    """The hex SHA-256 of a file."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _existing_corpus(src: Path) -> SampleCorpus | None:

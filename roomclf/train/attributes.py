@@ -80,7 +80,9 @@ from typing import Iterable
 import numpy as np
 
 from roomclf.errors import RoomclfError
-from roomclf.labels.store import SOURCES, ImportReport, LabelStore
+from roomclf.metrics import auc, binary_scores, fold_ids, threshold_sweep
+from roomclf.labels.sources import SOURCES, LabelSource
+from roomclf.labels.store import ImportReport, LabelStore
 from roomclf.taxonomy import (
     ATTRIBUTE_KEYS,
     ATTRIBUTES,
@@ -185,7 +187,7 @@ def select_evidence(rows: list[dict], policy: str = DEFAULT_EVIDENCE, drop_zeros
 
 
 def import_attributes(store: LabelStore, csv_path: str | os.PathLike, corpus_root: str | os.PathLike | None,
-                      source: str = "imported", who: str | None = None, drop_zeros: Iterable[str] = (),
+                      source: str = LabelSource.IMPORTED, who: str | None = None, drop_zeros: Iterable[str] = (),
                       evidence: str = DEFAULT_EVIDENCE, paths: Iterable[str] | None = None) -> AttributeImportReport:
     """Import a ``path,attribute,value[,method]`` CSV into the label store (its room labels must be there first).
 
@@ -247,26 +249,17 @@ def attribute_targets(paths: list[str], store: LabelStore, room_labels: dict[str
 
 # ---- thresholds and metrics ---------------------------------------------------------------
 def scores_metrics(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict:
-    pred = scores >= threshold
-    tp = int(np.sum(pred & (y == 1)))
-    fp, fn = int(np.sum(pred & (y == 0))), int(np.sum(~pred & (y == 1)))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
+    """Precision, recall and F1 of tagging ``scores >= threshold`` (``roomclf.metrics.binary_scores``)."""
+    s = binary_scores(np.asarray(y) == 1, np.asarray(scores) >= threshold)
+    return {k: s[k] for k in ("precision", "recall", "f1")}
 
 
 def choose_threshold(scores: np.ndarray, y: np.ndarray, min_precision: float = MIN_PRECISION) -> float:
     """The threshold of best F1 among those with precision >= min_precision, unless that costs
     more than a tenth of the best F1 (then the threshold of best F1)."""
-    order = np.argsort(-scores, kind="stable")
-    s, t = scores[order], y[order].astype(bool)
-    tp, fp = np.cumsum(t), np.cumsum(~t)
-    precision, recall = tp / (tp + fp), tp / max(int(t.sum()), 1)
-    f1 = np.where(tp > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-    cut = np.r_[s[1:] != s[:-1], True]           # only cut between distinct scores
-    best = int(np.flatnonzero(cut)[np.argmax(f1[cut])])
-    ok = cut & (precision >= min_precision) & (f1 >= PRECISION_F1_SHARE * f1[best])
+    s, precision, _, f1 = threshold_sweep(scores, y)     # one cut per distinct score, highest first
+    best = int(np.argmax(f1))
+    ok = (precision >= min_precision) & (f1 >= PRECISION_F1_SHARE * f1[best])
     i = int(np.flatnonzero(ok)[np.argmax(f1[ok])]) if ok.any() else best
     below = s[i + 1] if i + 1 < len(s) else max(0.0, s[i] - 1e-3)
     return float((s[i] + below) / 2)
@@ -335,14 +328,13 @@ def fit_linear(X: np.ndarray, Y: np.ndarray, M: np.ndarray, weight_decay: float 
 def _oof_scores(X, Y, M, cols, weight_decay, seed, prior, folds=5) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Out-of-fold scores of keys ``cols`` on their labelled training rows: col -> (scores, labels).
 
-    Folds are stratified per key; all keys share one masked fit per fold (keys are independent).
+    Folds are stratified per key (``roomclf.metrics.fold_ids``); all keys share one masked fit per fold
+    (keys are independent).
     """
-    rng = np.random.default_rng(seed)
     fold = np.full((len(X), len(cols)), -1)
     for c, j in enumerate(cols):
-        for cls in (0, 1):
-            idx = np.flatnonzero(M[:, j] & ((Y[:, j] > 0.5) == cls))
-            fold[idx, c] = rng.permutation(len(idx)) % folds
+        idx = np.flatnonzero(M[:, j])
+        fold[idx, c] = fold_ids(Y[idx, j] > 0.5, folds, seed)
     Yc, Mc, scores = Y[:, cols], M[:, cols], np.zeros((len(X), len(cols)))
     for f in range(folds):
         held = fold == f
@@ -351,18 +343,6 @@ def _oof_scores(X, Y, M, cols, weight_decay, seed, prior, folds=5) -> dict[int, 
         W, b = fit_linear(X, Yc, Mc & ~held, weight_decay, seed, prior)
         scores[held] = head_scores(W, b, X)[held]
     return {j: (scores[Mc[:, c], c], Yc[Mc[:, c], c]) for c, j in enumerate(cols)}
-
-
-def auc(scores: np.ndarray, y: np.ndarray) -> float | None:
-    """ROC AUC by ranks (ties averaged); None without both classes."""
-    from scipy.stats import rankdata
-
-    y = np.asarray(y) > 0.5
-    n1 = int(y.sum())
-    if n1 == 0 or n1 == len(y):
-        return None
-    ranks = rankdata(scores)
-    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(y) - n1)))
 
 
 def _judge(entry: dict, scores: np.ndarray, y: np.ndarray, source: str, gate: tuple[np.ndarray, np.ndarray],

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from roomclf.errors import RoomclfError
+from roomclf.labels.sources import HUMAN_SOURCES, LabelSource
 
-DEFAULT_SOURCES = ("manual", "imported", "propagated")
-# Validation counts only labels a person gave (or imported): propagated labels are the confident,
+DEFAULT_SOURCES = (LabelSource.MANUAL, LabelSource.IMPORTED, LabelSource.PROPAGATED)
+# Validation counts only HUMAN_SOURCES, labels a person gave (or imported): propagated labels are the confident,
 # easy photos, and validating on them reads high (97.7% against 81% on human labels, measured).
-HUMAN_SOURCES = ("manual", "imported")
 # A trained model records the confidence at which it reached each of these precisions on its validation
 # photos (export metadata ``sure_confidence``); prelabel copies that table onto its `predicted` labels.
 SURE_PRECISIONS = (0.9, 0.95, 0.98, 0.99)
@@ -113,7 +113,7 @@ class TrainConfig:
     # 1.2-1.4x lite2-260's model time per photo; lite2 at 300 + lite0: 93.2%): lite2 is the default; the demo
     # trains lite0 (minutes)
     backbone: str = "efficientnet_lite2"
-    image_size: int | None = None              # None: the backbone registry's (efficientnet_lite2: 300)
+    image_size: int | None = None              # None: the backbone's train_size (efficientnet_lite2: 300)
     frozen_epochs: int = 2                     # bench/bench_train.py `lite2-300`: TUNE 93.25%
     epochs: int = 3
     batch_size: int = 32

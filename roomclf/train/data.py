@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roomclf.labels.sources import LabelSource
 from roomclf.photos import PhotoError, open_photo
 from roomclf.settings import EMBEDDING_BACKBONE
 from roomclf.taxonomy import CLASSES
@@ -49,7 +50,7 @@ def is_sure(label, precision: float) -> bool:
     """Whether a label may be trained on: any label but a `predicted` one; a `predicted` one only when its
     confidence reaches the one at which its model was ``precision``-precise on validation (recorded by
     prelabel in ``extra["sure_confidence"]``; a zero-shot suggestion has none, so it never counts)."""
-    if label.source != "predicted":
+    if label.source != LabelSource.PREDICTED:
         return True
     at = ((label.extra or {}).get("sure_confidence") or {}).get(sure_key(precision))
     return at is not None and label.confidence is not None and label.confidence >= at
@@ -124,7 +125,8 @@ def drop_broken(root: str | os.PathLike, items: list[tuple[str, str]], size: int
 
 
 def _digest(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 def duplicate_paths(root: str | os.PathLike, train: list[str], valid: list[str], near: bool = True,

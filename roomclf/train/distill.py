@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from roomclf.labels.sources import LabelSource
 from roomclf.taxonomy import CLASSES
 from roomclf.train.config import TrainingError
 from roomclf.train.data import TrainData
 
-TEACHER_SOURCE = "teacher"          # the origin of a training photo no person labelled
+TEACHER_SOURCE = LabelSource.TEACHER   # the origin of a training photo no person labelled
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """What a training run records in MLflow, and the report figures it draws.
 
 Pure helpers: ``class_report`` (per-class precision/recall/F1 from labels and
-predictions), ``sure_confidence`` (the confidence above which a model is right
+predictions, computed by ``roomclf.metrics``), ``sure_confidence`` (the confidence above which a model is right
 often enough for its predictions to be trained on), ``confusion_png`` and
 ``top_loss_grid`` (figures written atomically to a path), ``git_commit``, and ``epoch_logger`` (a fastai callback
 that logs train/valid loss, accuracy and macro-F1 after every epoch).
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roomclf import metrics
 from roomclf.taxonomy import CLASSES
 
 
@@ -31,19 +32,9 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
 
 
 def class_report(y_true: np.ndarray, y_pred: np.ndarray, classes=CLASSES) -> dict:
-    """{'accuracy', 'macro_f1', 'per_class': {class: {precision, recall, f1, support}}, 'text'}."""
-    from sklearn.metrics import classification_report, precision_recall_fscore_support
-
-    labels = list(range(len(classes)))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    present = s > 0
-    text = classification_report(y_true, y_pred, labels=labels, target_names=list(classes), digits=3,
-                                 zero_division=0)
-    return {"accuracy": float(np.mean(np.asarray(y_true) == np.asarray(y_pred))) if len(y_true) else 0.0,
-            "macro_f1": float(np.mean(f[present])) if present.any() else 0.0,
-            "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                              "support": int(s[i])} for i, c in enumerate(classes)},
-            "text": text}
+    """{'accuracy', 'macro_f1', 'per_class': {class: {precision, recall, f1, support}}, 'text'}
+    (``roomclf.metrics.class_report`` over the room classes)."""
+    return metrics.class_report(y_true, y_pred, classes)
 
 
 def sure_confidence(probs: np.ndarray, y_true: np.ndarray, precision: float) -> float | None:
@@ -69,25 +60,21 @@ def _save_figure(fig, path: Path) -> Path:
 
 
 def confusion_png(y_true: np.ndarray, y_pred: np.ndarray, path: str | os.PathLike, classes=CLASSES) -> Path:
-    """A confusion-matrix heat map (rows: true class, columns: predicted) with counts."""
+    """A confusion-matrix heat map (rows: true class, columns: predicted) with counts: scikit-learn's
+    ``ConfusionMatrixDisplay``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import confusion_matrix
+    from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
 
     cm = confusion_matrix(y_true, y_pred, labels=list(range(len(classes))))
     fig, ax = plt.subplots(figsize=(7, 6))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
+    ConfusionMatrixDisplay(cm, display_labels=list(classes)).plot(ax=ax, cmap="Blues", colorbar=False,
+                                                                  values_format="d", xticks_rotation=45)
+    plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    top = cm.max() if cm.size else 0
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            ax.text(j, i, int(cm[i, j]), ha="center", va="center",
-                    color="white" if top and cm[i, j] > top / 2 else "black")
     ax.set_title(f"validation confusion matrix (n={int(cm.sum())})")
     return _save_figure(fig, Path(path))
 

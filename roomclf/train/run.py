@@ -230,7 +230,7 @@ def run_training(cfg: TrainConfig, store=None, echo=print) -> TrainResult:
 
     check_config(cfg)
     spec = get_spec(cfg.backbone)          # an unknown backbone fails here, before any work
-    cfg.image_size = cfg.image_size or spec.input_size
+    cfg.image_size = cfg.image_size or spec.train_size
     store = store or LabelStore()
     root = Path(cfg.data)
     t0 = time.perf_counter()

@@ -19,7 +19,8 @@ from starlette.background import BackgroundTask
 from roomclf.hosts import HostAllowList, allowed_hosts
 from roomclf.labels.app.session import AppError, LabelSession, clean_who
 from roomclf.labels.app.thumbs import SIZES, ThumbCache
-from roomclf.labels.store import SOURCES, LabelError, LabelStore
+from roomclf.labels.sources import SOURCES, LabelSource
+from roomclf.labels.store import LabelError, LabelStore
 from roomclf.photos import PhotoError
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -144,7 +145,7 @@ def create_app(root: str | os.PathLike, batch: str, store: LabelStore | None = N
         return session.set_position(body.path, who(request))
 
     @app.get("/api/export.csv")
-    def export(sources: str = "manual"):
+    def export(sources: str = LabelSource.MANUAL.value):
         chosen = tuple(s.strip() for s in sources.split(",") if s.strip())
         bad = [s for s in chosen if s not in SOURCES]
         if bad or not chosen:

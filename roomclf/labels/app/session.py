@@ -18,6 +18,7 @@ from pathlib import Path
 from roomclf.corpus import discover, parse_batches, path_problem, safe_join
 from roomclf.errors import RoomclfError
 from roomclf.labels.queue import confirm_pages
+from roomclf.labels.sources import LabelSource
 from roomclf.labels.store import LabelStore
 from roomclf.taxonomy import (
     ATTRIBUTE_KEYS,
@@ -28,7 +29,7 @@ from roomclf.taxonomy import (
     canonical_class,
 )
 
-SUGGESTION_SOURCES = ("imported", "propagated", "predicted")
+SUGGESTION_SOURCES = (LabelSource.IMPORTED, LabelSource.PROPAGATED, LabelSource.PREDICTED)
 
 
 class AppError(RoomclfError):
@@ -74,11 +75,11 @@ class LabelSession:
                 if p in self.allowed}
 
     def manual(self) -> dict:
-        return {p: lab for p, lab in self.store.labels(("manual",), prefix=self.batch + "/").items()
+        return {p: lab for p, lab in self.store.labels((LabelSource.MANUAL,), prefix=self.batch + "/").items()
                 if p in self.allowed}
 
     def manual_attributes(self) -> dict[str, dict[str, int]]:
-        return {p: a for p, a in self.store.attributes(("manual",), prefix=self.batch + "/").items()
+        return {p: a for p, a in self.store.attributes((LabelSource.MANUAL,), prefix=self.batch + "/").items()
                 if p in self.allowed}
 
     def queue(self) -> list[dict]:
@@ -172,9 +173,9 @@ class LabelSession:
         room = self._check_label(rel, label)
         keys = self._check_attributes(room, attributes)
         with self.store.transaction() as db:
-            self.store.set_labels([(rel, room)], "manual", who, db=db)
+            self.store.set_labels([(rel, room)], LabelSource.MANUAL, who, db=db)
             if keys:
-                self.store.set_attributes(rel, keys, "manual", who, db=db)
+                self.store.set_attributes(rel, keys, LabelSource.MANUAL, who, db=db)
         return {"path": rel, "label": room, **self.progress()}
 
     def confirm(self, items: list[dict], who: str) -> dict:
@@ -186,7 +187,7 @@ class LabelSession:
             if not isinstance(item, dict) or "path" not in item or "label" not in item:
                 raise AppError("each item needs a 'path' and a 'label'")
             rows.append((item["path"], self._check_label(item["path"], item["label"])))
-        self.store.set_labels(rows, "manual", who)
+        self.store.set_labels(rows, LabelSource.MANUAL, who)
         return {"confirmed": len(rows), **self.progress()}
 
     def unlabel(self, paths: list[str], who: str) -> dict:
@@ -195,8 +196,8 @@ class LabelSession:
             self.photo_file(rel)
         removed = 0
         for rel in paths:
-            removed += self.store.delete_label(rel, "manual", who)
-            self.store.delete_attributes(rel, "manual", who)
+            removed += self.store.delete_label(rel, LabelSource.MANUAL, who)
+            self.store.delete_attributes(rel, LabelSource.MANUAL, who)
         return {"removed": removed, **self.progress()}
 
     def restore(self, items: list[dict], who: str) -> dict:
@@ -223,14 +224,14 @@ class LabelSession:
         with self.store.transaction() as db:
             for rel, room, attrs in rows:
                 if room is None:
-                    self.store.delete_label(rel, "manual", who, db=db)
-                    self.store.delete_attributes(rel, "manual", who, db=db)
+                    self.store.delete_label(rel, LabelSource.MANUAL, who, db=db)
+                    self.store.delete_attributes(rel, LabelSource.MANUAL, who, db=db)
                     continue
-                self.store.set_labels([(rel, room)], "manual", who, db=db)
+                self.store.set_labels([(rel, room)], LabelSource.MANUAL, who, db=db)
                 if attrs is not None:
-                    self.store.delete_attributes(rel, "manual", who, db=db)
+                    self.store.delete_attributes(rel, LabelSource.MANUAL, who, db=db)
                     if attrs:
-                        self.store.set_attributes(rel, attrs, "manual", who, db=db)
+                        self.store.set_attributes(rel, attrs, LabelSource.MANUAL, who, db=db)
         return {"restored": len(rows), **self.progress()}
 
     def set_attributes(self, rel: str, room: str, values: dict, who: str) -> dict:
@@ -238,7 +239,7 @@ class LabelSession:
         keys = self._check_attributes(room, values)
         if not keys:
             raise AppError("no attributes given")
-        self.store.set_attributes(rel, keys, "manual", who)
+        self.store.set_attributes(rel, keys, LabelSource.MANUAL, who)
         return {"path": rel, "attributes": self.manual_attributes().get(rel, {})}
 
     def _position_key(self, who: str) -> str:
@@ -249,7 +250,7 @@ class LabelSession:
         self.store.set_meta(self._position_key(who), rel)
         return {"position": rel}
 
-    def export(self, sources: tuple[str, ...] = ("manual",)) -> Path:
+    def export(self, sources: tuple[str, ...] = (LabelSource.MANUAL,)) -> Path:
         """This batch's labels as a CSV file (a temporary file the caller removes)."""
         fd, name = tempfile.mkstemp(prefix=f"{self.batch}-labels-", suffix=".csv")
         os.close(fd)
