@@ -28,14 +28,14 @@ and on N nodes, assuming rates add up across nodes (Ray's multi-node overhead is
     .venv/bin/python bench/bench_crawl.py                      # 20,000 photos (about 2 hours here)
     .venv/bin/python bench/bench_crawl.py --photos 200 --no-write --work /tmp/crawl200
 
-The result is kept in bench/results/crawl.json (committed) and rendered into docs/benchmarks.md.
+The result is kept in bench/results/crawl.json (committed) and rendered into docs/benchmarks.md
+(``--report`` renders it again without measuring).
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import datetime
-import json
 import os
 import platform
 import random
@@ -49,10 +49,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-from common import PROJECT, default_data, table, write_section
+from common import PROJECT, default_data, load_result, save_result, table, write_section
 
 sys.path.insert(0, str(PROJECT))
-RESULT = PROJECT / "bench" / "results" / "crawl.json"
 CRAWL_PHOTOS, CRAWL_BATCHES = 20_000, 19
 PHOTOS_PER_LISTING = 20
 MANUAL_LABELS = 1_000
@@ -435,10 +434,13 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes making the batch")
     ap.add_argument("--no-write", action="store_true", help="print only; leave the result file and docs alone")
     ap.add_argument("--make-only", action="store_true", help="make the synthetic batch (untimed) and stop")
+    ap.add_argument("--report", action="store_true", help="render the section again from bench/results/crawl.json")
     ap.add_argument("--prepare-training-data", metavar="ROOT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.prepare_training_data:
         return prepare_training_data(args.prepare_training_data, "batch_02")
+    if args.report:
+        return write_section("crawl", render(load_result("crawl")))
     from roomclf.train.config import TrainConfig
 
     work = (args.work or PROJECT / "var" / f"crawl-{args.photos}").resolve()
@@ -448,8 +450,7 @@ def main() -> None:
     text = render(result)
     print(text)
     if not args.no_write:
-        RESULT.parent.mkdir(parents=True, exist_ok=True)
-        RESULT.write_text(json.dumps(result, indent=1) + "\n")
+        save_result("crawl", result)
         write_section("crawl", text)
 
 

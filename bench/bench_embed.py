@@ -9,13 +9,13 @@ the ratio to torch eager, plus how close each variant's vectors are to torch's (
     .venv/bin/python bench/bench_embed.py                       # batch_18, 3 rounds
     .venv/bin/python bench/bench_embed.py --batches batch_18 --rounds 5 --no-write
 
-The result is kept in bench/results/embed.json (committed) and rendered into docs/benchmarks.md.
+The result is kept in bench/results/embed.json (committed) and rendered into docs/benchmarks.md
+(``--report`` renders it again without measuring).
 """
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -25,10 +25,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import PROJECT, default_data, table, write_section
+from common import PROJECT, default_data, load_result, save_result, table, write_section
 
 sys.path.insert(0, str(PROJECT))
-RESULT = PROJECT / "bench" / "results" / "embed.json"
 
 
 class TorchEager:
@@ -84,7 +83,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--limit", type=int, default=0, help="at most this many photos (0: all of the batches)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave the result file and docs alone")
+    ap.add_argument("--report", action="store_true", help="render the section again from bench/results/embed.json")
     args = ap.parse_args()
+    if args.report:
+        return write_section("embed", render(load_result("embed")))
 
     from roomclf.corpus import discover, parse_batches
     from roomclf.models.embeddings import EmbeddingError, Embedder, embed
@@ -128,8 +130,7 @@ def main() -> None:
     text = render(result)
     print(text)
     if not args.no_write:
-        RESULT.parent.mkdir(parents=True, exist_ok=True)
-        RESULT.write_text(json.dumps(result, indent=1) + "\n")
+        save_result("embed", result)
         write_section("embed", text)
 
 

@@ -91,7 +91,8 @@ def load(uri: str, threads: int, ref: ModelRef | None = None) -> LoadedModel:
 
 def default_threads() -> int:
     """One onnxruntime thread per inference, several inferences at once (see ``create_app``'s
-    ``slots``): on a busy machine this gave ~1.8x the throughput of 2 threads x 1 slot."""
+    ``slots``): with several clients at once it serves more requests per second than 2 threads x 1 slot,
+    which wins only for a single client (bench/bench_serving.py, docs/benchmarks.md, serving)."""
     return 1
 
 

@@ -236,7 +236,7 @@ def test_mlflow_run_propagate_one_run_or_two_with_the_same_params(home, tmp_path
 
     os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
     try:
-        client = MlflowClient()
+        client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])   # not a store an earlier test set
         said = mlflow_run("--experiment-name", "my-propagation")
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
         assert len(runs) == 1                                      # the launcher is the step's run

@@ -65,8 +65,9 @@ def combine(models, out, register):
     """Combine two or more room models (models:/ URIs or .onnx files) into one ONNX model whose
     class probabilities are their mean: infer-all, serve and prelabel run it like any other.
 
-    On the tuning split, efficientnet_lite2 + efficientnet_lite0 (each trained by `roomclf train`)
-    score 0.4 points above efficientnet_lite2 alone, at the cost of running both.
+    On the tuning split, efficientnet_lite2 at 260 px + efficientnet_lite0 beat that lite2 alone, at the
+    cost of running both; efficientnet_lite2 at 300 px, `roomclf train`'s default, ties that pair alone
+    (docs/benchmarks.md, train: runs `ens-lite2-lite0-rerun`, `lite2`, `lite2-300`).
     """
     from roomclf.models.ensemble import combine_models
 

@@ -33,13 +33,14 @@ SHARED_OPTIONS = [
                  help="Label sources that count for validation: labels a person gave. Propagated labels are the "
                       "easy photos and would read high."),
     click.option("--image-size", type=INT, default=TrainConfig.image_size,
-                 help="Input size in pixels  [default: the backbone registry's, chosen per backbone on the tuning "
-                      "split: docs/benchmarks.md, train runs `lite2-300` and `lite2`]."),
+                 help="Input size in pixels  [default: the backbone registry's: the size its ImageNet weights were "
+                      "trained at, or the one that won on the tuning split (efficientnet_lite2: docs/benchmarks.md, "
+                      "train runs `lite2-300` against `lite2`)]."),
     click.option("--frozen-epochs", type=INT, default=TrainConfig.frozen_epochs, show_default=True,
                  help="Epochs with the body frozen."),
     click.option("--epochs", type=INT, default=TrainConfig.epochs, show_default=True,
                  help="Epochs of fine-tuning everything. The default won on the tuning split with all labels "
-                      "(train runs `lite2-300` against `lite2-ep5`); with about 1,000 labels more epochs did "
+                      "(train runs `lite2` against `lite2-ep5`); with about 1,000 labels more epochs did "
                       "better (runs `labels1k-lite2-seed43-ep6`): docs/benchmarks.md, train."),
     click.option("--batch-size", type=INT, default=TrainConfig.batch_size, show_default=True),
     click.option("--lr", type=float, default=TrainConfig.lr, show_default=True,

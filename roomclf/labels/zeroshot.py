@@ -9,7 +9,8 @@ room's concepts, and the room probabilities are those scores normalised.
 seed and greedily adds, moves or drops the concept that most improves accuracy
 on labelled photos, until nothing helps. It was fitted on batch_02 + batch_03 of
 the shared corpus with efficientnet_lite0 and is reported on batch_01, which it
-never saw (``bench/bench_zeroshot.py`` reproduces both numbers).
+never saw (``bench/bench_zeroshot.py`` measures both and checks that a refit gives this mapping:
+docs/benchmarks.md, zero-shot prelabel).
 """
 from __future__ import annotations
 

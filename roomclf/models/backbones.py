@@ -120,8 +120,9 @@ BACKBONES: dict[str, BackboneSpec] = {
                                        weights=_LITE_WEIGHTS.format(0), builder=_efficientnet_lite(0), **_LITE_STATS),
     "efficientnet_lite1": BackboneSpec("efficientnet_lite1", 240, 240, feature_dim=1280,
                                        weights=_LITE_WEIGHTS.format(1), builder=_efficientnet_lite(1), **_LITE_STATS),
-    # fine-tuned at 300 px, above the 260 px its ImageNet weights were trained at: all of TRAIN, on TUNE,
-    # 93.25% against 92.81% at 260 (bench/bench_train.py `lite2-300`, `lite2`), 1.33x the compute per photo
+    # fine-tuned at 300 px, above the 260 px its ImageNet weights were trained at: with all of TRAIN it scored
+    # higher on TUNE (bench/bench_train.py run `lite2-300` against `lite2`, docs/benchmarks.md, train), at
+    # (300/260)^2 the compute per photo (its model time: bench/bench_ensemble.py, docs/benchmarks.md, ensemble)
     "efficientnet_lite2": BackboneSpec("efficientnet_lite2", 260, 300, feature_dim=1280,
                                        weights=_LITE_WEIGHTS.format(2), builder=_efficientnet_lite(2), **_LITE_STATS),
     "resnet50": BackboneSpec("resnet50", 224, 224, IMAGENET_MEAN, IMAGENET_STD, 2048,

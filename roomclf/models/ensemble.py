@@ -1,9 +1,11 @@
 """Several exported room models combined into one ONNX file: the mean of their class probabilities.
 
 Two networks trained on the same labels make different mistakes: on the tuning split
-(bench/bench_train.py, TUNE = batch_11-13) efficientnet_lite2 at 260 px and efficientnet_lite0 at 224 px
-score 92.8% and 90.8% alone and 93.25% averaged (lite0 + lite1: 90.7% each, 92.8% averaged); efficientnet_lite2
-at 300 px reaches that 93.25% alone and its pair with lite0 does not beat it (93.2%). ``combine_onnx``
+(bench/bench_train.py, TUNE = batch_11-13) the average of efficientnet_lite2 at 260 px and efficientnet_lite0
+at 224 px beats either alone (run `ens-lite2-lite0-rerun` against `lite2` and `lite0-rerun`; likewise
+`ens-default-lite1`), but efficientnet_lite2 at 300 px, the default, ties that pair alone and its own pair
+with lite0 does not beat it (runs `lite2-300`, `ens-lite2-300-lite0-rerun`; docs/benchmarks.md, train).
+``combine_onnx``
 writes that average as an ordinary roomclf model, so infer-all, serving, prelabel, the gate and the int8 quantiser
 take it unchanged:
 

@@ -24,9 +24,9 @@ What counts as known (the evidence policy, stated once here):
   is kept (stove, dishwasher, microwave, range hood, stairs). A 1 from annotations is
   kept: the object was annotated. ``as_is`` keeps every row, ``no_annotation_zeros``
   drops every annotation zero. ``bench/bench_attributes.py`` measures the three.
-  Measured by eye on 24 random annotated kitchen photos: a zero was wrong (appliance
-  visible) for about 1 in 10 refrigerator / microwave / range-hood zeros, never for
-  dishwasher, but for about half of the stove_or_oven zeros (ovens at the frame's edge).
+  Checked by eye on 24 random annotated kitchen photos: a zero was now and then wrong
+  (appliance visible) for refrigerator / microwave / range hood, never for dishwasher,
+  but often for stove_or_oven (ovens at the frame's edge).
 - **Implied negatives for subtypes.** The interior and exterior attributes are
   kinds of space (laundry, foyer, front, pool...), and label files mostly give
   positives only. A positive for one of them makes another attribute of the
@@ -57,11 +57,11 @@ positives for most keys, and an AUC over 3 positives passes or fails by luck
 (``gate="validation"``, the earlier rule, judges on them alone).
 On the shared corpus (``bench/bench_attributes.py``, frozen efficientnet_lite0
 features) the last rule drops stove, dishwasher, microwave and range hood: against
-annotation zeros their heads rank no better than AUC ~0.6-0.7. The refrigerator,
+annotation zeros their heads rank below ``min_auc``. The refrigerator,
 judged on by-eye negatives once its annotation zeros are left out, trains; it is
 dropped when those zeros count as negatives. The living-room fireplace is dropped
-too: frozen pooled ImageNet features barely see fireplaces (cross-validated AUC
-~0.6 whatever the pooling).
+too: frozen pooled ImageNet features barely see fireplaces, whatever the pooling
+(docs/benchmarks.md, attribute tags, the frozen-features table).
 
 An ImageNet-concept prior (``prior=(A, a)``: the backbone's classifier rows for
 television, refrigerator, dishwasher, microwave, stove, washer, fire screen, ...;
@@ -93,7 +93,7 @@ from roomclf.taxonomy import (
 KEY_INDEX = {k: i for i, k in enumerate(ATTRIBUTE_KEYS)}
 MIN_PRECISION = 0.8
 MIN_VAL_POSITIVES = 3
-PRECISION_F1_SHARE = 0.9   # precision >= 0.8 may cost at most 10% of the best F1
+PRECISION_F1_SHARE = 0.9   # precision >= 0.8 may cost at most a tenth of the best F1
 UNTRAINED_BIAS = -12.0   # an untrained key outputs ~6e-6, and has no threshold anyway
 
 # Attributes of one class that may both be the subject of one photo: a positive for one

@@ -11,7 +11,7 @@ from roomclf.labels.sources import HUMAN_SOURCES, LabelSource
 
 DEFAULT_SOURCES = (LabelSource.MANUAL, LabelSource.IMPORTED, LabelSource.PROPAGATED)
 # Validation counts only HUMAN_SOURCES, labels a person gave (or imported): propagated labels are the confident,
-# easy photos, and validating on them reads high (97.7% against 81% on human labels, measured).
+# easy photos, and validating on them reads well above what the same model scores on human labels (measured).
 # A trained model records the confidence at which it reached each of these precisions on its validation
 # photos (export metadata ``sure_confidence``); prelabel copies that table onto its `predicted` labels.
 SURE_PRECISIONS = (0.9, 0.95, 0.98, 0.99)
@@ -48,20 +48,25 @@ class Recipe:
     pct_start: float = 0.3               # one-cycle warm-up share in the unfrozen phase
     sure_precision: float = 0.95         # `predicted` labels are trained on only at or above the confidence where
                                          # the model that made them was this precise on its validation photos
-                                         # (self-training; bench_train --pseudo, 1,000 hand labels + 2,443 such:
-                                         # lite1 +0.4 on TUNE, -0.4 with flip TTA; lite0 taught by lite1 +1.9:
+                                         # (self-training, bench/bench_train.py runs `labels1k-lite1-self` and
+                                         # `labels1k-self`: a student gains on its 1,000 hand labels but does not
+                                         # beat its teacher with flip TTA, docs/benchmarks.md, train: so
                                          # `predicted` is not among the default --sources)
     label_smoothing: float = 0.0         # 0: plain cross-entropy; eps of fastai's label-smoothing loss
     mixup: float = 0.0                   # 0: off; else MixUp's Beta(alpha, alpha) in every epoch
     small_size: int = 0                  # progressive resizing: 0 off; else the frozen epochs and the first
     small_epochs: int = 1                # small_epochs unfrozen ones train on photos of this size, the rest at
-                                         # the input size (bench_train, 1,000 labels, TUNE: efficientnet_lite0
-                                         # at 160 px +1.0, efficientnet_lite2 at 192 px -1.6: off by default)
+                                         # the input size (bench/bench_train.py, 1,000 labels, TUNE: it helped
+                                         # efficientnet_lite0 in run `labels1k-prog160` but cost
+                                         # efficientnet_lite2 in `labels1k-lite2-seed43-prog192`, docs/benchmarks.md,
+                                         # train: off by default)
     balanced_sampling: bool = False      # each epoch draws training photos with probability 1 / (their class's
                                          # count), so every class is seen about equally often; replaces the
                                          # class-weighted loss (class_weighted is then ignored)
-    flip_tta: bool = False               # exported model averages the photo and its mirror (2x the compute;
-                                         # TUNE +0.26 points, TEST +0.32: docs/benchmarks.md, train)
+    flip_tta: bool = False               # exported model averages the photo and its mirror (twice the compute;
+                                         # off: it helped efficientnet_lite0 in run `default` but not the default
+                                         # efficientnet_lite2 in runs `lite2` and `lite2-300`: docs/benchmarks.md,
+                                         # train)
     temperature: float = 2.0             # distillation (`roomclf distill`): the teacher's and the student's
                                          # distributions are compared at this temperature
     parity_photos: int = 16              # validation photos for the torch/ONNX parity check
@@ -108,13 +113,14 @@ class TrainConfig:
     valid_batches: list[str]
     sources: tuple[str, ...] = DEFAULT_SOURCES
     valid_sources: tuple[str, ...] = HUMAN_SOURCES
-    # bench_train, all of TRAIN, on TUNE: efficientnet_lite2 at 300 px 93.25% (macro-F1 0.918, 76 min here),
-    # at 260 px 92.8%, lite0 and lite1 90.7% each; averaged pairs no higher (lite2 at 260 + lite0: 93.25% at
-    # 1.2-1.4x lite2-260's model time per photo; lite2 at 300 + lite0: 93.2%): lite2 is the default; the demo
-    # trains lite0 (minutes)
+    # efficientnet_lite2 (at 300 px) is the default: on TUNE, with all of TRAIN, it scored best of the single
+    # networks (bench/bench_train.py run `lite2-300` against `lite2`, `lite0-rerun`, `lite1`), and no averaged
+    # pair beat it as one network: `ens-lite2-lite0-rerun` only ties it at both networks' model time
+    # (bench/bench_ensemble.py), and `ens-lite2-300-lite0-rerun` scores lower (docs/benchmarks.md, train and
+    # ensemble). The demo trains efficientnet_lite0 (minutes).
     backbone: str = "efficientnet_lite2"
     image_size: int | None = None              # None: the backbone's train_size (efficientnet_lite2: 300)
-    frozen_epochs: int = 2                     # bench/bench_train.py `lite2-300`: TUNE 93.25%
+    frozen_epochs: int = 2                     # the recipe of bench/bench_train.py run `lite2-300`
     epochs: int = 3
     batch_size: int = 32
     lr: float | None = 1.6e-3                  # None: lr_find

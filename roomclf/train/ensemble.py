@@ -4,9 +4,11 @@ registered and gated like any other), then the members combined into one ONNX mo
 validation photos the members were validated on.
 
 On the tuning split (docs/benchmarks.md, train section), efficientnet_lite2 at 260 px + efficientnet_lite0
-score 93.25% against 92.8% for that lite2 alone and 90.8% for lite0, at the inference cost of both networks;
-efficientnet_lite0 + efficientnet_lite1 score 92.8%. efficientnet_lite2 at 300 px (the default) scores
-93.25% alone, and 93.2% with lite0, so a pair is an option, not the default.
+beat either network alone (bench/bench_train.py run `ens-lite2-lite0-rerun` against `lite2` and
+`lite0-rerun`; so did efficientnet_lite0 + efficientnet_lite1, `ens-default-lite1`), at the inference cost of
+both networks (bench/bench_ensemble.py, docs/benchmarks.md, ensemble). efficientnet_lite2 at 300 px (the
+default) ties that pair alone, and its pair with lite0 scores no higher (`lite2-300`,
+`ens-lite2-300-lite0-rerun`), so a pair is an option, not the default.
 """
 from __future__ import annotations
 

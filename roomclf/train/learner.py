@@ -33,8 +33,8 @@ def room_splitter(model):
 
     The body is halved the way fastai splits its own CNN learners, so ``slice(lr / 100, lr)``
     gives the early layers lr/100, the late layers lr/10 and the head lr. With two groups the whole body
-    got lr/100 and barely moved (bench/bench_train.py: 88.9% with 2 unfrozen epochs;
-    90.7% with this split and 3).
+    got lr/100 and barely moved: an earlier bench/bench_train.py run with two groups (and 2 unfrozen
+    epochs) scored clearly below this split with 3 (run `default`, docs/benchmarks.md, train).
     """
     from fastai.torch_core import params
 
@@ -93,8 +93,8 @@ def _keep_bn_stats_callback():
     class KeepBnStats(Callback):
         """The body's BatchNorm layers keep their ImageNet statistics in both phases.
 
-        Measured on 300 photos at 224 px: letting batches of 32 augmented photos overwrite them
-        took validation accuracy from 81.5% to 59-75% (frozen and unfrozen phase alike).
+        Measured on 300 photos at 224 px: letting batches of 32 augmented photos overwrite
+        them cost a large, erratic share of validation accuracy (frozen and unfrozen phase alike).
         """
         order = 1
 
@@ -116,7 +116,7 @@ def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = Tru
     ``recipe.temperature`` and top-1 accuracy against the targets' top class.
 
     ``train_bn=False`` keeps the body's BatchNorm weights frozen with the body, so the
-    frozen phase never back-propagates through the body: about 2.5x faster on a CPU.
+    frozen phase never back-propagates through the body, which makes it much faster on a CPU.
     """
     import fastai.callback.progress  # noqa: F401  (progress bars, no_bar)
     import fastai.callback.schedule  # noqa: F401  (fit_one_cycle, lr_find)
@@ -184,7 +184,7 @@ def fit(learn, frozen_epochs: int, epochs: int, lr: float, cbs=None, recipe: Rec
         learn.unfreeze()
         # fastai's fine_tune halves its base rate (default 2e-3) here; capped so an lr_find
         # valley meant for the head alone cannot shake the body (measured in the demo: lr_find's
-        # 4e-3 made the unfrozen epoch cost 4.5 points; 1.6e-3 gained 1.3).
+        # higher suggestion made the unfrozen epoch lose accuracy, the bench's rate gained).
         base = min(lr, recipe.unfrozen_lr_cap) / recipe.unfrozen_lr_div
         learn.dls = first
         resize = [_train_on_after(recipe.small_epochs, full)] if small_dls is not None else []
