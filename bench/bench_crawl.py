@@ -49,7 +49,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-from common import PROJECT, default_data, load_result, save_result, table, write_section
+from common import PROJECT, default_data, load_result, publish, table, write_section
 
 sys.path.insert(0, str(PROJECT))
 CRAWL_PHOTOS, CRAWL_BATCHES = 20_000, 19
@@ -447,11 +447,7 @@ def main() -> None:
     if args.make_only:
         return print(f"{len(make_crawl(work, args.photos, args.jobs)['rows'])} photos in {work / 'listings'}")
     result = run_bench(work, args.photos, args.backbone or TrainConfig.backbone, args.model, args.jobs)
-    text = render(result)
-    print(text)
-    if not args.no_write:
-        save_result("crawl", result)
-        write_section("crawl", text)
+    publish("crawl", result, render, write=not args.no_write)
 
 
 if __name__ == "__main__":

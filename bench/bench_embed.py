@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import PROJECT, default_data, load_result, save_result, table, write_section
+from common import PROJECT, default_data, load_result, publish, table, write_section
 
 sys.path.insert(0, str(PROJECT))
 
@@ -127,11 +127,7 @@ def main() -> None:
               "input_size": get_spec(backbone).weights_size, "batch_size": 32, "rounds": args.rounds,
               "machine": f"{os.cpu_count()} CPUs ({platform.machine()})", "load": os.getloadavg()[0],
               "date": datetime.date.today().isoformat(), "variants": variants}
-    text = render(result)
-    print(text)
-    if not args.no_write:
-        save_result("embed", result)
-        write_section("embed", text)
+    publish("embed", result, render, write=not args.no_write)
 
 
 if __name__ == "__main__":

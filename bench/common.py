@@ -54,6 +54,17 @@ def load_result(name: str, folder: Path | None = None):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def publish(name: str, result: dict, render, write: bool = True) -> str:
+    """Print the section ``render(result)``; with ``write``, keep ``result`` (``save_result``) and put the
+    section in docs/benchmarks.md. Returns the section's text."""
+    text = render(result)
+    print(text)
+    if write:
+        save_result(name, result)
+        write_section(name, text)
+    return text
+
+
 def read_section(name: str, path: Path = DOC) -> str:
     """The text of the ``<!-- bench:NAME -->`` block as written now ("" when absent)."""
     old = path.read_text() if path.exists() else ""

@@ -73,6 +73,21 @@ def test_value_order_prefers_uncertain_and_diverse():
     assert set(order[:5]) == {3, 4, 13, 23, 33}        # then the near-duplicate, before confident photos
 
 
+def test_value_order_traverses_the_head_then_orders_the_rest_by_value():
+    """Past ``head`` picks (a crawl-size batch) the traversal stops: the head is the full traversal's, and the
+    rest come once each, most valuable first."""
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(300, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    margin = rng.random(300).astype(np.float32)
+    full = value_order(vectors, margin, head=300)
+    cut = value_order(vectors, margin, head=40)
+    assert cut[:40] == full[:40] and sorted(cut) == list(range(300))
+    picked = vectors[cut[:40]]
+    value = np.linalg.norm(vectors[:, None] - picked[None], axis=2).min(1) * ((1 - margin) + 1e-3)
+    assert np.all(np.diff(value[cut[40:]]) <= 1e-6)             # the rest by their value after the head
+
+
 def test_margins_and_confirm_pages():
     probs = np.array([[0.5, 0.5, 0], [0.9, 0.05, 0.05]])
     assert np.allclose(margins(probs), [0.0, 0.85])

@@ -69,10 +69,6 @@ def evaluate(model: str | os.PathLike, root: str | os.PathLike, items: list[tupl
     return Score(report["accuracy"], report["macro_f1"], len(items))
 
 
-def is_better(new: Score, old: Score | None) -> bool:
-    return decide(new, old, tolerance=0.0)[0]
-
-
 def decide(new: Score, old: Score | None, tolerance: float) -> tuple[bool, str]:
     """(does ``new`` replace ``old``, why): the more accurate wins, ties broken by macro-F1; a model whose
     accuracy is at most ``tolerance`` (a fraction: 0.003 = 0.3 points) below the other's wins when its
@@ -205,7 +201,6 @@ __all__ = [
     "decide",
     "evaluate",
     "gate",
-    "is_better",
     "promote",
     "fair_items",
 ]

@@ -396,7 +396,13 @@ def _register_all(onnx_path: Path, learner_path: Path, state_path: Path, cfg: Tr
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from roomclf.models.registry import MS_PER_PHOTO_TAG, is_unreachable, model_cost_tags, unreachable
+    from roomclf.models.registry import (
+        MS_PER_PHOTO_TAG,
+        is_unreachable,
+        log_version_metrics,
+        model_cost_tags,
+        unreachable,
+    )
     from roomclf.photos import model_input
     from roomclf.train.report import git_commit
 
@@ -429,8 +435,6 @@ def _register_all(onnx_path: Path, learner_path: Path, state_path: Path, cfg: Tr
                      "compared_with_champion": gated.champion_version or "none",
                      **({"gate_champion_unfair": gated.champion_unfair} if gated.champion_unfair else {}),
                      **{f"version.{n}": v for n, v in versions.items()}})
-    from roomclf.models.registry import log_version_metrics
-
     log_version_metrics(versions, {**{k: float(v) for k, v in metrics.items()
                                       if k in ("val_accuracy", "val_macro_f1") or k.startswith("val_f1.")},
                                    "model_ms_per_photo": float(cost[MS_PER_PHOTO_TAG]),
