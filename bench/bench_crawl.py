@@ -206,7 +206,12 @@ def timed(name: str, args: list[str], env: dict, photos: int, log: Path) -> dict
         tail = "\n".join(log.read_text().splitlines()[-15:])
         raise SystemExit(f"bench_crawl: step '{name}' failed ({code}):\n{tail}")
     return {"step": name, "seconds": seconds, "photos": photos, "photos_per_s": photos / seconds,
-            "peak_mb": largest, "tree_peak_mb": total}
+            "peak_mb": largest, "tree_peak_mb": total, **_stamp()}
+
+
+def _stamp() -> dict:
+    """When a step was measured and the machine's load then (steps of one table may come from several runs)."""
+    return {"when": datetime.datetime.now().isoformat(timespec="minutes"), "load": round(os.getloadavg()[0], 1)}
 
 
 def _free_port() -> int:
@@ -252,7 +257,7 @@ def first_labelling_page(env: dict, photos: int, log: Path) -> dict:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()
     return {"step": "cold prelabel + first labelling page", "seconds": seconds, "photos": photos,
-            "photos_per_s": photos / seconds, "peak_mb": largest, "tree_peak_mb": total}
+            "photos_per_s": photos / seconds, "peak_mb": largest, "tree_peak_mb": total, **_stamp()}
 
 
 def _first_path(queue: list[dict]) -> str | None:
@@ -327,7 +332,14 @@ def floor(model: Path, work: Path, rows: list[dict], n: int = 200) -> dict:
 
 # ---- the whole bench -----------------------------------------------------------------------------
 
-def run_bench(work: Path, n: int, backbone: str, model: Path | None, jobs: int) -> dict:
+STEPS = ("label", "embed", "propagate", "train-prep", "infer-loop", "infer-ray")
+
+
+def run_bench(work: Path, n: int, backbone: str, model: Path | None, jobs: int, only: set[str] | None = None) -> dict:
+    """Every step of ``STEPS`` (or those in ``only``) on the synthetic batch; the result to keep."""
+    def want(step: str) -> bool:
+        return only is None or step in only
+
     made = make_crawl(work, n, jobs)
     rows = made["rows"]
     logs = work / "logs"
@@ -336,16 +348,38 @@ def run_bench(work: Path, n: int, backbone: str, model: Path | None, jobs: int) 
     steps = []
     print(f"bench_crawl: {n} listing-size photos in {work / 'listings'}", flush=True)
 
-    env = step_env(work, "home-label")
-    shutil.rmtree(env["ROOMCLF_HOME"], ignore_errors=True)
-    steps.append(first_labelling_page(env, total, logs / "label.log"))
-    print(steps[-1], flush=True)
+    if want("label"):
+        env = step_env(work, "home-label")
+        shutil.rmtree(env["ROOMCLF_HOME"], ignore_errors=True)
+        steps.append(first_labelling_page(env, total, logs / "label.log"))
+        print(steps[-1], flush=True)
+    if want("embed"):
+        env = step_env(work, "home-embed")
+        shutil.rmtree(env["ROOMCLF_HOME"], ignore_errors=True)
+        steps.append(timed("embedding (empty cache)", [*ROOMCLF, "embed", "--batch", "batch_01"], env, total,
+                           logs / "embed.log"))
+        print(steps[-1], flush=True)
+    if want("propagate") or want("train-prep"):
+        steps += labelled_steps(work, rows, total, logs)
+    if want("infer-loop") or want("infer-ray"):
+        steps += infer_steps(work, rows, total, logs, backbone, model, [e for e in ("loop", "ray") if want(f"infer-{e}")])
+    fp32 = model or speed_model(work, backbone)
+    from roomclf.models.onnx_file import OnnxModel
 
+    meta = OnnxModel(fp32).meta
+    return {"photos": n, "planted": total - n, "photo_size": "1024x768 (one in ten 768x1024) JPEG, quality 70-92",
+            "model": f"{meta.get('backbone')} at {meta.get('input_size')} px" + (
+                "" if model else " (pretrained body, untrained heads: speed only)"),
+            "floors": {s["form"]: s["floor"] for s in steps if "floor" in s}, "steps": steps,
+            "machine": f"{os.cpu_count()} CPUs ({platform.machine()})",
+            "load": os.getloadavg()[0], "date": datetime.date.today().isoformat()}
+
+
+def labelled_steps(work: Path, rows: list[dict], total: int, logs: Path) -> list[dict]:
+    """Propagation from the first photos a person labelled, then training's data preparation, in the
+    embedding step's working data (its embeddings cached)."""
     env = step_env(work, "home-embed")
-    shutil.rmtree(env["ROOMCLF_HOME"], ignore_errors=True)
-    steps.append(timed("embedding (empty cache)", [*ROOMCLF, "embed", "--batch", "batch_01"], env, total,
-                       logs / "embed.log"))
-    print(steps[-1], flush=True)
+    steps = []
 
     manual = work / "manual.csv"          # the first 1,000 photos a person labelled
     with open(manual, "w", newline="") as f:
@@ -369,29 +403,38 @@ def run_bench(work: Path, n: int, backbone: str, model: Path | None, jobs: int) 
                        [sys.executable, __file__, "--prepare-training-data", str(work / "listings")], env,
                        total + len(valid.read_text().splitlines()) - 1, logs / "train-prep.log"))
     print(steps[-1], flush=True)
+    return steps
 
+
+def infer_steps(work: Path, rows: list[dict], total: int, logs: Path, backbone: str, model: Path | None,
+                engines: list[str]) -> list[dict]:
+    """infer-all with each engine, fp32 and int8, each beside the floor measured for its model now."""
     fp32 = model or speed_model(work, backbone)
     forms = {"fp32": fp32, "int8": int8_twin(fp32, work, rows)}
     floors = {form: floor(path, work, rows) for form, path in forms.items()}
     env = step_env(work, "home-infer")
-    for engine in ("loop", "ray"):
+    steps = []
+    for engine in engines:
         for form, path in forms.items():
             out = work / f"infer-{engine}-{form}"
             shutil.rmtree(out, ignore_errors=True)
             step = timed(f"infer-all, {engine}, {form}",
                          [*ROOMCLF, "infer-all", "--batch", "batch_01", "--model", str(path), "--engine", engine,
                           "--out", str(out), "--no-progress"], env, total, logs / f"infer-{engine}-{form}.log")
-            step["floor_photos_per_s"] = floors[form]["photos_per_s"]
+            step.update(floor_photos_per_s=floors[form]["photos_per_s"], form=form, floor=floors[form])
             steps.append(step)
             print(steps[-1], flush=True)
-    from roomclf.models.onnx_file import OnnxModel
+    return steps
 
-    meta = OnnxModel(fp32).meta
-    return {"photos": n, "planted": total - n, "photo_size": "1024x768 (one in ten 768x1024) JPEG, quality 70-92",
-            "model": f"{meta.get('backbone')} at {meta.get('input_size')} px" + (
-                "" if model else " (pretrained body, untrained heads: speed only)"),
-            "floors": floors, "steps": steps, "machine": f"{os.cpu_count()} CPUs ({platform.machine()})",
-            "load": os.getloadavg()[0], "date": datetime.date.today().isoformat()}
+
+def merged(earlier: dict | None, now: dict) -> dict:
+    """``now``'s steps in place of the same steps of ``earlier`` (a run with --only); each step keeps the
+    date and load average of the run that measured it."""
+    if not earlier:
+        return now
+    fresh = {s["step"]: s for s in now["steps"]}
+    steps = [fresh.pop(s["step"], s) for s in earlier["steps"]] + list(fresh.values())
+    return {**now, "steps": steps, "floors": {**earlier.get("floors", {}), **now["floors"]}}
 
 
 def extrapolate(step: dict, nodes: int) -> str:
@@ -405,7 +448,7 @@ def render(result: dict) -> str:
     for s in result["steps"]:
         ratio = f"{s['photos_per_s'] / s['floor_photos_per_s']:.2f}" if s.get("floor_photos_per_s") else "-"
         rows.append([s["step"], f"{s['seconds']:.0f}", f"{s['photos_per_s']:.1f}", ratio,
-                     f"{s['peak_mb']:.0f} / {s['tree_peak_mb']:.0f}",
+                     f"{s['peak_mb']:.0f} / {s['tree_peak_mb']:.0f}", s.get("when", result["date"]).replace("T", " "),
                      *[extrapolate(s, k) for k in NODES]])
     fl = "; ".join(f"{form}: decode {f['decode_ms']:.1f} ms + model {f['model_ms']:.1f} ms per photo, "
                    f"floor {f['photos_per_s']:.1f} photos/s" for form, f in result["floors"].items())
@@ -415,10 +458,10 @@ def render(result: dict) -> str:
          f"corpus photos varied by crop, mirror image and quality) plus {result['planted']} planted bad files. "
          f"Each step is the product's command in a fresh process, wall-clock from launch to exit (startup "
          f"included); peak memory is sampled from /proc every half second: the largest single process of the "
-         f"step's tree, and the whole tree's resident total. {result['machine']}, load average "
-         f"{result['load']:.1f} at the end; {result['date']}. infer-all's model: {result['model']}; its floor "
+         f"step's tree, and the whole tree's resident total. {result['machine']}; each step measured when its "
+         f"row says (`--only` measures some steps again). infer-all's model: {result['model']}; its floor "
          f"(one thread each, medians; divided over the CPUs): {fl}."), "",
-        table(["step", "seconds", "photos/s", "vs floor", "peak MB: largest process / all",
+        table(["step", "seconds", "photos/s", "vs floor", "peak MB: largest process / all", "measured",
                *[f"whole crawl, {k} node{'s' if k > 1 else ''}" for k in NODES]], rows), "",
         (f"The whole crawl is {CRAWL_BATCHES} batches of {CRAWL_PHOTOS:,} photos; N nodes assume the per-node rate "
          "measured here adds up (Ray's overhead across machines is not measured by this bench).")])
@@ -434,6 +477,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes making the batch")
     ap.add_argument("--no-write", action="store_true", help="print only; leave the result file and docs alone")
     ap.add_argument("--make-only", action="store_true", help="make the synthetic batch (untimed) and stop")
+    ap.add_argument("--only", default=None, help=f"comma list of steps to measure again ({', '.join(STEPS)}); "
+                    "the others keep their figures from bench/results/crawl.json")
     ap.add_argument("--report", action="store_true", help="render the section again from bench/results/crawl.json")
     ap.add_argument("--prepare-training-data", metavar="ROOT", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -446,8 +491,11 @@ def main() -> None:
     work = (args.work or PROJECT / "var" / f"crawl-{args.photos}").resolve()
     if args.make_only:
         return print(f"{len(make_crawl(work, args.photos, args.jobs)['rows'])} photos in {work / 'listings'}")
-    result = run_bench(work, args.photos, args.backbone or TrainConfig.backbone, args.model, args.jobs)
-    publish("crawl", result, render, write=not args.no_write)
+    only = {s.strip() for s in args.only.split(",")} if args.only else None
+    if only and only - set(STEPS):
+        raise SystemExit(f"bench_crawl: unknown steps {', '.join(sorted(only - set(STEPS)))}; one of {', '.join(STEPS)}")
+    result = run_bench(work, args.photos, args.backbone or TrainConfig.backbone, args.model, args.jobs, only)
+    publish("crawl", merged(load_result("crawl") if only else None, result), render, write=not args.no_write)
 
 
 if __name__ == "__main__":

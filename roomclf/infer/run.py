@@ -100,17 +100,34 @@ def resolve_model(uri: str = DEFAULT_ONNX_URI, quantized: bool = False) -> Model
 
 # --------------------------------------------------------------------------- the engines
 
+LOOP_PREFETCH = 2      # chunks decoded ahead of the model (bench/bench_crawl.py: infer-all, loop, vs its floor)
+
+
 def run_loop(root: Path, items: list[dict], model_ref: ModelFile, with_embedding: bool, batch_size: int = 32,
              threads: int | None = None):
-    """The in-process engine: yields a DataFrame of rows per chunk of ``batch_size`` photos."""
+    """The in-process engine: yields a DataFrame of rows per chunk of ``batch_size`` photos. Decoding runs
+    in a thread pool ``LOOP_PREFETCH`` chunks ahead, so it overlaps the model instead of waiting for it."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     from roomclf.models.onnx_file import OnnxModel
 
     model = OnnxModel(model_ref.path, threads=threads or min(4, os.cpu_count() or 1))
-    for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
+    chunks = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
+
+    def decode(chunk: list[dict]) -> dict:
         cols = {k: [it[k] for it in chunk] for k in ("path", "batch", "listing")}
-        yield predict_batch(model, decode_batch(cols, str(root), model.input_size),
-                            model_ref.name, model_ref.version, with_embedding)
+        return decode_batch(cols, str(root), model.input_size)
+
+    with ThreadPoolExecutor(max_workers=LOOP_PREFETCH, thread_name_prefix="infer-all-decode") as pool:
+        pending = deque(pool.submit(decode, chunk) for chunk in chunks[:LOOP_PREFETCH])
+        later = iter(chunks[LOOP_PREFETCH:])
+        while pending:
+            decoded = pending.popleft().result()
+            ahead = next(later, None)
+            if ahead is not None:
+                pending.append(pool.submit(decode, ahead))
+            yield predict_batch(model, decoded, model_ref.name, model_ref.version, with_embedding)
 
 
 def with_stall_timeout(stream, seconds: float):
