@@ -391,7 +391,7 @@ def labelled_steps(work: Path, rows: list[dict], total: int, logs: Path) -> list
         writer = csv.writer(f)
         writer.writerow(["path", "label"])
         writer.writerows([r["path"], r["label"]] for r in rows if r["path"].startswith("batch_02/"))
-    labels = min(MANUAL_LABELS, n // 2)
+    labels = min(MANUAL_LABELS, sum(r["path"].startswith("batch_01/") for r in rows) // 2)
     subprocess.run([*ROOMCLF, "import-labels", str(manual), "--as", "manual", "--limit", str(labels)], env=env,
                    check=True, stdout=subprocess.DEVNULL, cwd=PROJECT)
     subprocess.run([*ROOMCLF, "import-labels", str(valid), "--as", "imported"], env=env, check=True,

@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from common import PROJECT, default_data, load_result, publish, table, write_section
