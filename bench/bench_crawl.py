@@ -27,6 +27,7 @@ and on N nodes, assuming rates add up across nodes (Ray's multi-node overhead is
 
     .venv/bin/python bench/bench_crawl.py                      # 20,000 photos (about 2 hours here)
     .venv/bin/python bench/bench_crawl.py --photos 200 --no-write --work /tmp/crawl200
+    .venv/bin/python bench/bench_crawl.py --only infer-loop    # measure some steps again, keep the others
 
 The result is kept in bench/results/crawl.json (committed) and rendered into docs/benchmarks.md
 (``--report`` renders it again without measuring).
