@@ -26,7 +26,7 @@ Finally the per-node rates are extrapolated to the whole crawl (19 batches of 20
 and on N nodes, assuming rates add up across nodes (Ray's multi-node overhead is not measured here).
 
     .venv/bin/python bench/bench_crawl.py                      # 20,000 photos (about 2 hours here)
-    .venv/bin/python bench/bench_crawl.py --photos 200 --no-write --work /tmp/crawl200
+    .venv/bin/python bench/bench_crawl.py --photos 200 --no-write              # a quick look, in var/crawl-200
     .venv/bin/python bench/bench_crawl.py --only infer-loop    # measure some steps again, keep the others
 
 The result is kept in bench/results/crawl.json (committed) and rendered into docs/benchmarks.md
