@@ -9,7 +9,6 @@ its id is in every batch's done record and in the Parquet files' metadata.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import time
@@ -65,14 +64,6 @@ class ModelFile:
         return f"{self.name}/{self.version}/{self.sha256[:16]}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def quantized_uri(uri: str) -> str:
     """The int8 twin of a ``roomclf-onnx`` registry URI."""
     for sep in ("@", "/"):
@@ -95,7 +86,9 @@ def resolve_model(uri: str = DEFAULT_ONNX_URI, quantized: bool = False) -> Model
         hint = f" (register an int8 model as {INT8_NAME} with alias champion, or pass --model)" if quantized else ""
         raise ModelNotFound(f"{exc}{hint}") from None
     path = local_onnx(ref)
-    return ModelFile(ref, path, _sha256(path))
+    from roomclf.sample.download import sha256
+
+    return ModelFile(ref, path, sha256(path))
 
 
 # --------------------------------------------------------------------------- the engines

@@ -88,7 +88,6 @@ def champion(root: str | os.PathLike, paths: list[str], uri: str = DEFAULT_ONNX_
 
     from roomclf.models.onnx_file import OnnxModel
     from roomclf.models.registry import local_onnx, resolve
-    from roomclf.photos import PhotoError, model_input
 
     ref = resolve(uri)
     model = OnnxModel(local_onnx(ref))
@@ -96,20 +95,13 @@ def champion(root: str | os.PathLike, paths: list[str], uri: str = DEFAULT_ONNX_
     done, probs, vecs, errors = [], [], [], {}
     root = Path(root)
     with tqdm(total=len(paths), desc=f"prelabel ({name})", unit="photo", disable=not progress) as bar:
-        for start in range(0, len(paths), batch_size):
-            part, arrays = [], []
-            for p in paths[start:start + batch_size]:
-                try:
-                    arrays.append(model_input(root / p, model.input_size))
-                    part.append(p)
-                except PhotoError as exc:
-                    errors[p] = exc.reason
-            if arrays:
-                out = model.run(np.stack(arrays))
-                done += part
+        for idx, out, unreadable in model.run_sources([root / p for p in paths], batch_size):
+            errors.update({paths[j]: exc.reason for j, exc in unreadable.items()})
+            if idx:
+                done += [paths[j] for j in idx]
                 probs.append(out["probs"])
                 vecs.append(out["embedding"] if "embedding" in out else None)
-            bar.update(len(paths[start:start + batch_size]))
+            bar.update(len(idx) + len(unreadable))
     have_vecs = bool(vecs) and all(v is not None for v in vecs)
     return Predictions(name, done, np.concatenate(probs) if probs else np.zeros((0, len(CLASSES))),
                        np.concatenate(vecs) if have_vecs else None, errors, model.meta.get("sure_confidence"))

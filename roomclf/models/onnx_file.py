@@ -182,18 +182,25 @@ class OnnxModel:
         from tqdm import tqdm
 
         results: list[Prediction | None] = [None] * len(sources)
-        starts = range(0, len(sources), batch_size)
-        for start in tqdm(starts, desc=progress, unit="batch", disable=None if progress else True, leave=False):
-            arrays, idx = [], []
+        batches = tqdm(self.run_sources(sources, batch_size), total=-(-len(sources) // batch_size), desc=progress,
+                       unit="batch", disable=None if progress else True, leave=False)
+        for idx, out, unreadable in batches:
+            for j, exc in unreadable.items():
+                results[j] = Prediction(None, None, error=exc.reason, error_kind=exc.kind)
+            attrs = out.get("attributes")
+            for k, j in enumerate(idx):
+                results[j] = self.decode(out["probs"][k], None if attrs is None else attrs[k])
+        return results  # type: ignore[return-value]
+
+    def run_sources(self, sources: list, batch_size: int = 32):
+        """Paths or bytes through the shared loader and the model, a batch at a time: yields (indices of the
+        readable sources, their outputs as ``run`` gives them, {index: PhotoError} of the others)."""
+        for start in range(0, len(sources), batch_size):
+            arrays, idx, unreadable = [], [], {}
             for j, src in enumerate(sources[start:start + batch_size], start):
                 try:
                     arrays.append(model_input(src, self.input_size))
                     idx.append(j)
                 except PhotoError as exc:
-                    results[j] = Prediction(None, None, error=exc.reason, error_kind=exc.kind)
-            if arrays:
-                out = self.run(np.stack(arrays))
-                attrs = out.get("attributes")
-                for k, j in enumerate(idx):
-                    results[j] = self.decode(out["probs"][k], None if attrs is None else attrs[k])
-        return results  # type: ignore[return-value]
+                    unreadable[j] = exc
+            yield idx, (self.run(np.stack(arrays)) if arrays else {}), unreadable

@@ -42,7 +42,6 @@ def teacher_outputs(uri: str, root: str | os.PathLike, paths: list[str], batch_s
 
     from roomclf.models.onnx_file import OnnxModel
     from roomclf.models.registry import local_onnx, resolve
-    from roomclf.photos import PhotoError, model_input
 
     ref = resolve(uri)
     model = OnnxModel(local_onnx(ref), threads=os.cpu_count() or 1)
@@ -50,21 +49,13 @@ def teacher_outputs(uri: str, root: str | os.PathLike, paths: list[str], batch_s
     teacher = Teacher(uri, name, str(ref.version) if ref.version else None,
                       attribute_keys=list(model.attribute_keys), thresholds=dict(model.thresholds))
     with tqdm(total=len(paths), desc=f"teacher ({name})", unit="photo", disable=not progress) as bar:
-        for start in range(0, len(paths), batch_size):
-            part, arrays = [], []
-            for p in paths[start:start + batch_size]:
-                try:
-                    arrays.append(model_input(Path(root) / p, model.input_size))
-                    part.append(p)
-                except PhotoError as exc:
-                    teacher.errors[p] = exc.reason
-            if arrays:
-                out = model.run(np.stack(arrays))
-                for i, p in enumerate(part):
-                    teacher.probs[p] = out["probs"][i].astype(np.float32)
-                    if "attributes" in out:
-                        teacher.attributes[p] = out["attributes"][i].astype(np.float32)
-            bar.update(len(paths[start:start + batch_size]))
+        for idx, out, unreadable in model.run_sources([Path(root) / p for p in paths], batch_size):
+            teacher.errors.update({paths[j]: exc.reason for j, exc in unreadable.items()})
+            for k, j in enumerate(idx):
+                teacher.probs[paths[j]] = out["probs"][k].astype(np.float32)
+                if "attributes" in out:
+                    teacher.attributes[paths[j]] = out["attributes"][k].astype(np.float32)
+            bar.update(len(idx) + len(unreadable))
     if list(model.classes) != list(CLASSES):
         raise TrainingError(f"the teacher's classes {model.classes} are not the taxonomy's {list(CLASSES)}")
     return teacher
