@@ -37,6 +37,7 @@ runs it.
     python bench/bench_train.py --from-saved var/bench/train-ls01 --test   # the TUNE winner, on TEST
     python bench/bench_train.py --report                                   # the section again, nothing measured
     python bench/bench_train.py --ensemble default,lite1                    # two saved runs combined (TUNE)
+    python bench/bench_train.py --name lite0-distil --distill var/bench/train-lite2-300 --recipe temperature=2
     python bench/bench_train.py --name labels1k-lite1-self --backbone efficientnet_lite1 --image-size 240 \
         --hand-labels 1000 --pseudo var/bench/train-labels1k-lite1          # self-training at 1,000 hand labels
 """
@@ -119,6 +120,9 @@ def recipe_text(r: dict) -> str:
         parts.append(f"+ self-training: {ps['added']:,} of the other {ps['unlabelled']:,} TRAIN photos labelled by "
                      f"`{ps['teacher'].removeprefix('train-')}` (flip TTA) where its confidence is ≥ "
                      f"{ps['threshold']:.2f} (TUNE precision ≥ {ps['tune_precision']:g})")
+    if r.get("distill"):
+        parts.append(f"distilled from `{r['distill']}`: trained on its class probabilities of every TRAIN photo "
+                     "(`roomclf distill`'s soft-target loss)")
     if r.get("clean"):
         parts.append(f"TRAIN cleaned: {r.get('cleaned', '?')} suspect labels dropped (neighbour vote ≥ {r['clean']:g})")
     return ", ".join(parts)
@@ -199,10 +203,12 @@ def probs_on(learn, items: list[tuple[str, str]], flip: bool = False,
              bs: int = 64) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(probabilities, the flip-TTA mean or None without ``flip``, true classes) on ``items`` with the
     validation transforms, from one pass over the photos (the mirror images are computed in the same pass)."""
+    from roomclf.taxonomy import CLASSES
     from roomclf.train.predict import loader_passes
 
-    plain, mirror, y = loader_passes(learn, learn.dls.test_dl([list(i) for i in items], with_labels=True, bs=bs),
-                                     mirrored=flip)
+    soft = getattr(learn.dls.train_ds, "vocab", None) is None      # a student: distribution targets (one-hot here)
+    rows = [[p, c, np.eye(len(CLASSES))[CLASSES.index(c)].tolist()] if soft else [p, c] for p, c in items]
+    plain, mirror, y = loader_passes(learn, learn.dls.test_dl(rows, with_labels=True, bs=bs), mirrored=flip)
     return plain, ((plain + mirror) / 2 if flip else None), y
 
 
@@ -412,6 +418,10 @@ def main() -> None:
     ap.add_argument("--clean", type=float, default=0.0,
                     help="drop TRAIN photos whose 10 nearest TRAIN neighbours vote for another class with at least "
                          "this share (the suspect finder of `roomclf propagate`; 0: keep all)")
+    ap.add_argument("--distill", metavar="RUN",
+                    help="a saved run folder (its model.onnx) as the teacher: the student trains on the teacher's "
+                         "probabilities of every TRAIN photo (the product's distillation: roomclf.train.distill, "
+                         "`roomclf distill`), temperature from --recipe temperature=T; validated on human labels")
     ap.add_argument("--resume", help="a saved run folder: start from its roomnet.pt (a second cycle)")
     ap.add_argument("--ensemble", help="comma-separated names of saved runs: instead of training, combine their "
                                        "model.onnx as `roomclf combine` does and score that model")
@@ -511,14 +521,21 @@ def main() -> None:
     set_seed(args.seed, reproducible=True)
     spec = get_spec(args.backbone)
     data = TrainData(train=split["train"], valid=split["tune"])
+    if args.distill and not prior:
+        from roomclf.train.distill import teacher_outputs, with_teacher_targets
+
+        photos = [p for p, _ in split["train"]]
+        data = with_teacher_targets(data, teacher_outputs(args.distill, root, photos), photos)
     dls = build_dls(root, data, args.image_size, args.batch_size, spec.mean, spec.std, args.seed, args.workers,
                     recipe=knobs)
     weights = class_weights([c for _, c in data.train])
-    learn = make_learner(dls, args.backbone, weights, pretrained=not (saved or args.resume), recipe=knobs)
+    learn = make_learner(dls, args.backbone, weights, pretrained=not (saved or args.resume), recipe=knobs,
+                         soft=data.soft is not None)
 
     def history_rows(phase):
-        return [[phase, i + 1, f"{a:.3f}", f"{b:.3f}", f"{c:.4f}", f"{d:.4f}"]
-                for i, (a, b, c, d) in enumerate(learn.recorder.values)]
+        # a student's metrics are its accuracy only (soft targets): no macro-F1 column per epoch
+        return [[phase, i + 1, f"{v[0]:.3f}", f"{v[1]:.3f}", f"{v[2]:.4f}", f"{v[3]:.4f}" if len(v) > 3 else "-"]
+                for i, v in enumerate(learn.recorder.values)]
 
     if prior:
         learn.model.load_state_dict(torch.load(saved / "roomnet.pt"))
@@ -545,6 +562,7 @@ def main() -> None:
         recipe["cleaned"] = len(cleaned)
         recipe["pseudo"] = pseudo
         recipe["resume"] = Path(args.resume).name if args.resume else None
+        recipe["distill"] = Path(args.distill).name.removeprefix("train-") if args.distill else None
         result = {"name": args.name, "recipe": recipe, "split_key": split_key, "date": time.strftime("%Y-%m-%d %H:%M"),
                   "history": history,
                   "times": {"prep_s": prep,

@@ -228,3 +228,37 @@ def test_int8_embedder_that_disagrees_with_fp32_is_refused(tmp_path, corpus_root
     assert not list((tmp_path / "cache" / "onnx").glob("*int8*"))      # nothing half-made is kept
     with pytest.raises(embeddings.EmbeddingError, match="unknown embedding precision"):
         embeddings.embed(corpus_root, paths, precision="fp16", progress=False)
+
+
+@pytest.mark.slow
+def test_ray_engine_embeds_many_batches_as_the_local_one_does(tmp_path, corpus_root, monkeypatch):
+    """`roomclf embed --engine ray`: decode tasks and onnxruntime actors on a real local Ray fill the same
+    cache with the same vectors and errors as the local engine; a rerun computes nothing."""
+    from click.testing import CliRunner
+
+    from roomclf.cli import main
+    from roomclf.corpus import discover
+
+    root = tmp_path / "corpus"
+    for batch in ("batch_18", "batch_19"):
+        for i, f in enumerate(sorted((corpus_root / batch).rglob("*.jpg"))[:12]):
+            dst = root / batch / f"listing_{i % 3}" / f"photo_{i}.jpg"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, dst)
+    (root / "batch_19" / "listing_0" / "broken.jpg").write_bytes(b"not a photo at all")
+    paths = discover(root, "batch_18,batch_19").paths
+
+    monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(tmp_path / "ray-cache"))
+    args = ["embed", "--data", str(root), "--batches", "batch_18,batch_19", "--engine", "ray"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "24 embeddings (25 computed" in first.output and "1 unreadable" in first.output
+    on_ray = embed(root, paths, progress=False)
+    assert on_ray.computed == 0                           # the Ray run filled this cache
+    again = CliRunner().invoke(main, args)
+    assert "(0 computed" in again.output
+
+    monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(tmp_path / "local-cache"))
+    local = embed(root, paths, progress=False)
+    assert local.computed == 25 and on_ray.paths == local.paths and on_ray.errors == local.errors
+    assert np.min(np.sum(on_ray.vectors * local.vectors, axis=1)) > 0.9999

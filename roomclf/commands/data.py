@@ -45,17 +45,31 @@ def sample_data(out, source, manifest, jobs, timeout, retries):
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
               help="The onnxruntime graph that embeds. int8 is calibrated on these photos and used only where its "
                    "vectors agree with fp32's; each precision has its own cache (bench/bench_embed.py compares them).")
-def embed(data, batches, backbone, batch_size, precision):
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: one process on this machine (onnxruntime already uses every core). ray: decode tasks "
+                   "and onnxruntime actors on a Ray cluster, for many batches on many machines (the corpus must "
+                   "be storage every node sees).")
+@click.option("--address", default=None,
+              help="With --engine ray: the cluster to join (auto, or HOST:PORT of the head). "
+                   "Default: $RAY_ADDRESS if set, else start a local Ray.")
+def embed(data, batches, backbone, batch_size, precision, engine, address):
     """Compute (or reuse cached) embeddings of every photo of the batches.
 
     The backbone runs through onnxruntime (exported once per backbone, size and precision into the
-    embedding folder); the vectors are cached per photo, so a rerun computes only new or changed photos."""
+    embedding folder); the vectors are cached per photo, so a rerun computes only new or changed photos,
+    with either engine."""
     from roomclf.corpus import discover
-    from roomclf.models.embeddings import embed as run
 
     corpus = discover(data, batches)
     t0 = time.perf_counter()
-    result = run(corpus.root, corpus.paths, backbone, batch_size=batch_size, precision=precision)
+    if engine == "ray":
+        from roomclf.infer.embed import embed_on_ray
+
+        result = embed_on_ray(corpus.root, corpus.paths, backbone, precision, address, batch_size)
+    else:
+        from roomclf.models.embeddings import embed as run
+
+        result = run(corpus.root, corpus.paths, backbone, batch_size=batch_size, precision=precision)
     dt = time.perf_counter() - t0
     rate = f", {result.computed / dt:.1f} photos/s" if result.computed else ""
     click.echo(f"{len(result.paths)} embeddings ({result.computed} computed in {dt:.1f}s{rate}), "

@@ -211,6 +211,57 @@ def _load_one(args: tuple[Path, int]) -> np.ndarray | str:
         return exc.reason
 
 
+def _stamps(root: Path, paths: list[str]) -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
+    """(path -> the cache key's (size, mtime) of every photo that can be stat'ed, path -> reason of the rest)."""
+    stamps, errors = {}, {}
+    for p in paths:
+        try:
+            stamps[p] = _stamp(root / p)
+        except OSError as exc:
+            errors[p] = f"cannot read file ({exc.strerror or exc})"
+    return stamps, errors
+
+
+def _lookup(db: sqlite3.Connection, stamps: dict[str, tuple[int, int]], paths: list[str]):
+    """(path -> cached raw vector, path -> cached error) of ``paths`` whose cache entry matches its stamp."""
+    found: dict[str, np.ndarray] = {}
+    errors: dict[str, str] = {}
+    for chunk in range(0, len(paths), 500):
+        part = [p for p in paths[chunk:chunk + 500] if p in stamps]
+        if not part:
+            continue
+        q = f"SELECT path, size, mtime_ns, vec, error FROM emb WHERE path IN ({','.join('?' * len(part))})"
+        for path, size, mtime, vec, err in db.execute(q, part):
+            if (size, mtime) != stamps[path]:
+                continue
+            if err:
+                errors[path] = err
+            else:
+                found[path] = np.frombuffer(vec, dtype=np.float32)
+    return found, errors
+
+
+def pending(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_BACKBONE,
+            precision: str = "fp32") -> list[str]:
+    """The photos of ``paths`` the cache has no entry for (new or changed since), in input order."""
+    stamps, _ = _stamps(Path(root), paths)
+    with closing(_cache(backbone, precision)) as db:
+        found, errors = _lookup(db, stamps, paths)
+    return [p for p in paths if p in stamps and p not in found and p not in errors]
+
+
+def store(root: str | os.PathLike, backbone: str, precision: str,
+          rows: list[tuple[str, np.ndarray | None, str | None]]) -> None:
+    """Keep ``(path, raw vector or None, error or None)`` rows in the cache, keyed by the photo's current
+    stamp, in one transaction (for an engine that computes vectors elsewhere, e.g. ``roomclf.infer.embed``)."""
+    stamps, _ = _stamps(Path(root), [p for p, _, _ in rows])
+    with closing(_cache(backbone, precision)) as db:
+        db.executemany("INSERT OR REPLACE INTO emb VALUES (?,?,?,?,?)",
+                       [(p, *stamps[p], None if v is None else np.asarray(v, np.float32).tobytes(), err)
+                        for p, v, err in rows if p in stamps])
+        db.commit()
+
+
 def embed(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_BACKBONE,
           batch_size: int = 32, normalize: bool = True, progress: bool = True,
           embedder: Embedder | None = None, precision: str = "fp32") -> Embeddings:
@@ -219,27 +270,10 @@ def embed(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_B
     root = Path(root)
     if embedder is not None:
         backbone, precision = embedder.spec.name, embedder.precision
-    stamps: dict[str, tuple[int, int]] = {}
-    errors: dict[str, str] = {}
-    for p in paths:
-        try:
-            stamps[p] = _stamp(root / p)
-        except OSError as exc:
-            errors[p] = f"cannot read file ({exc.strerror or exc})"
-    found: dict[str, np.ndarray] = {}
+    stamps, errors = _stamps(root, paths)
     with closing(_cache(backbone, precision)) as db:
-        for chunk in range(0, len(paths), 500):
-            part = [p for p in paths[chunk:chunk + 500] if p in stamps]
-            if not part:
-                continue
-            q = f"SELECT path, size, mtime_ns, vec, error FROM emb WHERE path IN ({','.join('?' * len(part))})"
-            for path, size, mtime, vec, err in db.execute(q, part):
-                if (size, mtime) != stamps[path]:
-                    continue
-                if err:
-                    errors[path] = err
-                else:
-                    found[path] = np.frombuffer(vec, dtype=np.float32)
+        found, cached_errors = _lookup(db, stamps, paths)
+        errors.update(cached_errors)
         todo = [p for p in paths if p in stamps and p not in found and p not in errors]
         computed = 0
         if todo:
@@ -251,11 +285,11 @@ def embed(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_B
                 def decode(part):
                     return [pool.submit(_load_one, (root / p, size)) for p in part]
 
-                pending = decode(parts[0])
+                ahead = decode(parts[0])
                 for i, part in enumerate(parts):
-                    loaded = [f.result() for f in pending]
+                    loaded = [f.result() for f in ahead]
                     if i + 1 < len(parts):
-                        pending = decode(parts[i + 1])
+                        ahead = decode(parts[i + 1])
                     ok = [(p, a) for p, a in zip(part, loaded) if not isinstance(a, str)]
                     rows = []
                     for p, a in zip(part, loaded):
