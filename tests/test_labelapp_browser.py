@@ -33,8 +33,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "roomclf.cli", "label", "--batch", BATCH, "--limit", str(LIMIT),
+def start_server(port: int, log: Path, limit: int = LIMIT) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "roomclf.cli", "label", "--batch", BATCH, "--limit", str(limit),
            "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 60

@@ -33,6 +33,9 @@ def label(batches, data, backbone, mode, model_uri, ground_truth, limit, host, p
     (Enter accepts a page, click the outliers first); Review lists labels
     that propagation found suspicious. Every action is saved at once as a
     `manual` label; a reload or a restart resumes where each labeller was.
+    The Attributes tab asks one attribute of one class over a grid of 24
+    photos its head is least sure of (Y yes, N no, U not sure); the head
+    retrains after each grid and shows its cross-validated precision/recall/F1.
     """
     import uvicorn
 

@@ -47,8 +47,13 @@ CREATE TABLE IF NOT EXISTS attributes (
 CREATE TABLE IF NOT EXISTS attribute_history (
     id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, key TEXT NOT NULL,
     value INTEGER, source TEXT NOT NULL, who TEXT, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS attribute_unsure (
+    path TEXT NOT NULL, key TEXT NOT NULL, who TEXT, at REAL NOT NULL, PRIMARY KEY (path, key));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
+# An attribute answer "not sure" (the labelling app's attribute mode): kept apart from the tags (it is no
+# label, and no consumer of tags sees it), only so the photo is not asked again; the history writes it as -1.
+UNSURE = -1
 
 
 class LabelError(RoomclfError, ValueError):
@@ -281,6 +286,38 @@ class LabelStore:
             return run(db)
         with self.transaction() as tx:
             return run(tx)
+
+    def set_attribute_answer(self, path: str, key: str, answer: int | None, who: str | None = None) -> None:
+        """A person's answer about one attribute of one photo, in one transaction: 1 present or 0 absent (a
+        ``manual`` tag), ``UNSURE`` (no tag; the photo is marked so it is not asked again), or None (no
+        answer: the photo's manual tag and mark for ``key`` are removed, e.g. an undo). The history keeps it."""
+        room, _, name = key.partition(".")
+        key = attribute_key(room, name)
+        if answer not in (0, 1, UNSURE, None):
+            raise LabelError(f"an attribute answer is 1, 0, {UNSURE} (not sure) or none, got {answer!r}")
+        who, now = _who(who), time.time()
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM attributes WHERE path=? AND key=? AND source=?", (path, key, LabelSource.MANUAL))
+            tx.execute("DELETE FROM attribute_unsure WHERE path=? AND key=?", (path, key))
+            if answer in (0, 1):
+                tx.execute("INSERT INTO attributes VALUES (?,?,?,?,?,?)", (path, key, answer, LabelSource.MANUAL,
+                                                                          who, now))
+            elif answer == UNSURE:
+                tx.execute("INSERT INTO attribute_unsure VALUES (?,?,?,?)", (path, key, who, now))
+            tx.execute("INSERT INTO attribute_history (path, key, value, source, who, at) VALUES (?,?,?,?,?,?)",
+                       (path, key, answer, LabelSource.MANUAL, who, now))
+
+    def attribute_unsure(self, key: str) -> set[str]:
+        """The photos someone answered "not sure" about for the attribute ``key``."""
+        with self._connect() as db:
+            return {p for (p,) in db.execute("SELECT path FROM attribute_unsure WHERE key=?", (key,))}
+
+    def attribute_history(self, path: str) -> list[dict]:
+        """Every attribute write of one photo, oldest first (value None: removed, ``UNSURE``: not sure)."""
+        with self._connect() as db:
+            cur = db.execute("SELECT key, value, source, who, at FROM attribute_history WHERE path=? ORDER BY id",
+                             (path,))
+            return [dict(zip(("key", "value", "source", "who", "at"), r)) for r in cur]
 
     def attributes(self, sources: Iterable[str] = SOURCES, prefix: str | None = None) -> dict[str, dict[str, int]]:
         """path -> {attribute key: 0/1}, the highest-priority source winning per key."""

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from roomclf.hosts import HostAllowList, allowed_hosts
+from roomclf.labels.app.attribute_session import AttributeSession
 from roomclf.labels.app.session import AppError, LabelSession, clean_who
 from roomclf.labels.app.thumbs import SIZES, ThumbCache
 from roomclf.labels.sources import SOURCES, LabelSource
@@ -51,6 +52,18 @@ class PositionIn(BaseModel):
     path: str
 
 
+class AnswerIn(BaseModel):
+    path: str
+    room: str
+    attribute: str
+    answer: str | None      # yes, no, unsure; null takes the answer back (undo)
+
+
+class NewAttributeIn(BaseModel):
+    room: str
+    name: str
+
+
 def create_app(root: str | os.PathLike, batch: str, store: LabelStore | None = None, limit: int | None = None,
                thumbs: str | os.PathLike | None = None, default_who: str = "web",
                warm_thumbs: bool = False, host: str | None = None, allow_hosts: Iterable[str] = ()) -> FastAPI:
@@ -70,6 +83,7 @@ def create_app(root: str | os.PathLike, batch: str, store: LabelStore | None = N
         threading.Thread(target=cache.warm, args=(files,), name="warm-thumbs", daemon=True).start()
     app = FastAPI(title=f"roomclf label {session.batch}", docs_url=None, redoc_url=None)
     app.state.session = session
+    tags = AttributeSession(session)
 
     def who(request: Request) -> str:
         return clean_who(request.query_params.get("who") or request.cookies.get(WHO_COOKIE), default_who)
@@ -143,6 +157,18 @@ def create_app(root: str | os.PathLike, batch: str, store: LabelStore | None = N
     @app.post("/api/position")
     def position(body: PositionIn, request: Request):
         return session.set_position(body.path, who(request))
+
+    @app.get("/api/tags/grid")
+    def tag_grid(room: str = "", attribute: str = ""):
+        return tags.grid(room, attribute)
+
+    @app.post("/api/tags/answer")
+    def tag_answer(body: AnswerIn, request: Request):
+        return tags.answer(body.path, body.room, body.attribute, body.answer, who(request))
+
+    @app.post("/api/tags/attribute")
+    def tag_attribute(body: NewAttributeIn):
+        return tags.add(body.room, body.name)
 
     @app.get("/api/export.csv")
     def export(sources: str = LabelSource.MANUAL.value):

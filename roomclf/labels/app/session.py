@@ -21,12 +21,11 @@ from roomclf.labels.queue import confirm_pages
 from roomclf.labels.sources import LabelSource
 from roomclf.labels.store import LabelStore
 from roomclf.taxonomy import (
-    ATTRIBUTE_KEYS,
-    ATTRIBUTES,
     CLASSES,
     UnknownName,
     attribute_key,
     canonical_class,
+    class_attributes,
 )
 
 SUGGESTION_SOURCES = (LabelSource.IMPORTED, LabelSource.PROPAGATED, LabelSource.PREDICTED)
@@ -44,6 +43,14 @@ def clean_who(who: str | None, default: str = "web") -> str:
     """A labeller name safe to store: letters, digits, ``._@-``, at most 64 characters."""
     who = re.sub(r"[^\w.@-]+", "_", (who or "").strip())[:64]
     return who or default
+
+
+def _is_attribute_key(key) -> bool:
+    room, _, name = str(key).partition(".")
+    try:
+        return attribute_key(room, name) == key
+    except UnknownName:
+        return False
 
 
 class LabelSession:
@@ -107,7 +114,7 @@ class LabelSession:
 
     def state(self, who: str) -> dict:
         return {"batch": self.batch, "classes": list(CLASSES),
-                "attributes": {c: list(a) for c, a in ATTRIBUTES.items()},
+                "attributes": {c: list(class_attributes(c)) for c in CLASSES},
                 "position": self.store.get_meta(self._position_key(who)), "who": who,
                 "suspects": len(self.suspects()), **self.progress()}
 
@@ -162,7 +169,7 @@ class LabelSession:
             try:
                 key = attribute_key(room, name)
             except UnknownName as exc:
-                raise AppError(f"{exc} (attributes of {room}: {', '.join(ATTRIBUTES[room]) or 'none'})") from None
+                raise AppError(str(exc)) from None
             if value not in (0, 1, True, False):
                 raise AppError(f"attribute {name!r} must be 0 or 1, got {value!r}")
             keys[key] = int(value)
@@ -216,7 +223,7 @@ class LabelSession:
             if attrs is not None:
                 if not isinstance(attrs, dict):
                     raise AppError("'attributes' must be an object of attribute keys")
-                bad = sorted(k for k, v in attrs.items() if k not in ATTRIBUTE_KEYS or v not in (0, 1, True, False))
+                bad = sorted(k for k, v in attrs.items() if not _is_attribute_key(k) or v not in (0, 1, True, False))
                 if bad:
                     raise AppError(f"unknown attribute keys or values: {', '.join(map(str, bad))}")
                 attrs = {k: int(v) for k, v in attrs.items()}

@@ -12,6 +12,7 @@ const $ = (id) => document.getElementById(id);
 const app = {
   mode: "single", state: null, queue: [], idx: 0, selected: null,
   pages: [], page: 0, outliers: new Set(), undo: [], pending: 0, saved: 0,
+  tags: { room: null, attribute: null, grid: [], cursor: 0, loaded: 0, loading: false, last: null },
 };
 window.roomclf = app;  // read by the browser tests (pending writes, saved count)
 
@@ -20,10 +21,10 @@ function status(text, error = false) {
   $("status").className = error ? "error" : "";
 }
 
-async function api(method, url, body) {
+async function api(method, url, body, params = {}) {
   app.pending++;
   try {
-    const res = await fetch(url + q(), {
+    const res = await fetch(url + q(params), {
       method, headers: body ? { "Content-Type": "application/json" } : {},
       body: body ? JSON.stringify(body) : undefined,
     });
@@ -152,6 +153,7 @@ function moveTo(i) {
 async function undoLast() {
   const action = app.undo.pop();
   if (!action) { status("nothing to undo"); return; }
+  if (action.kind === "tag") { await undoTag(action); status("undone"); return; }
   // each photo back as it was: its label (none: unlabelled) and, for a single photo, its ticks
   await api("POST", "/api/restore", { items: action.items });
   for (const b of action.items) {
@@ -242,6 +244,141 @@ async function loadReview() {
   }
 }
 
+// ---- attribute mode: one attribute of one class, a grid at a time ------------------------
+const ANSWER_KEYS = { y: "yes", n: "no", u: "unsure" };
+const fmt = (x) => (x === null || x === undefined ? "-" : x.toFixed(2));
+
+function fillTagRooms() {
+  const rooms = app.state.classes;
+  $("tag-room").innerHTML = "";
+  for (const c of rooms) $("tag-room").append(new Option(c.replace(/_/g, " "), c));
+  if (!app.tags.room) app.tags.room = rooms.find((c) => app.state.attributes[c].length) || rooms[0];
+  $("tag-room").value = app.tags.room;
+  fillTagAttributes();
+}
+
+function fillTagAttributes() {
+  const names = app.state.attributes[app.tags.room] || [];
+  if (!names.includes(app.tags.attribute)) app.tags.attribute = names[0] || null;
+  $("tag-attr").innerHTML = "";
+  for (const n of names) $("tag-attr").append(new Option(n.replace(/_/g, " "), n));
+  if (app.tags.attribute) $("tag-attr").value = app.tags.attribute;
+}
+
+async function loadTagGrid() {
+  const t = app.tags;
+  if (!t.room || !t.attribute) {
+    $("tag-head").textContent = `${t.room || "this class"} has no attribute yet: type one and Add`;
+    $("tag-grid").innerHTML = "";
+    t.grid = [];
+    return;
+  }
+  t.loading = true;
+  status("retraining the head…");
+  try {
+    const data = await api("GET", "/api/tags/grid", null, { room: t.room, attribute: t.attribute });
+    t.grid = data.photos.map((p) => ({ ...p, answer: null }));
+    t.cursor = 0;
+    t.last = data;
+    renderTagHead(data);
+    renderTagGrid();
+    for (const p of t.grid) new Image().src = thumbUrl(p.path);
+    status(`head retrained in ${data.seconds} s`);
+  } finally {
+    t.loading = false;
+    t.loaded++;
+  }
+}
+
+function renderTagHead(d) {
+  const h = d.head, el = $("tag-head");
+  el.dataset.positives = h.positives;
+  el.dataset.negatives = h.negatives;
+  el.dataset.f1 = h.f1 === null ? "" : h.f1;
+  const counts = `${d.key}: ${h.positives} yes · ${h.negatives} no · ${d.unsure} not sure; ` +
+    `${d.open} open photos of ${d.room.replace(/_/g, " ")} in this batch. `;
+  const head = h.f1 === null
+    ? `No head yet (${h.note}): this grid is spread over the class.`
+    : `Head, ${h.folds}-fold cross-validated: precision ${fmt(h.precision)} · recall ${fmt(h.recall)} · ` +
+      `F1 ${fmt(h.f1)}. Grid: the photos it is least sure of, then its highest scored (a check).`;
+  el.textContent = counts + head;
+}
+
+function renderTagGrid() {
+  const t = app.tags, grid = $("tag-grid");
+  grid.innerHTML = "";
+  if (!t.grid.length) { grid.textContent = "No open photos of this class in this batch."; return; }
+  t.grid.forEach((item, i) => {
+    const f = document.createElement("figure");
+    f.dataset.path = item.path;
+    f.dataset.answer = item.answer || "";
+    if (i === t.cursor) f.classList.add("cursor");
+    const img = document.createElement("img");
+    img.src = thumbUrl(item.path);
+    img.alt = item.path;
+    const cap = document.createElement("figcaption");
+    const score = item.score === null ? "" : `${(100 * item.score).toFixed(0)}%`;
+    cap.textContent = [score, item.answer ? item.answer.replace("unsure", "not sure") : ""].filter(Boolean).join(" · ");
+    f.append(img, cap);
+    f.onclick = () => { t.cursor = i; renderTagGrid(); };
+    grid.appendChild(f);
+  });
+}
+
+async function answerTag(answer) {
+  const t = app.tags, i = t.cursor, item = t.grid[i];
+  if (!item || t.loading) return;
+  const before = item.answer, room = t.room, attribute = t.attribute;
+  item.answer = answer;                       // shown at once; put back if the server refuses it
+  let next = t.grid.findIndex((x, j) => j > i && !x.answer);
+  if (next < 0) next = t.grid.findIndex((x) => !x.answer);
+  t.cursor = next >= 0 ? next : i;
+  renderTagGrid();
+  try {
+    await api("POST", "/api/tags/answer", { path: item.path, room, attribute, answer });
+  } catch (err) {
+    item.answer = before;
+    t.cursor = i;
+    renderTagGrid();
+    return;
+  }
+  app.undo.push({ kind: "tag", path: item.path, room, attribute, before });
+  if (t.room === room && t.attribute === attribute && !t.loading && t.grid.every((x) => x.answer)) await loadTagGrid();
+}
+
+async function undoTag(action) {
+  await api("POST", "/api/tags/answer", { path: action.path, room: action.room, attribute: action.attribute,
+                                          answer: action.before });
+  const t = app.tags;
+  if (t.room !== action.room || t.attribute !== action.attribute) return;
+  let i = t.grid.findIndex((x) => x.path === action.path);
+  if (i < 0) { t.grid.unshift({ path: action.path, score: null, answer: action.before }); i = 0; }
+  else t.grid[i].answer = action.before;
+  t.cursor = i;
+  renderTagGrid();
+}
+
+async function addTagAttribute() {
+  const name = $("tag-new").value.trim();
+  if (!name) return;
+  const res = await api("POST", "/api/tags/attribute", { room: app.tags.room, name });
+  app.state.attributes[res.room] = res.attributes;
+  app.tags.attribute = res.attribute;
+  $("tag-new").value = "";
+  $("tag-new").blur();
+  fillTagAttributes();
+  await loadTagGrid();
+}
+
+function tagKey(k, e) {
+  const t = app.tags;
+  const answer = ANSWER_KEYS[k.toLowerCase()];
+  if (answer) answerTag(answer);
+  else if (k === "Enter") { e.preventDefault(); if (!t.loading) loadTagGrid(); }
+  else if (k === "ArrowRight") { t.cursor = Math.min(t.cursor + 1, t.grid.length - 1); renderTagGrid(); }
+  else if (k === "ArrowLeft") { t.cursor = Math.max(t.cursor - 1, 0); renderTagGrid(); }
+}
+
 // ---- modes and keys ------------------------------------------------------------------
 async function setMode(mode) {
   app.mode = mode;
@@ -250,10 +387,12 @@ async function setMode(mode) {
   if (mode === "confirm") await loadPages(0);
   if (mode === "review") await loadReview();
   if (mode === "single") { app.queue = await api("GET", "/api/queue", null); renderSingle(); }
+  if (mode === "tags") { fillTagRooms(); await loadTagGrid(); }
 }
 
 document.addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.target.matches && e.target.matches("input[type=text], select")) return;   // typing a name, choosing
   const k = e.key;
   if (k === "Backspace") { e.preventDefault(); undoLast(); return; }
   if (app.mode === "single") {
@@ -267,11 +406,22 @@ document.addEventListener("keydown", (e) => {
     if (k === "Enter") { e.preventDefault(); acceptPage(); }
     else if (k === "ArrowRight") { app.page = Math.min(app.page + 1, app.pages.length - 1); app.outliers.clear(); renderPage(); }
     else if (k === "ArrowLeft") { app.page = Math.max(app.page - 1, 0); app.outliers.clear(); renderPage(); }
+  } else if (app.mode === "tags") {
+    tagKey(k, e);
   }
 });
 
 async function start() {
   for (const t of document.querySelectorAll(".tab")) t.onclick = () => setMode(t.dataset.mode);
+  $("tag-room").onchange = () => {
+    app.tags.room = $("tag-room").value;
+    $("tag-room").blur();
+    fillTagAttributes();
+    loadTagGrid();
+  };
+  $("tag-attr").onchange = () => { app.tags.attribute = $("tag-attr").value; $("tag-attr").blur(); loadTagGrid(); };
+  $("tag-add").onclick = () => addTagAttribute().catch(() => {});
+  $("tag-new").onkeydown = (e) => { if (e.key === "Enter") { e.preventDefault(); addTagAttribute().catch(() => {}); } };
   app.state = await api("GET", "/api/state", null);
   $("title").textContent = `roomclf label · ${app.state.batch} · ${app.state.who}`;
   $("suspects").textContent = app.state.suspects;
