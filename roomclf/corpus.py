@@ -2,7 +2,8 @@
 
 A photo is identified everywhere by its path relative to ROOT, with forward
 slashes (``batch_01/listing_0003/photo_01.jpg``). Files that are not photos by
-their extension are counted as skipped, never as errors.
+their extension are counted as skipped, never as errors. ROOT is a local folder
+or an ``s3://bucket/prefix`` URI: it is listed through ``roomclf.storage``.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from roomclf import storage
 from roomclf.errors import RoomclfError
 from roomclf.photos import PHOTO_EXTENSIONS
 
@@ -27,7 +29,7 @@ class Photo:
 
 @dataclass
 class Corpus:
-    root: Path
+    root: Path | str     # an absolute local folder, or an s3://bucket/prefix URI
     photos: list[Photo] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)   # relative paths of non-photo files
 
@@ -41,10 +43,10 @@ def is_photo_name(name: str) -> bool:
 
 
 def list_batches(root: str | os.PathLike) -> list[str]:
-    root = Path(root)
-    if not root.is_dir():
-        raise CorpusError(f"corpus root not found: {root}")
-    return sorted(d.name for d in root.iterdir() if d.is_dir() and d.name.startswith("batch_"))
+    folders = storage.list_dirs(root if storage.is_uri(root) else Path(root))
+    if folders is None:
+        raise CorpusError(f"corpus root not found: {root if storage.is_uri(root) else Path(root)}")
+    return [name for name in folders if name.startswith("batch_")]
 
 
 BATCH_SPEC_FORMS = "batch_NN, a number, batch_NN-batch_MM, a comma-separated list of these, or 'all'"
@@ -98,19 +100,16 @@ def parse_batches(spec: str | list[str] | tuple[str, ...] | None, root: str | os
 
 def discover(root: str | os.PathLike, batches: str | list[str] | None = None) -> Corpus:
     """List the photos (and skipped files) of the given batches, in a stable order."""
-    root = Path(root).resolve()
+    root = storage.resolve(root)
     corpus = Corpus(root=root)
     for batch in parse_batches(batches, root):
-        for dirpath, dirnames, filenames in os.walk(root / batch):
-            dirnames.sort()
-            rel_dir = Path(dirpath).relative_to(root)
-            for name in sorted(filenames):
-                rel = (rel_dir / name).as_posix()
-                parts = rel.split("/")
-                if is_photo_name(name) and len(parts) >= 3:
-                    corpus.photos.append(Photo(path=rel, batch=parts[0], listing=parts[1]))
-                else:
-                    corpus.skipped.append(rel)
+        for rel in storage.walk_files(storage.join(root, batch)):
+            rel = f"{batch}/{rel}"
+            parts = rel.split("/")
+            if is_photo_name(parts[-1]) and len(parts) >= 3:
+                corpus.photos.append(Photo(path=rel, batch=parts[0], listing=parts[1]))
+            else:
+                corpus.skipped.append(rel)
     return corpus
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from roomclf import storage
 from roomclf.errors import RoomclfError
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -44,16 +45,18 @@ class PhotoError(RoomclfError):
 
 
 def _read_bytes(src: str | os.PathLike | bytes) -> tuple[bytes, str]:
+    """The bytes of a photo given as bytes, a local path or an object-store URI (read through roomclf.storage)."""
     if isinstance(src, (bytes, bytearray, memoryview)):
         return bytes(src), "<bytes>"
-    path = Path(src)
+    if not storage.is_uri(src):
+        src = src if isinstance(src, Path) else Path(src)
+    name = str(src)
     try:
-        size = path.stat().st_size
+        return storage.read_bytes(src, MAX_BYTES), name
+    except storage.TooLarge as exc:
+        raise PhotoError(f"file too large ({exc.size / 1e6:.0f} MB)", name, PhotoError.TOO_LARGE) from None
     except OSError as exc:
-        raise PhotoError(f"cannot read file ({exc.strerror or exc})", str(path), PhotoError.UNREADABLE) from None
-    if size > MAX_BYTES:
-        raise PhotoError(f"file too large ({size / 1e6:.0f} MB)", str(path), PhotoError.TOO_LARGE)
-    return path.read_bytes(), str(path)
+        raise PhotoError(f"cannot read file ({exc.strerror or exc})", name, PhotoError.UNREADABLE) from None
 
 
 def _sniff_non_image(data: bytes) -> str | None:

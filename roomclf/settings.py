@@ -46,13 +46,15 @@ def embedding_dir() -> Path:
     return path
 
 
-def data_root() -> Path:
-    """The corpus root (the folder holding batch_*): $ROOMCLF_DATA; else ../shared/data/listings where it
-    exists; else the sample that `make demo` / `roomclf sample-data` downloaded ($ROOMCLF_HOME/sample/listings)
-    where it exists; else ../shared/data/listings (whose absence is then the error)."""
+def data_root() -> Path | str:
+    """The corpus root (the folder holding batch_*, or an s3://bucket/prefix URI): $ROOMCLF_DATA; else
+    ../shared/data/listings where it exists; else the sample that `make demo` / `roomclf sample-data` downloaded
+    ($ROOMCLF_HOME/sample/listings) where it exists; else ../shared/data/listings (whose absence is then the error)."""
     env = os.environ.get("ROOMCLF_DATA")
     if env:
-        return Path(env).expanduser().resolve()
+        from roomclf.storage import resolve
+
+        return resolve(env)
     shared = (project_root().parent / "shared" / "data" / "listings").resolve()
     sample = home() / "sample" / "listings"
     return sample.resolve() if not shared.is_dir() and sample.is_dir() else shared

@@ -134,3 +134,23 @@ def quick_onnx(tmp_path_factory, corpus_root, ground_truth, embedding_cache) -> 
         lin.bias.copy_(torch.from_numpy(bias))
     out = tmp_path_factory.mktemp("quick_model") / "model.onnx"
     return export_onnx(ExportNet(net), out, {"note": "test fixture: logistic-regression head"})
+
+
+S3_CORPUS_BATCHES = ("batch_18", "batch_19")     # uploaded as s3://crawl/listings/<batch>/...
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory, corpus_root):
+    """A real S3 endpoint (tests/s3.py: moto_server on loopback) whose bucket ``crawl`` holds batch_18 and
+    batch_19 of the corpus, broken files included, under ``listings/``. Its ``env`` holds the AWS_* and
+    MLFLOW_S3_ENDPOINT_URL variables a client needs; tests set them themselves (e.g. with monkeypatch)."""
+    from s3 import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    try:
+        server.create_bucket("crawl")
+        for batch in S3_CORPUS_BATCHES:
+            server.upload_tree(corpus_root / batch, "crawl", f"listings/{batch}")
+        yield server
+    finally:
+        server.stop()

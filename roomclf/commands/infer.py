@@ -8,7 +8,8 @@ from roomclf.models.registry import DEFAULT_ONNX_URI
 @click.command("infer-all")
 @data_option
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
-              help="Output folder: photos/<batch>.parquet, listings/<batch>.parquet, _done/<batch>.json.")
+              help="Output folder or s3://BUCKET/PREFIX: photos/<batch>.parquet, listings/<batch>.parquet, "
+                   "_done/<batch>.json (written last).")
 @click.option("--model", default=DEFAULT_ONNX_URI, show_default=True,
               help="models:/NAME@ALIAS, models:/NAME/VERSION, or a .onnx file or folder.")
 @click.option("--quantized", is_flag=True, help="Use the int8 model (models:/roomclf-onnx-int8@...) instead.")
@@ -18,7 +19,7 @@ from roomclf.models.registry import DEFAULT_ONNX_URI
 @click.option("--address", default=None,
               help="Ray cluster to join from one of its nodes: auto (the running cluster) or HOST:PORT of the head. "
                    "Default: $RAY_ADDRESS if set, else start a local Ray. Ray Client (ray://) addresses are not "
-                   "supported. Data root and --out must be storage every node sees.")
+                   "supported. Data root and --out must be storage every node sees (a shared folder or s3://).")
 @click.option("--force", is_flag=True, help="Redo batches already finished with this model.")
 @click.option("--with-embedding", is_flag=True, help="Also store each photo's L2-normalised embedding.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
@@ -43,6 +44,10 @@ def infer_all(data, out, model, quantized, batches, engine, address, force, with
     atomically. A rerun skips batches already done with the same model; a bad
     photo becomes a row with an error, never a stopped run.
 
+    --data and --out may be s3://BUCKET/PREFIX URIs (the endpoint and
+    credentials from the standard AWS_* variables): a batch counts as done
+    once its _done record, written last, exists.
+
     Each run is an MLflow run in the experiment roomclf-infer (model, counts,
     nodes, the output folder, a per-class chart); its id is in every batch's
     _done record and in the Parquet files' metadata. A tracking store that
@@ -53,6 +58,7 @@ def infer_all(data, out, model, quantized, batches, engine, address, force, with
       roomclf infer-all --out var/infer
       roomclf infer-all --out var/infer --batches batch_19 --engine loop
       roomclf infer-all --out /shared/infer --address auto --quantized
+      roomclf infer-all --data s3://crawl/listings --out s3://crawl/infer
     """
     from roomclf.infer.run import infer_all as run
     from roomclf.models.onnx_file import execution_providers

@@ -19,6 +19,7 @@ import numpy as np
 
 from roomclf.errors import RoomclfError
 from roomclf.photos import PhotoError, model_pixels, to_array
+from roomclf.storage import StorageError, join
 from roomclf.taxonomy import CLASSES
 
 LOCAL_NODE = "local"
@@ -35,16 +36,20 @@ to_model_input = to_array
 
 
 def decode_batch(batch: dict, root: str, size: int) -> dict:
-    """{'path', 'batch', 'listing'} columns -> the same plus 'pixels' (uint8) and 'error' ('' when fine)."""
+    """{'path', 'batch', 'listing'} columns -> the same plus 'pixels' (uint8) and 'error' ('' when fine).
+    ``root``: a local folder or an ``s3://`` URI; the photos are read where this runs (on a Ray worker, there).
+    Object storage that cannot be used as configured (credentials, bucket) stops the run: ``StorageError``."""
     paths = list(batch["path"])
     pixels = np.zeros((len(paths), size, size, 3), np.uint8)
     errors = []
     for i, rel in enumerate(paths):
         try:
-            pixels[i] = decode(Path(root) / rel, size)
+            pixels[i] = decode(join(root, rel), size)
             errors.append("")
         except PhotoError as exc:
             errors.append(exc.reason)
+        except StorageError:      # not this photo's fault: every photo would fail the same way
+            raise
         except Exception as exc:  # never let one photo stop a run
             errors.append(f"cannot read photo ({type(exc).__name__}: {exc})"[:300])
     return {"path": np.asarray(paths, dtype=object), "batch": np.asarray(list(batch["batch"]), dtype=object),

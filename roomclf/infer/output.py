@@ -1,26 +1,30 @@
-"""The output folder of ``infer-all``: one atomic commit per batch, and the record of what finished.
+"""The output folder of ``infer-all``: one commit per batch, and the record of what finished.
 
-Layout under OUT::
+Layout under OUT (a local folder or an ``s3://bucket/prefix`` URI, through ``roomclf.storage``)::
 
     photos/<batch>.parquet      one row per photo of the batch
     listings/<batch>.parquet    one row per listing of the batch
     _done/<batch>.json          written last: counts, model name/version, engine, timing
-    .tmp-<batch>-<pid>/         a batch being committed (removed on the next run if its process is gone)
 
-A batch is written into its ``.tmp-`` folder, then each file is moved into
-place with ``os.replace`` (atomic on one filesystem), the done record last.
-A run killed at any moment leaves either the old files or the new ones, never
-half a file; a batch without a done record is redone (and its files replaced),
-so every photo has exactly one row.
+A commit removes the batch's old done record first, then writes the two Parquet
+files, then the new done record. Each file is written whole or not at all (a
+local file through a temporary file renamed over it; an S3 object, which
+becomes visible only once complete), and a batch counts as done only while its
+done record exists. Object stores have no atomic rename of a folder, and none
+is needed: a run killed at any moment leaves either a done batch or one
+without a record, which the next run redoes, replacing its files, so every
+photo has exactly one row.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 from pathlib import Path
 
+from roomclf import storage
 from roomclf.processes import pid_alive
 
 PHOTOS, LISTINGS, DONE = "photos", "listings", "_done"
@@ -29,9 +33,8 @@ TMP_PREFIX = ".tmp-"
 
 def done_record(out: str | os.PathLike, batch: str) -> dict | None:
     """The done record of a batch, or None if it has none (or an unreadable one)."""
-    path = Path(out) / DONE / f"{batch}.json"
     try:
-        return json.loads(path.read_text())
+        return json.loads(storage.read_bytes(storage.join(out, DONE, f"{batch}.json")))
     except (OSError, ValueError):
         return None
 
@@ -53,39 +56,33 @@ def is_done(out: str | os.PathLike, batch: str, model_key: str, with_embedding: 
             return False
         if "photo_digest" not in rec and rec.get("photos") != len(paths):   # a record from before digests
             return False
-    if not (Path(out) / PHOTOS / f"{batch}.parquet").is_file():
+    if not storage.is_file(storage.join(out, PHOTOS, f"{batch}.parquet")):
         return False
     return bool(rec.get("with_embedding")) or not with_embedding
 
 
 def clean_stale(out: str | os.PathLike) -> list[str]:
-    """Remove the ``.tmp-`` folders left by runs that died; returns their names."""
+    """Remove what local runs that died left behind: ``.tmp-`` folders (of an earlier layout) and
+    half-written ``.<file>.tmp-<pid>`` files; returns their paths relative to ``out``. An object store
+    keeps nothing to clean: an upload that did not finish never becomes an object."""
     removed = []
-    out = Path(out)
-    if not out.is_dir():
+    if storage.is_uri(out) or not Path(out).is_dir():
         return removed
-    for d in out.iterdir():
-        if not d.name.startswith(TMP_PREFIX):
-            continue
-        pid = d.name.rsplit("-", 1)[-1]
+    out = Path(out)
+    candidates = [d for d in out.iterdir() if d.name.startswith(TMP_PREFIX)]
+    for sub in (PHOTOS, LISTINGS, DONE):
+        if (out / sub).is_dir():
+            candidates += [f for f in (out / sub).iterdir() if f.name.startswith(".") and TMP_PREFIX in f.name]
+    for path in candidates:
+        pid = path.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
             continue
-        shutil.rmtree(d, ignore_errors=True)
-        removed.append(d.name)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path.relative_to(out).as_posix())
     return removed
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def to_table(frame, schema):
@@ -109,44 +106,40 @@ def _missing(value) -> bool:
 
 
 def commit_batch(out: str | os.PathLike, batch: str, photos, listings, record: dict) -> None:
-    """Write a batch's photo rows, listing rows (pyarrow Tables) and done record atomically."""
+    """Write a batch's photo rows, listing rows (pyarrow Tables) and done record: its old done record is
+    removed first and the new one written last (see the module's docstring)."""
+    done = storage.join(out, DONE, f"{batch}.json")
+    storage.remove(done)
+    storage.write_bytes(storage.join(out, PHOTOS, f"{batch}.parquet"), _parquet_bytes(photos))
+    storage.write_bytes(storage.join(out, LISTINGS, f"{batch}.parquet"), _parquet_bytes(listings))
+    storage.write_bytes(done, json.dumps(record, indent=1, sort_keys=True).encode())
+
+
+def _parquet_bytes(table) -> bytes:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out = Path(out)
-    tmp = out / f"{TMP_PREFIX}{batch}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    pq.write_table(photos, tmp / "photos.parquet")
-    pq.write_table(listings, tmp / "listings.parquet")
-    (tmp / "done.json").write_text(json.dumps(record, indent=1, sort_keys=True))
-    for name in ("photos.parquet", "listings.parquet", "done.json"):
-        with open(tmp / name, "rb") as f:
-            os.fsync(f.fileno())
-    moves = [(tmp / "photos.parquet", out / PHOTOS / f"{batch}.parquet"),
-             (tmp / "listings.parquet", out / LISTINGS / f"{batch}.parquet"),
-             (tmp / "done.json", out / DONE / f"{batch}.json")]   # the done record goes last
-    for src, dst in moves:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dst)
-        _fsync_dir(dst.parent)
-    tmp.rmdir()
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
 
 
 def read_photos(out: str | os.PathLike, batches: list[str] | None = None):
     """All committed photo rows (pandas), optionally of some batches only."""
-    return _read(Path(out) / PHOTOS, batches)
+    return _read(storage.join(out, PHOTOS), batches)
 
 
 def read_listings(out: str | os.PathLike, batches: list[str] | None = None):
-    return _read(Path(out) / LISTINGS, batches)
+    return _read(storage.join(out, LISTINGS), batches)
 
 
-def _read(folder: Path, batches: list[str] | None):
+def _read(folder, batches: list[str] | None):
     import pandas as pd
 
-    files = sorted(folder.glob("*.parquet"))
+    names = [n for n in storage.list_files(folder) if n.endswith(".parquet")]
     if batches is not None:
-        files = [f for f in files if f.stem in set(batches)]
-    if not files:
+        names = [n for n in names if n[:-len(".parquet")] in set(batches)]
+    if not names:
         return pd.DataFrame()
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return pd.concat([pd.read_parquet(io.BytesIO(storage.read_bytes(storage.join(folder, n)))) for n in names],
+                     ignore_index=True)

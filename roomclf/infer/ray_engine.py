@@ -4,7 +4,10 @@ Decode tasks (the shared photo loader) feed an actor pool with one onnxruntime
 session per actor. The model travels to the actors as bytes through Ray's
 object store, so workers on other machines need neither the registry nor the
 driver's disk; the code travels through ``runtime_env``. The corpus root must
-be storage every node sees (the output is written by the driver).
+be storage every node sees: a shared folder, or an ``s3://`` URI whose photos
+each worker reads itself (so every node needs the S3 endpoint and credentials
+in its own environment, or an instance role: they are never shipped). The
+output is written by the driver.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from roomclf.infer.batch import (
     load_model_bytes,
     predict_batch,
 )
+from roomclf.storage import StorageError
 
 
 class Predictor:
@@ -35,11 +39,13 @@ class Predictor:
 
 
 def _quiet_ray() -> None:
-    """Ray's info and warning lines would bury the progress bar; errors still show."""
+    """Ray's info and warning lines would bury the progress bar; errors still show, but for Ray Data's: a
+    pipeline that fails raises its error to infer-all, which reports it (its stack trace in Ray Data's log)."""
     import logging
 
-    for name in ("ray", "ray.data", "ray._private"):
+    for name in ("ray", "ray._private"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
 
 
 def _use_token_if_present() -> None:
@@ -113,6 +119,7 @@ def run_ray(root: Path, items: list[dict], model_ref, with_embedding: bool, batc
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
+    ctx.raise_original_map_exception = True      # a StorageError on a worker keeps its type (storage_cause)
     _quiet_ray()
     resources = ray.cluster_resources()
     if actor_resource and resources.get(actor_resource, 0) <= 0:
@@ -131,5 +138,29 @@ def run_ray(root: Path, items: list[dict], model_ref, with_embedding: bool, batc
                         batch_size=batch_size, batch_format="numpy", num_cpus=0.5,
                         resources={actor_resource: 0.01} if actor_resource else None,
                         compute=ray.data.ActorPoolStrategy(size=size))
-    for frame in ds.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=2):
-        yield frame
+    try:
+        for frame in ds.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=2):
+            yield frame
+    except Exception as exc:
+        cause = storage_cause(exc)
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def storage_cause(exc: BaseException) -> StorageError | None:
+    """The ``StorageError`` a decode task raised on a worker (credentials, a bucket: the worker's own
+    environment), unwrapped from Ray's errors as one line that says where it happened; None if there is none."""
+    seen = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        cause = getattr(e, "cause", None)          # RayTaskError: the exception the task raised
+        if isinstance(cause, StorageError):
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]   # Ray appends retry notes
+            return type(cause)(f"{first} (on a Ray worker: every node needs these variables in its own environment)")
+        todo += [cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__]
+    return None

@@ -2,6 +2,8 @@
 
 Both engines run the plain functions of ``roomclf.infer.batch`` (decode, predict,
 rows); ``roomclf.infer.output.commit_batch`` commits each finished batch atomically.
+The corpus root and the output may each be a local folder or an ``s3://`` URI
+(``roomclf.storage``); with Ray, the photos are read on the workers.
 ``engine="ray"`` runs them as a Ray Data pipeline (``roomclf.infer.ray_engine``);
 ``engine="loop"`` runs them in this process, one chunk after another.
 Each run is an MLflow run in the experiment ``roomclf-infer`` (``roomclf.infer.tracking``):
@@ -96,7 +98,7 @@ def resolve_model(uri: str = DEFAULT_ONNX_URI, quantized: bool = False) -> Model
 LOOP_PREFETCH = 2      # chunks decoded ahead of the model (bench/bench_crawl.py: infer-all, loop, vs its floor)
 
 
-def run_loop(root: Path, items: list[dict], model_ref: ModelFile, with_embedding: bool, batch_size: int = 32,
+def run_loop(root: Path | str, items: list[dict], model_ref: ModelFile, with_embedding: bool, batch_size: int = 32,
              threads: int | None = None):
     """The in-process engine: yields a DataFrame of rows per chunk of ``batch_size`` photos. Decoding runs
     in a thread pool ``LOOP_PREFETCH`` chunks ahead, so it overlaps the model instead of waiting for it."""
@@ -166,7 +168,7 @@ class BatchPlan:
 
 @dataclass
 class Summary:
-    out: Path
+    out: Path | str                                             # a local folder or an s3:// URI
     engine: str
     model: str
     photos: int = 0
@@ -188,7 +190,7 @@ class Summary:
         return self.photos / self.seconds if self.seconds else 0.0
 
 
-def plan_batches(root: str | os.PathLike, batches) -> tuple[Path, list[BatchPlan]]:
+def plan_batches(root: str | os.PathLike, batches) -> tuple[Path | str, list[BatchPlan]]:
     from roomclf.corpus import discover
 
     corpus = discover(root, batches)
@@ -202,7 +204,7 @@ def plan_batches(root: str | os.PathLike, batches) -> tuple[Path, list[BatchPlan
     return corpus.root, sorted(plans.values(), key=lambda b: b.name)
 
 
-def _commit(out: Path, plan: BatchPlan, frames: list, model_ref: ModelFile, engine: str, with_embedding: bool,
+def _commit(out: Path | str, plan: BatchPlan, frames: list, model_ref: ModelFile, engine: str, with_embedding: bool,
             seconds: float, run_id: str | None = None) -> dict:
     import pandas as pd
 
@@ -243,12 +245,13 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
     With ``track`` the run is an MLflow run in ``roomclf-infer``, logged after the batches
     are committed; a tracking problem goes to ``warn`` (default: a line on stderr) and
     ``Summary.warnings``, never into the outputs."""
+    from roomclf import storage
     from roomclf.infer.output import clean_stale, done_record, is_done
     from roomclf.infer.tracking import infer_run, run_name
 
     if engine not in ENGINES:
         raise InferError(f"unknown engine {engine!r} (choose {', '.join(ENGINES)})")
-    out = Path(out).resolve()
+    out = storage.resolve(out)
     root, plans = plan_batches(root, batches)
     model_ref = resolve_model(model, quantized)
     summary = Summary(out=out, engine=engine, model=f"{model_ref.name} {model_ref.version}")
@@ -258,7 +261,7 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
             summary.batches_skipped.append(plan.name)
         else:
             todo.append(plan)
-    out.mkdir(parents=True, exist_ok=True)
+    storage.ensure_folder(out)        # an S3 bucket that is missing or refuses us fails here, before any work
     clean_stale(out)
 
     def warned(message: str) -> None:
@@ -281,7 +284,7 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
     return summary
 
 
-def _predict(root: Path, out: Path, todo: list[BatchPlan], model_ref: ModelFile, summary: Summary, engine: str,
+def _predict(root: Path | str, out: Path | str, todo: list[BatchPlan], model_ref: ModelFile, summary: Summary, engine: str,
              address, with_embedding: bool, batch_size: int, actors, cpus, progress: bool, object_store_mb: int,
              actor_resource, stall_timeout_s: float) -> None:
     """Predict the photos of ``todo`` with one engine, committing each batch as its last photo arrives."""

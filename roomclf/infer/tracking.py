@@ -148,17 +148,18 @@ def _mlflow_schema(arrow_schema):
     return Schema([ColSpec(dtype(f.type), f.name, required=not f.nullable) for f in arrow_schema])
 
 
-def _output_datasets(out: Path, records: list[dict], with_embedding: bool):
-    from mlflow.data.sources import LocalArtifactDatasetSource
+def _output_datasets(out: Path | str, records: list[dict], with_embedding: bool):
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
+    from roomclf import storage
     from roomclf.infer.batch import row_schema
     from roomclf.infer.listings import listing_schema
     from roomclf.infer.output import LISTINGS, PHOTOS
 
     digest = _folder_digest(records)
     for kind, schema in ((PHOTOS, row_schema(with_embedding)), (LISTINGS, listing_schema())):
-        source = LocalArtifactDatasetSource((out / kind).as_uri())
+        source = resolve_dataset_source(storage.as_uri(storage.join(out, kind)))   # file:// or s3://
         yield kind, MetaDataset(source, name=f"roomclf-infer-{kind}", digest=digest, schema=_mlflow_schema(schema))
 
 
