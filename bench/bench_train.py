@@ -38,6 +38,8 @@ runs it.
     python bench/bench_train.py --report                                   # the section again, nothing measured
     python bench/bench_train.py --ensemble default,lite1                    # two saved runs combined (TUNE)
     python bench/bench_train.py --name lite0-distil --distill var/bench/train-lite2-300 --recipe temperature=2
+    python bench/bench_train.py --name lite2-300-mt-gem --backbone efficientnet_lite2 --attributes \
+        --recipe attribute_loss_weight=1,pooling=gem   # multi-task + GeM; attribute tags scored on TUNE
     python bench/bench_train.py --name labels1k-lite1-self --backbone efficientnet_lite1 --image-size 240 \
         --hand-labels 1000 --pseudo var/bench/train-labels1k-lite1          # self-training at 1,000 hand labels
 """
@@ -61,6 +63,7 @@ from common import (
     TRAIN_BATCHES,
     TUNE_BATCHES,
     default_data,
+    ground_truth,
     headed_blocks,
     honest_split,
     load_result,
@@ -74,6 +77,7 @@ from common import (
 
 sys.path.insert(0, str(PROJECT))
 SECTION = "train"
+ATTRIBUTE_TARGETS = ("kitchen.refrigerator", "living_room.fireplace", "living_room.tv")   # the issue's named tags
 SEED_RESULTS = "the seed: 89% (ResNet-50), 90.1% (DenseNet-121), each on its own validation batches"
 RESULTS = PROJECT / "var" / "bench"
 # Measurements made before the split was fixed, on batch_11-13, which was then also where the recipe was
@@ -148,6 +152,14 @@ def drop_suspects(root: Path, split: dict, min_share: float) -> list[str]:
     return sorted(dropped)
 
 
+def saved_knobs(rec: dict):
+    """The product Recipe a saved run was trained with (its --label-smoothing, --mixup and --recipe)."""
+    from roomclf.train.config import Recipe, parse_recipe
+
+    return parse_recipe(rec.get("knobs") or "", Recipe(label_smoothing=rec.get("label_smoothing") or 0.0,
+                                                       mixup=rec.get("mixup") or 0.0))
+
+
 def flip_model(run: Path) -> Path:
     """``run/model-flip.onnx``: the saved run's network exported with horizontal-flip TTA (made once)."""
     path = run / "model-flip.onnx"
@@ -158,7 +170,9 @@ def flip_model(run: Path) -> Path:
         from roomclf.models.onnx_file import export_onnx
 
         rec = json.loads((run / "result.json").read_text())["recipe"]
-        net = RoomNet(rec["backbone"], pretrained=False)
+        knobs = saved_knobs(rec)
+        net = RoomNet(rec["backbone"], pretrained=False, pooling=knobs.pooling,
+                      with_attributes=knobs.attribute_loss_weight > 0)
         net.load_state_dict(torch.load(run / "roomnet.pt"))
         export_onnx(ExportNet(net.eval(), flip_tta=True), path,
                     {"input_size": rec["image_size"], "flip_tta": True,
@@ -197,6 +211,76 @@ def add_pseudo_labels(root: Path, split: dict, unlabelled: list[str], teacher: P
     return stats
 
 
+# --------------------------------------------------------------------------- attribute tags
+
+def attribute_labels(data_dir: Path, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(Y, M) of ``paths`` (``attribute_targets``) from ../shared/data's attributes.csv under the product's
+    default evidence policy, judged within each photo's labels.csv class: what the label store would give
+    `roomclf train` after ``roomclf import-labels --attributes``."""
+    import tempfile
+
+    from roomclf.labels.store import LabelStore
+    from roomclf.train.attributes import attribute_targets, import_attributes
+
+    truth = ground_truth(data_dir)
+    rooms = [(p, truth[p]) for p in paths if p in truth]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LabelStore(Path(tmp) / "labels.sqlite")
+        store.set_labels(rooms, "imported")
+        import_attributes(store, data_dir / "attributes.csv", data_dir / "listings", paths=[p for p, _ in rooms])
+        return attribute_targets(paths, store, truth)
+
+
+def multitask_targets(data_dir: Path, split: dict) -> dict[str, np.ndarray]:
+    """Multi-task (``--recipe attribute_loss_weight=W``): the attribute targets of the TRAIN and TUNE photos
+    that have attribute labels, as ``roomclf train`` gathers them (``roomclf.train.multitask``)."""
+    from roomclf.train.multitask import encode_targets
+
+    paths = [p for p, _ in split["train"] + split["tune"]]
+    Y, M = attribute_labels(data_dir, paths)
+    rows = encode_targets(Y, M)
+    return {p: rows[i] for i, p in enumerate(paths) if M[i].any()}
+
+
+def attribute_scores(net, data_dir: Path, split: dict, size: int, seed: int):
+    """``--attributes``: the attribute head `roomclf train` would export from this network (linear heads on
+    its features, or the head trained with the body: ``roomclf.train.multitask.attribute_fit``), fitted on the
+    TRAIN photos' labels with thresholds picked on TUNE, scored on TUNE: (figures, the fit or None). F1 is
+    taken at the thresholds picked on the same photos (optimistic alike for every run); AUC needs none."""
+    from roomclf.taxonomy import ATTRIBUTE_KEYS
+    from roomclf.train.attributes import MIN_VAL_POSITIVES
+    from roomclf.train.multitask import attribute_fit
+
+    train, tune = [p for p, _ in split["train"]], [p for p, _ in split["tune"]]
+    (Y, M), (vY, vM) = attribute_labels(data_dir, train), attribute_labels(data_dir, tune)
+    fitted = attribute_fit(net, data_dir / "listings", train, Y, M, tune, vY, vM, size, seed)
+    if fitted is None:
+        return {"keys": {}, "macro_f1": None, "macro_keys": []}, None
+    fit = fitted[0]
+    keys = {}
+    for key in ATTRIBUTE_KEYS:
+        e = fit.report[key]
+        if not e["support"]:
+            continue
+        emitted = fit.thresholds[key] is not None
+        keys[key] = {"f1": (e["f1"] or 0.0) if emitted else 0.0, "auc": e["auc"], "support": e["support"],
+                     "positives": e["positives"], "emitted": emitted, "head": e.get("head"), "status": e["status"]}
+    judged = [k for k, v in keys.items() if v["support"] >= MIN_VAL_POSITIVES]
+    macro = float(np.mean([keys[k]["f1"] for k in judged])) if judged else None
+    return {"keys": keys, "macro_f1": macro, "macro_keys": judged}, fit
+
+
+def attribute_line(found: dict) -> str:
+    """One line of ``attribute_scores``' figures: the macro-F1 and the issue's named tags."""
+    def num(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    named = "; ".join(f"{k} F1 {num(found['keys'][k]['f1'])}, AUC {num(found['keys'][k]['auc'])}"
+                      for k in ATTRIBUTE_TARGETS if k in found["keys"])
+    return (f"TUNE attributes: macro-F1 {num(found['macro_f1'])} over the {len(found['macro_keys'])} tags with "
+            f"enough TUNE positives to judge; {named or 'none of the named tags on TUNE'}")
+
+
 # --------------------------------------------------------------------------- scoring
 
 def probs_on(learn, items: list[tuple[str, str]], flip: bool = False,
@@ -206,8 +290,12 @@ def probs_on(learn, items: list[tuple[str, str]], flip: bool = False,
     from roomclf.taxonomy import CLASSES
     from roomclf.train.predict import loader_passes
 
+    from roomclf.train.multitask import unknown_row
+
     soft = getattr(learn.dls.train_ds, "vocab", None) is None      # a student: distribution targets (one-hot here)
-    rows = [[p, c, np.eye(len(CLASSES))[CLASSES.index(c)].tolist()] if soft else [p, c] for p, c in items]
+    multitask = getattr(learn.model, "attribute_head", None) is not None   # batches carry attribute targets
+    rows = [[p, c, np.eye(len(CLASSES))[CLASSES.index(c)].tolist()] if soft else
+            [p, c, unknown_row()] if multitask else [p, c] for p, c in items]
     plain, mirror, y = loader_passes(learn, learn.dls.test_dl(rows, with_labels=True, bs=bs), mirrored=flip)
     return plain, ((plain + mirror) / 2 if flip else None), y
 
@@ -405,7 +493,11 @@ def main() -> None:
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off)")
     ap.add_argument("--recipe", default="", help="other knobs of the product's Recipe, as `roomclf train --recipe`: "
-                    "e.g. balanced_sampling=true or small_size=160")
+                    "e.g. balanced_sampling=true, small_size=160, pooling=gem or attribute_loss_weight=1 "
+                    "(multi-task: the attribute labels of attributes.csv train beside the rooms)")
+    ap.add_argument("--attributes", action="store_true",
+                    help="also fit the attribute tags as roomclf train exports them (TRAIN labels of attributes.csv, "
+                         "thresholds on TUNE) and score them on TUNE")
     ap.add_argument("--hand-labels", type=int, default=0,
                     help="train on only this many TRAIN photos drawn at random (0: all); TUNE and TEST unchanged")
     ap.add_argument("--hand-picks", help="train on only the TRAIN photos listed in this file, one path per line "
@@ -468,6 +560,9 @@ def main() -> None:
     if prior:   # score a saved run with its own recipe
         rec = prior["recipe"]
         args.name, args.backbone, args.image_size = prior["name"], rec["backbone"], rec["image_size"]
+        knobs = saved_knobs(rec)
+    if knobs.attribute_loss_weight and (args.distill or knobs.mixup):
+        ap.error("--recipe attribute_loss_weight: not with --distill or --mixup (photos without their own labels)")
     if not args.image_size:
         args.image_size = get_spec(args.backbone).train_size
     out = saved or Path(args.save or RESULTS / f"train-{args.name}")
@@ -526,6 +621,10 @@ def main() -> None:
 
         photos = [p for p, _ in split["train"]]
         data = with_teacher_targets(data, teacher_outputs(args.distill, root, photos), photos)
+    if knobs.attribute_loss_weight:
+        data.attributes = multitask_targets(data_dir, split)
+        print(f"multi-task: {sum(p in data.attributes for p, _ in data.train)} TRAIN photos carry attribute labels",
+              flush=True)
     dls = build_dls(root, data, args.image_size, args.batch_size, spec.mean, spec.std, args.seed, args.workers,
                     recipe=knobs)
     weights = class_weights([c for _, c in data.train])
@@ -589,6 +688,12 @@ def main() -> None:
         if flip_won:
             result["test_flip"] = scores(fprobs, y, split["test"], upstream)
             print(f"TEST accuracy with flip TTA {result['test_flip']['accuracy']:.4f}", flush=True)
+    tags = None
+    if args.attributes:
+        t = time.perf_counter()
+        result["tune_attributes"], tags = attribute_scores(learn.model.cpu().eval(), data_dir, split, args.image_size,
+                                                          args.seed)
+        print(f"{attribute_line(result['tune_attributes'])} ({time.perf_counter() - t:.0f}s)", flush=True)
     result["load_end"] = os.getloadavg()[0]
     result["split_line"] = split_line
 
@@ -596,10 +701,11 @@ def main() -> None:
         from roomclf.models.network import ExportNet
         from roomclf.models.onnx_file import export_onnx
 
-        export_onnx(ExportNet(learn.model.cpu().eval()).eval(), out / "model.onnx",
+        export_onnx(ExportNet(learn.model.cpu().eval(), tags.head if tags else None).eval(), out / "model.onnx",
                     {"input_size": args.image_size, "train_batches": split["batches"]["train"],
                      "valid_batches": split["batches"]["tune"], "val_accuracy": result["tune"]["accuracy"],
-                     "val_macro_f1": result["tune"]["macro_f1"], "note": f"bench/bench_train.py {args.name}"})
+                     "val_macro_f1": result["tune"]["macro_f1"], "note": f"bench/bench_train.py {args.name}",
+                     **({"attribute_thresholds": tags.thresholds} if tags else {})})
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(f"saved {out}", flush=True)
     finish(split_key, split_line, args)

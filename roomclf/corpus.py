@@ -135,10 +135,15 @@ def path_problem(rel: str) -> str | None:
     return None
 
 
-def safe_join(root: str | os.PathLike, rel: str) -> Path | None:
-    """``root/rel`` if it stays inside root (no '..', absolute path or symlink escape), else None."""
+def safe_join(root: str | os.PathLike, rel: str) -> Path | str | None:
+    """``root/rel`` if it stays inside root (no '..', absolute path or symlink escape), else None. For an
+    ``s3://`` root (keys are plain names: no symlinks) the joined URI, when no part of ``rel`` is empty,
+    '.' or '..'."""
     if not rel or rel.startswith(("/", "\\")) or "\x00" in rel:
         return None
+    if storage.is_uri(root):
+        parts = rel.split("/")
+        return None if "\\" in rel or {"", ".", ".."} & set(parts) else storage.join(root, rel)
     root = Path(root).resolve()
     candidate = (root / rel).resolve()
     try:

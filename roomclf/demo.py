@@ -12,6 +12,10 @@ labelled batches to train on, the next one to validate on. A corpus whose
 labels cannot train all seven classes stops the demo with a one-line
 ``DemoError`` naming the missing classes.
 
+The corpus is ``$ROOMCLF_SAMPLE_SOURCE`` used in place (a folder, or an
+``s3://bucket/prefix`` read through ``roomclf.storage``: the photos, ``labels.csv``
+and ``attributes.csv``), else the sample it downloads (``roomclf.sample.download``).
+
 Each finished step is recorded in ``$ROOMCLF_HOME/demo/state.json`` with its
 inputs, so a rerun reuses what is done (``fresh=True`` redoes everything).
 """
@@ -25,12 +29,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
-from roomclf import settings
+from roomclf import settings, storage
 from roomclf.errors import RoomclfError
 from roomclf.labels.sources import HUMAN_SOURCES, LabelSource
 from roomclf.metrics import binary_scores
+from roomclf.models.attribute_scores import SCORES_KEY, key_line, score_lines
 from roomclf.models.backbones import get_spec
 from roomclf.propagate.defaults import PROPAGATION
 from roomclf.taxonomy import CLASSES, UnknownName, attribute_key
@@ -49,6 +52,7 @@ MIN_PER_CLASS = 5     # the manual pick holds at least this many photos of each 
 DEMO_WHO = "demo"
 VALID_WHO = "demo (validation labels)"
 SOURCES = DEFAULT_SOURCES   # the label sources training counts (TrainConfig.sources)
+FOCUS_KEYS = ("living_room.tv",)   # the summary says of each whether it is emitted, and if not, why
 
 
 class DemoError(RoomclfError):
@@ -111,6 +115,18 @@ def plan_demo(present: set[str], truth: dict[str, str], max_train: int = MAX_TRA
     return DemoPlan(batches[:n_manual], batches[:n_train], [batches[n_train]], len(batches))
 
 
+def corpus_plan(root: Path | str, labels_csv: Path | str) -> tuple[DemoPlan, dict[str, str], set[str]]:
+    """``plan_demo`` of the corpus at ``root`` (a folder or an s3:// URI) with its labels file: (the plan,
+    path -> class of the labelled photos it holds, every photo it holds)."""
+    from roomclf.corpus import discover
+    from roomclf.labels.prelabel import read_ground_truth
+
+    truth = read_ground_truth(labels_csv)
+    present = set(discover(root).paths)
+    plan = plan_demo(present, truth)
+    return plan, {p: lab for p, lab in truth.items() if p in present}, present
+
+
 def pick_manual(truth: dict[str, str], batches: list[str], n: int, seed: int = 0) -> list[tuple[str, str]]:
     """n photos of ``batches`` with their true class: at least MIN_PER_CLASS of each class where
     there are that many, the rest at random; deterministic."""
@@ -129,13 +145,14 @@ def pick_manual(truth: dict[str, str], batches: list[str], n: int, seed: int = 0
     return sorted(chosen.items())
 
 
-def attribute_file(labels_csv: Path) -> Path | None:
-    """The corpus's attribute labels: ``attributes.csv`` beside ``labels.csv``, when there is one."""
-    path = Path(labels_csv).with_name("attributes.csv")
-    return path if path.is_file() else None
+def attribute_file(labels_csv: Path | str) -> Path | str | None:
+    """The corpus's attribute labels: ``attributes.csv`` beside ``labels.csv`` (a file, or an object beside an
+    s3:// one), when there is one."""
+    path = storage.join(storage.parent(labels_csv), "attributes.csv")
+    return path if storage.is_file(path) else None
 
 
-def attribute_pass(attrs_csv: Path, truth: dict[str, str], batches: list[str]) -> list[str]:
+def attribute_pass(attrs_csv: Path | str, truth: dict[str, str], batches: list[str]) -> list[str]:
     """The photos of ``batches`` that attributes.csv has evidence for (under the default evidence
     policy) about an attribute of their own class: the ones a person ticks boxes on."""
     import csv
@@ -143,7 +160,7 @@ def attribute_pass(attrs_csv: Path, truth: dict[str, str], batches: list[str]) -
     from roomclf.train.attributes import select_evidence
 
     keep = set(batches)
-    with open(attrs_csv, newline="") as f:
+    with storage.open_text(attrs_csv) as f:
         rows = [r for r in csv.DictReader(f) if (r.get("path") or "").strip().split("/", 1)[0] in keep]
     kept, _ = select_evidence(rows)
     found = set()
@@ -211,59 +228,45 @@ def _forget_demo_labels(store) -> int:
     return len(mine)
 
 
-def _file_stamp(path: Path | None) -> list | None:
+def _file_stamp(path: Path | str | None) -> list | None:
+    """A step input that changes with the file (a local one or an s3:// object): where, size, modification time."""
     if path is None:
         return None
-    st = path.stat()
-    return [str(path), st.st_size, st.st_mtime_ns]
+    size, mtime_ns = storage.cache_key(path)
+    return [str(path), size, mtime_ns]
 
 
-def tag_summary(out: Path, store, valid: list[str], thresholds: dict[str, float | None],
-                batches: list[str] | None = None) -> dict:
-    """What infer-all wrote about tags: per attribute, photos tagged over ``batches`` (default: every
-    batch in ``out``), and precision/recall/F1 (``roomclf.metrics.binary_scores``) on the validation batches'
-    labelled photos, end to end (the predicted room must be the attribute's class for its tag to appear);
-    ``val_tagged`` counts the labelled photos that got the tag."""
+def tag_summary(out: Path, thresholds: dict[str, float | None], batches: list[str] | None = None) -> dict:
+    """What infer-all wrote about tags over ``batches`` (default: every batch in ``out``): per attribute,
+    whether the model emits it and how many photos got it; photos and listings tagged, and the listing with
+    the most tags. How good each tag is comes from the model version (``roomclf.models.attribute_scores``),
+    not from here."""
     from roomclf.infer.output import read_listings, read_photos
     from roomclf.taxonomy import ATTRIBUTE_KEYS
-    from roomclf.train.attributes import attribute_targets
 
     photos, listings = read_photos(out, batches), read_listings(out, batches)
-    tagged: dict[str, int] = {}
-    predicted: dict[str, set[str]] = {}
+    tagged: dict[str, set[str]] = {}
     if not photos.empty:
         ok = photos[photos["error"].isna()]
         for path, label, tags in zip(ok["path"], ok["label"], ok["tags"]):
             for t in (tags if tags is not None else ()):
-                key = f"{label}.{t}"
-                tagged[key] = tagged.get(key, 0) + 1
-                predicted.setdefault(key, set()).add(path)
-    rooms = {p: lab.label for p, lab in store.labels(SOURCES).items() if p.split("/", 1)[0] in set(valid)}
-    paths = sorted(rooms)
-    Y, M = attribute_targets(paths, store, rooms, SOURCES)
-    per_key = {}
-    for j, key in enumerate(ATTRIBUTE_KEYS):
-        known = np.flatnonzero(M[:, j])
-        pred = predicted.get(key, set())
-        s = binary_scores(Y[known, j] == 1, [paths[i] in pred for i in known])
-        per_key[key] = {"trained": thresholds.get(key) is not None, "tagged": tagged.get(key, 0),
-                        "val_pos": int((Y[known, j] == 1).sum()), "val_neg": int((Y[known, j] == 0).sum()),
-                        "val_tagged": s["predicted"], "precision": s["precision"], "recall": s["recall"], "f1": s["f1"]}
+                tagged.setdefault(f"{label}.{t}", set()).add(path)
+    per_key = {key: {"trained": thresholds.get(key) is not None, "tagged": len(tagged.get(key, ()))}
+               for key in ATTRIBUTE_KEYS}
     with_tags = listings[listings["tags"].map(lambda t: t is not None and len(t) > 0)] if not listings.empty else listings
     example = None
     if len(with_tags):
         best = max(range(len(with_tags)), key=lambda i: (len(with_tags["tags"].iloc[i]), -i))
         row = with_tags.iloc[best]
         example = {"listing": f"{row['batch']}/{row['listing']}", "tags": list(row["tags"])}
-    return {"per_key": per_key, "photos_tagged": len(set().union(*predicted.values())),
+    return {"per_key": per_key, "photos_tagged": len(set().union(*tagged.values())),
             "listings": len(listings), "listings_tagged": len(with_tags), "example": example}
 
 
-def _fmt(v) -> str:
-    return "   -" if v is None else f"{v:.2f}"
-
-
-def format_tag_summary(summary: dict, valid_span: str) -> list[str]:
+def format_tag_summary(summary: dict, scores: dict[str, dict] | None, valid_span: str) -> list[str]:
+    """The summary's tag lines: photos and listings tagged, each emitted attribute with the held-out figures
+    and label counts its model version carries (``scores``, from the ONNX file) and the photos infer-all
+    tagged with it, the attributes never emitted, and one line on each of ``FOCUS_KEYS``."""
     per_key = summary["per_key"]
     trained = [k for k, e in per_key.items() if e["trained"]]
     lines = [f"attribute tags: {summary['photos_tagged']} photos tagged; {summary['listings_tagged']} of "
@@ -271,25 +274,19 @@ def format_tag_summary(summary: dict, valid_span: str) -> list[str]:
              + (f" (e.g. {summary['example']['listing']}: {', '.join(summary['example']['tags'])})"
                 if summary["example"] else "")]
     if trained:
-        lines.append(f"  {'attribute':<24}{'tagged photos':>14}   on {valid_span}: {'pos/neg':>8} {'prec':>5} {'rec':>5} {'F1':>5}")
-        for k in trained:
-            e = per_key[k]
-            measured = (e["val_tagged"] > 0, e["val_pos"] > 0, e["val_pos"] > 0)   # else "-": nothing to divide by
-            cells = [_fmt(e[m] if ok else None) for m, ok in zip(("precision", "recall", "f1"), measured)]
-            lines.append(f"  {k:<24}{e['tagged']:>14}   {'':>{len(valid_span) + 4}}{e['val_pos']:>3}/{e['val_neg']:<4} "
-                         + " ".join(f"{c:>5}" for c in cells))
+        lines += score_lines(scores, f"validation {valid_span}")
+        lines.append("  photos infer-all tagged: " + ", ".join(f"{k} {per_key[k]['tagged']}" for k in trained))
     else:
         lines.append("  no attribute was trained (too few labels): the model emits no tags")
     untrained = [k for k, e in per_key.items() if not e["trained"]]
     if untrained:
         lines.append(f"  untrained, never emitted ({len(untrained)}): {', '.join(untrained)}")
+    lines += [f"  {key_line(scores, key)}" for key in FOCUS_KEYS]
     return lines
 
 
 def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str], None] = print) -> dict:
     """The seven steps, each reused when its inputs have not changed since the last run."""
-    from roomclf.corpus import discover
-    from roomclf.labels.prelabel import read_ground_truth
     from roomclf.labels.store import LabelStore
     from roomclf.sample.download import get_sample_corpus
 
@@ -303,11 +300,8 @@ def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str]
 
     head(1, "sample corpus")
     corpus = get_sample_corpus(home / "sample", echo=echo)
-    root, labels_csv = Path(corpus.root), Path(corpus.labels_csv)
-    truth = read_ground_truth(labels_csv)
-    present = set(discover(root).paths)
-    plan = plan_demo(present, truth)
-    truth = {p: lab for p, lab in truth.items() if p in present}
+    root, labels_csv = storage.resolve(corpus.root), storage.resolve(corpus.labels_csv)   # a Path or an s3:// URI
+    plan, truth, present = corpus_plan(root, labels_csv)
     attrs_csv = attribute_file(labels_csv)
     echo(f"plan ({plan.batches} labelled batches): manual labels from {plan.span('manual')}, propagate over and "
          f"train on {plan.span('train')}, validate on {plan.span('valid')}")
@@ -329,7 +323,7 @@ def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str]
     head(6, f"infer-all: the model just trained ({ONNX_NAME} v{trained['versions'][ONNX_NAME]}) over every batch "
             "with Ray Data: room classes and attribute tags")
     out = home / "infer"
-    summary, tags = _infer_step(root, out, store, plan, trained, sorted({p.split("/", 1)[0] for p in present}), echo)
+    summary, tags = _infer_step(root, out, trained, sorted({p.split("/", 1)[0] for p in present}), echo)
 
     head(7, "summary")
     lines = _summary_lines(plan, pre, prop, trained, summary, tags, out, store, time.perf_counter() - t_start,
@@ -340,7 +334,8 @@ def run_demo(manual_labels: int = 300, fresh: bool = False, echo: Callable[[str]
             "infer_photos": summary.photos, "tags": tags}
 
 
-def _prelabel_step(steps: Steps, base: dict, store, root: Path, plan: DemoPlan, labels_csv: Path, echo) -> dict:
+def _prelabel_step(steps: Steps, base: dict, store, root: Path | str, plan: DemoPlan, labels_csv: Path | str,
+                   echo) -> dict:
     pre = steps.get("prelabel", base)
     if pre is None:
         from roomclf.labels.prelabel import prelabel
@@ -351,8 +346,8 @@ def _prelabel_step(steps: Steps, base: dict, store, root: Path, plan: DemoPlan, 
     return pre
 
 
-def _label_step(steps: Steps, inputs: dict, store, root: Path, plan: DemoPlan, truth: dict[str, str],
-                attrs_csv: Path | None, manual_labels: int, echo) -> dict:
+def _label_step(steps: Steps, inputs: dict, store, root: Path | str, plan: DemoPlan, truth: dict[str, str],
+                attrs_csv: Path | str | None, manual_labels: int, echo) -> dict:
     """Ground truth stands in for the person: room labels of a sample, their attribute boxes, validation labels."""
     echo("(the demo stands in for a person in the browser: it imports ground truth from the corpus's labels.csv"
          + (" and the attribute check-boxes of the photos it labels from attributes.csv)" if attrs_csv else
@@ -385,7 +380,7 @@ def _label_step(steps: Steps, inputs: dict, store, root: Path, plan: DemoPlan, t
     return labelled
 
 
-def _propagate_step(steps: Steps, inputs: dict, store, root: Path, plan: DemoPlan, truth: dict[str, str],
+def _propagate_step(steps: Steps, inputs: dict, store, root: Path | str, plan: DemoPlan, truth: dict[str, str],
                     echo) -> dict:
     prop = steps.get("propagate", inputs)
     if prop is None:
@@ -401,7 +396,7 @@ def _propagate_step(steps: Steps, inputs: dict, store, root: Path, plan: DemoPla
     return prop
 
 
-def _train_step(steps: Steps, inputs: dict, store, root: Path, plan: DemoPlan, echo) -> dict:
+def _train_step(steps: Steps, inputs: dict, store, root: Path | str, plan: DemoPlan, echo) -> dict:
     train_inputs = {**inputs, "backbone": BACKBONE, "size": IMAGE_SIZE, "epochs": [FROZEN_EPOCHS, EPOCHS], "lr": LR}
     trained = steps.get("train", train_inputs)
     if trained is None:
@@ -418,7 +413,7 @@ def _train_step(steps: Steps, inputs: dict, store, root: Path, plan: DemoPlan, e
     return trained
 
 
-def _infer_step(root: Path, out: Path, store, plan: DemoPlan, trained: dict, batches: list[str], echo):
+def _infer_step(root: Path | str, out: Path, trained: dict, batches: list[str], echo):
     """infer-all with the version just trained (so its tags show even if the gate kept an older champion)."""
     from roomclf.infer.run import infer_all, resolve_model
     from roomclf.models.onnx_file import OnnxModel
@@ -430,16 +425,17 @@ def _infer_step(root: Path, out: Path, store, plan: DemoPlan, trained: dict, bat
     echo(f"{summary.photos} photos, {summary.predictions} predictions, {summary.errors} errors, "
          f"{summary.skipped} skipped" + (f", {rate:.1f} photos/s" if summary.photos else "")
          + (f"; {len(summary.batches_skipped)} batches already done" if summary.batches_skipped else ""))
-    thresholds = OnnxModel(resolve_model(model_uri).path).thresholds
-    return summary, tag_summary(out, store, plan.valid, thresholds, batches)
+    model = OnnxModel(resolve_model(model_uri).path)
+    tags = tag_summary(out, model.thresholds, batches)
+    return summary, {**tags, "scores": model.meta.get(SCORES_KEY)}     # the figures the version carries
 
 
 def _summary_lines(plan: DemoPlan, pre: dict, prop: dict, trained: dict, summary, tags: dict, out: Path, store,
-                   elapsed_s: float, root: Path) -> list[str]:
+                   elapsed_s: float, root: Path | str) -> list[str]:
     """What the demo reached, and the command that shows each result (``--data`` where the corpus is
     not where the commands look by default)."""
     m, t = trained["metrics"], prop["truth"]
-    data = "" if Path(root).resolve() == settings.data_root() else f" --data {_relative(root)}"
+    data = "" if storage.resolve(root) == settings.data_root() else f" --data {_relative(root)}"
     per_class = {k[len("val_f1."):]: v for k, v in m.items() if k.startswith("val_f1.")}
     rel_out = _relative(out)
     label_batch = plan.train[1] if len(plan.train) > 1 else plan.train[0]
@@ -450,7 +446,7 @@ def _summary_lines(plan: DemoPlan, pre: dict, prop: dict, trained: dict, summary
         f"cold-start prelabel accuracy on {plan.span('manual')}: {pre['accuracy']:.1%}" if pre.get("accuracy") is not None else "",
         (f"propagation: precision {t['precision']:.1%}, coverage {t['coverage']:.1%} ({prop['accepted']} labels, "
          f"{prop['suspects']} suspect labels flagged)"),
-        *format_tag_summary(tags, plan.span("valid")),
+        *format_tag_summary(tags, tags.get("scores"), plan.span("valid")),
         f"infer-all: {summary.photos} photos this run" + (f" at {rate:.1f} photos/s" if summary.photos else " (all batches reused)"),
         f"total time: {elapsed_s:.0f}s",
         "",
@@ -468,8 +464,11 @@ def _summary_lines(plan: DemoPlan, pre: dict, prop: dict, trained: dict, summary
     ]
 
 
-def _relative(path: Path) -> str:
-    """``path`` relative to the working directory when it lies below it (shorter to copy), else as is."""
+def _relative(path: Path | str) -> str:
+    """``path`` relative to the working directory when it lies below it (shorter to copy), else as is
+    (an s3:// URI always)."""
+    if storage.is_uri(path):
+        return path
     try:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:

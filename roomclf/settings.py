@@ -75,16 +75,30 @@ def is_remote_tracking(uri: str | None = None) -> bool:
 
 
 def artifact_root() -> str:
-    """Where a local store keeps run artifacts: ``<home>/mlartifacts``."""
+    """Where a local store keeps run artifacts (a new experiment's artifact location is this plus its name):
+    ``$MLFLOW_DEFAULT_ARTIFACT_ROOT`` when set (MLflow's own variable, e.g. ``s3://BUCKET/PREFIX``: the S3
+    endpoint and credentials then come from the standard variables, ``roomclf.storage``), else
+    ``<home>/mlartifacts``."""
+    env = os.environ.get("MLFLOW_DEFAULT_ARTIFACT_ROOT", "").strip()
+    if env:
+        from roomclf.storage import S3, resolve
+
+        return resolve(env) if env.startswith(S3) else env.rstrip("/")
     path = home() / "mlartifacts"
     path.mkdir(parents=True, exist_ok=True)
     return path.as_uri()
 
 
 def setup_mlflow() -> str:
-    """Point MLflow at roomclf's store; returns the tracking URI."""
+    """Point MLflow at roomclf's store; returns the tracking URI.
+
+    A tracking server that serves artifacts kept in object storage (``--artifacts-destination s3://...``)
+    would hand out presigned S3 URLs for downloads by default: hosts then download through the server
+    instead (unless ``MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD`` says otherwise), so they need to reach only
+    the server, and no S3 URL, which names the server's access key, passes through their logs."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
     import mlflow
 
     uri = tracking_uri()

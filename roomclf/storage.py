@@ -4,16 +4,18 @@ Every function takes a *location*: a local path (``str`` or ``os.PathLike``) or 
 locations go through ``pathlib``/``os`` exactly as before this module existed (nothing is added on that path but
 one string test); ``s3://`` ones through ``pyarrow.fs.S3FileSystem`` (the filesystem Ray Data and Parquet use).
 
-The S3 endpoint and region come from the standard variables (``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``,
-``AWS_REGION`` or ``AWS_DEFAULT_REGION``). Credentials are left to the AWS SDK's own chain (``AWS_ACCESS_KEY_ID``
-and ``AWS_SECRET_ACCESS_KEY``, a profile, an instance role): roomclf never logs, stores nor passes them on (they
-enter a cache key only as a digest), and refuses a URI that carries them. Configuration problems (missing or rejected credentials, a bucket that does not
-exist, an endpoint that does not answer) raise a ``StorageError`` naming the bucket and what to set; a single
-object that cannot be read is an ``OSError`` (``FileNotFoundError`` when it is missing), like a local file.
+The S3 endpoint and region come from the standard variables (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL`` or
+MLflow's ``MLFLOW_S3_ENDPOINT_URL``; ``AWS_REGION`` or ``AWS_DEFAULT_REGION``). Credentials are left to the AWS
+SDK's own chain (``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``, a profile, an instance role): roomclf never
+logs, stores nor passes them on (they enter a cache key only as a digest), and refuses a URI that carries them.
+Configuration problems (missing or rejected credentials, a bucket that does not exist, an endpoint that does not
+answer) raise a ``StorageError`` naming the bucket and what to set; a single object that cannot be read is an
+``OSError`` (``FileNotFoundError`` when it is missing), like a local file.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 from contextlib import contextmanager
@@ -23,7 +25,8 @@ from urllib.parse import urlsplit
 from roomclf.errors import RoomclfError
 
 S3 = "s3://"
-ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+# MLflow's own variable last: a machine set up for MLflow's S3 artifacts reaches the same endpoint
+ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")
 REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 KEY_VARS = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -90,6 +93,15 @@ def join(root, *parts: str) -> Path | str:
     return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts if p)])
 
 
+def parent(location) -> Path | str | None:
+    """The folder holding ``location``: a ``Path`` for a local one, a URI for an object-store one (None for a
+    bucket itself, which lies in no folder)."""
+    if not is_uri(location):
+        return Path(location).parent
+    head = _canonical_uri(location).rpartition("/")[0]
+    return head if head.startswith(S3) and len(head) > len(S3) else None
+
+
 def as_uri(location) -> str:
     """The location as a URI (``file://...`` for a local path), e.g. for an MLflow dataset source."""
     return location if is_uri(location) else Path(location).resolve().as_uri()
@@ -107,7 +119,7 @@ _FILESYSTEMS: dict[tuple, object] = {}
 
 
 def endpoint() -> str | None:
-    """The S3 endpoint the variables name (``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``), or None (AWS)."""
+    """The S3 endpoint the variables name (the first set of ``ENDPOINT_VARS``), or None (AWS)."""
     return next((os.environ[v].strip() for v in ENDPOINT_VARS if os.environ.get(v, "").strip()), None)
 
 
@@ -278,18 +290,85 @@ def is_file(path) -> bool:
 
 def cache_key(path) -> tuple[int, int]:
     """What says a photo changed, for caches keyed by photo: (size in bytes, modification time in ns).
-    ``FileNotFoundError`` when it does not exist."""
+    ``FileNotFoundError`` when it does not exist. On S3 the time comes from a listing of the object's folder
+    (a single object's metadata, as pyarrow reads it, has none), as in ``cache_keys``."""
     if not is_uri(path):
         st = Path(path).stat()
         return st.st_size, st.st_mtime_ns
+    parent, _, name = _canonical_uri(path).rpartition("/")
+    found = _listed_keys(parent, False).get(name)
+    if found is None:
+        raise FileNotFoundError(f"no such object: {path}")
+    return found
+
+
+def cache_keys(root, rels: list[str]) -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
+    """``cache_key`` of many files given relative to ``root``: ({rel: key} of those that exist, {rel: why not}
+    of the others). Locally one ``stat`` a file, as before; on S3 one listing per top folder they lie in
+    (a batch), not one request per photo."""
+    if not is_uri(root):
+        root = Path(root)
+        keys, missing = {}, {}
+        for rel in rels:
+            try:
+                st = (root / rel).stat()
+            except OSError as exc:
+                missing[rel] = exc.strerror or str(exc)
+                continue
+            keys[rel] = (st.st_size, st.st_mtime_ns)
+        return keys, missing
+    keys = {}
+    for folder, group in _by_top_folder(rels).items():
+        listed = _listed_keys(join(root, folder) if folder else root, recursive=bool(folder))
+        for rel in group:
+            key = listed.get(rel[len(folder) + 1:] if folder else rel)
+            if key is not None:
+                keys[rel] = key
+    return keys, {rel: "No such file or directory" for rel in rels if rel not in keys}
+
+
+def files_present(root, rels: list[str]) -> set[str]:
+    """Which of ``rels`` (relative to ``root``) are files (``file_checker``)."""
+    is_there = file_checker(root)
+    return {rel for rel in rels if is_there(rel)}
+
+
+def file_checker(root):
+    """A test ``is_there(rel)``: is ``root/rel`` a file? For many calls: locally ``is_file`` each time; on S3
+    each top folder (a batch) is listed once, on its first use, rather than one request a file."""
+    if not is_uri(root):
+        root = Path(root)
+        return lambda rel: (root / rel).is_file()
+    listed: dict[str, set[str]] = {}
+
+    def is_there(rel: str) -> bool:
+        top, sep, rest = rel.partition("/")
+        folder = top if sep else ""
+        if folder not in listed:
+            listed[folder] = set(_listed_keys(join(root, folder) if folder else root, recursive=bool(folder)))
+        return (rest if sep else rel) in listed[folder]
+
+    return is_there
+
+
+def _by_top_folder(rels: list[str]) -> dict[str, list[str]]:
+    """rels grouped by their first folder ("" for files directly under the root)."""
+    groups: dict[str, list[str]] = {}
+    for rel in rels:
+        top, sep, _ = rel.partition("/")
+        groups.setdefault(top if sep else "", []).append(rel)
+    return groups
+
+
+def _listed_keys(folder: str, recursive: bool) -> dict[str, tuple[int, int]]:
+    """{path relative to ``folder``: (size, mtime in ns)} of the objects an S3 listing of it gives."""
     import pyarrow.fs as pafs
 
-    bucket, key = _bucket_key(path)
+    bucket, path = _bucket_key(folder)
     with _s3_call(bucket):
-        info = _s3_filesystem().get_file_info(key)
-    if info.type != pafs.FileType.File:
-        raise FileNotFoundError(f"no such object: {path}")
-    return info.size, info.mtime_ns
+        infos = _s3_filesystem().get_file_info(pafs.FileSelector(path, recursive=recursive, allow_not_found=True))
+    return {i.path[len(path) + 1:]: (i.size, i.mtime_ns or 0) for i in infos
+            if i.type == pafs.FileType.File and not i.path.endswith("/")}
 
 
 # --------------------------------------------------------------------------- reading and writing
@@ -312,6 +391,14 @@ def read_bytes(path, max_bytes: int | None = None) -> bytes:
             if max_bytes is not None and size > max_bytes:
                 raise TooLarge(size)
             return f.read()
+
+
+def open_text(path):
+    """A text file opened for reading as ``open(path, newline="")`` opens it (what ``csv`` readers take): a local
+    file streamed as before, an object read whole through ``read_bytes`` and decoded as UTF-8."""
+    if not is_uri(path):
+        return open(path, newline="")
+    return io.StringIO(read_bytes(path).decode("utf-8"), newline="")
 
 
 def write_bytes(path, data: bytes) -> None:

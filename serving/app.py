@@ -2,7 +2,7 @@
 
     POST /predict          one photo (multipart field ``file``, or the raw body with an image/* type)
     POST /predict/batch    up to ``max_batch`` photos (multipart, any file fields, e.g. ``files``)
-    GET  /model            name, version, classes, trained attributes + thresholds, metrics
+    GET  /model            name, version, classes, trained attributes + thresholds and held-out figures, metrics
     GET  /health           liveness and the version in service
     POST /reload           load the version the alias points at now (also done by polling)
     GET  /                 a page to drop a photo on

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from roomclf.models.attribute_scores import SCORES_KEY, emitted
 from roomclf.models.onnx_file import OnnxModel
 from roomclf.models.registry import ModelRef, local_onnx, resolve
 
@@ -50,12 +51,17 @@ class LoadedModel:
         return {"name": self.ref.name, "version": self.ref.version, "uri": public_ref(self.uri)}
 
     def describe(self) -> dict:
-        """What GET /model shows: version, classes, trained attributes with thresholds, metrics."""
+        """What GET /model shows: version, classes, trained attributes with thresholds and the held-out
+        figures the model carries for each (``roomclf.models.attribute_scores``; ``scores`` is null for a
+        model that carries none), metrics."""
         m = self.model
         trained = {k: t for k, t in m.thresholds.items() if t is not None}
+        carried = m.meta.get(SCORES_KEY)
         return {**self.summary(), "source": public_ref(self.ref.location), "loaded_at": self.loaded_at,
                 "backbone": m.meta.get("backbone"), "input_size": m.input_size, "classes": list(m.classes),
-                "attributes": {"trained": trained, "untrained": [k for k in m.attribute_keys if k not in trained]},
+                "attributes": {"trained": trained, "untrained": [k for k in m.attribute_keys if k not in trained],
+                               "scores": None if carried is None else emitted(carried),
+                               "why_untrained": {k: e["why"] for k, e in (carried or {}).items() if "why" in e}},
                 "metrics": self.metrics, "tags": dict(self.ref.tags)}
 
 

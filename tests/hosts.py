@@ -56,14 +56,16 @@ def http_ok(url: str) -> bool:
 
 
 class TrackingServer:
-    """`mlflow server` with a SQLite backend and an artifact folder of its own, artifacts
-    served through the server; stoppable and restartable on the same port."""
+    """`mlflow server` with a SQLite backend and an artifact folder of its own (or ``artifacts``, e.g. an
+    s3:// URI, with ``env`` holding what the server needs to reach it), artifacts served through the
+    server; stoppable and restartable on the same port."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, artifacts: str | None = None, **env: str):
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.artifacts = root / "artifacts"
+        self.artifacts = artifacts or root / "artifacts"
+        self.env = env
         self.proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
@@ -74,7 +76,7 @@ class TrackingServer:
     def start(self) -> TrackingServer:
         self.root.mkdir(parents=True, exist_ok=True)
         log = self.root / "server.log"
-        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "HOME": str(self.root)}
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "HOME": str(self.root), **self.env}
         self.proc = subprocess.Popen(record(self.command()), stdout=open(log, "ab"), stderr=subprocess.STDOUT,
                                      start_new_session=True, env=env, cwd=self.root)
         wait_for(lambda: http_ok(f"{self.url}/health"), 120, "mlflow server /health", self.proc, log)

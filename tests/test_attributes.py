@@ -179,6 +179,46 @@ def test_thresholds_come_from_validation_or_cross_validation(fit):
         assert e["auc"] >= 0.7
 
 
+def test_held_out_figures_travel_from_the_fit_to_the_version(fit):
+    """What a version carries of each attribute (roomclf.models.attribute_scores): the fit's own held-out
+    figures and label counts, the same numbers in the ONNX metadata and in the version tag copied from it."""
+    import json
+
+    from roomclf.models.attribute_scores import (
+        SCORES_KEY,
+        emitted,
+        from_report,
+        from_version_tags,
+        key_line,
+        score_lines,
+        version_tags,
+    )
+
+    scores = from_report(fit.report)
+    assert set(scores) == set(ATTRIBUTE_KEYS)
+    assert {k for k, e in scores.items() if e["emitted"]} == set(fit.trained)
+    for key in fit.trained:
+        e, r = scores[key], fit.report[key]
+        for name in ("precision", "recall", "f1"):
+            assert e[name] == pytest.approx(r[name], abs=1e-4)
+        assert (e["labels"], e["positives"]) == (r["positives"] + r["negatives"], r["positives"])
+        assert (e["held_out"], e["held_out_positives"]) == (r["support"] + r["val_negatives"], r["support"])
+        assert "why" not in e
+    for key in fit.untrained:
+        assert scores[key]["f1"] is None and scores[key]["why"] and "untrained" not in scores[key]["why"]
+    tag = version_tags({SCORES_KEY: scores})[SCORES_KEY]
+    assert emitted(from_version_tags({SCORES_KEY: tag})) == emitted(scores) == json.loads(json.dumps(emitted(scores)))
+    every = {k: {**scores["exterior.pool"], "emitted": True} for k in ATTRIBUTE_KEYS}
+    assert len(version_tags({SCORES_KEY: every})[SCORES_KEY]) < 5000    # fits a registry tag even if all are emitted
+    assert version_tags({}) == {} and from_version_tags({}) is None
+    lines = score_lines(scores, "batch_03")
+    pool = next(line for line in lines if line.strip().startswith("exterior.pool"))
+    assert f"{scores['exterior.pool']['f1']:.2f}" in pool and str(scores["exterior.pool"]["labels"]) in pool
+    assert len(lines) == 1 + len(fit.trained) and not any("interior.basement" in line for line in lines)
+    assert key_line(scores, "interior.basement").startswith("interior.basement: not emitted: ")
+    assert "F1" in key_line(scores, "exterior.pool") and "not recorded" in key_line(None, "living_room.tv")
+
+
 @pytest.mark.slow
 def test_exported_onnx_matches_torch_and_emits_only_trained_tags(fit, labelled, corpus_root, tmp_path):
     import torch
@@ -427,3 +467,27 @@ def test_models_and_get_model_list_untrained_attributes(tagged):
         info = client.get("/model").json()
     assert "exterior.front" in info["attributes"]["trained"]
     assert {"interior.basement", "interior.attic", "interior.closet", "interior.garage"} <= set(info["attributes"]["untrained"])
+
+    # the held-out figures: the training run's own (its attr_* metrics), carried by the version, and the same
+    # in `roomclf models`, GET /model and the demo's summary
+    from mlflow import MlflowClient
+
+    from roomclf.demo import format_tag_summary, tag_summary
+    from roomclf.infer.run import resolve_model
+    from roomclf.models.attribute_scores import SCORES_KEY, emitted
+    from roomclf.models.onnx_file import OnnxModel
+
+    model = OnnxModel(resolve_model(f"models:/{ONNX_NAME}/{tagged['version']}").path)
+    carried = model.meta[SCORES_KEY]
+    logged = MlflowClient().get_run(tagged["result"].run_id).data.metrics
+    assert set(emitted(carried)) == set(info["attributes"]["trained"])
+    for key, e in emitted(carried).items():
+        for name in ("precision", "recall", "f1"):
+            if f"attr_{name}.{key}" in logged:
+                assert e[name] == pytest.approx(logged[f"attr_{name}.{key}"], abs=1e-4)
+        assert e["held_out_positives"] == logged[f"attr_support.{key}"] and e["labels"] >= e["positives"] >= 5
+    assert info["attributes"]["scores"] == emitted(carried)
+    demo = format_tag_summary(tag_summary(tagged["home"] / "infer", model.thresholds), carried, "batch_03")
+    for key in emitted(carried):
+        cli_line = next(line for line in block.splitlines() if line.strip().startswith(key + " "))
+        assert cli_line in demo, (cli_line, demo)

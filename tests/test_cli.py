@@ -113,3 +113,47 @@ def test_import_labels_refuses_non_canonical_paths(home, corpus_root, tmp_path, 
     assert LabelStore().labels() == {}                     # the whole file is refused
     result = CliRunner().invoke(main, ["import-labels", str(rows), "--batches", "batch_01"])
     one_line_error(result, "rows.csv:3")
+
+
+def test_models_lists_the_held_out_figures_each_champion_carries(home, quick_onnx, tmp_path):
+    """`roomclf models`: under the champion's attribute tags, one line per emitted attribute with the held-out
+    precision/recall/F1 and label counts its ONNX file carries (copied into the version's tag at
+    registration); a champion registered before versions carried them says so."""
+    import json
+
+    import mlflow
+    import onnx
+
+    from roomclf.models.attribute_scores import NOT_RECORDED, SCORES_KEY, from_report
+    from roomclf.models.onnx_file import read_meta, save_onnx
+    from roomclf.models.registry import register_onnx_file
+    from roomclf.settings import setup_mlflow
+    from roomclf.taxonomy import ATTRIBUTE_KEYS
+    from roomclf.tracking.experiments import use_experiment
+
+    report = {k: {"status": "untrained: 2 positives", "positives": 2, "negatives": 9} for k in ATTRIBUTE_KEYS}
+    report["living_room.tv"] = {"status": "trained", "threshold": 0.4, "precision": 0.8, "recall": 0.5,
+                                "f1": 0.615384, "positives": 20, "negatives": 60, "support": 8, "val_negatives": 30}
+    model = onnx.load(str(quick_onnx))
+    meta = read_meta(model)
+    meta["attribute_thresholds"] = {k: (0.4 if k == "living_room.tv" else None) for k in ATTRIBUTE_KEYS}
+    meta[SCORES_KEY] = from_report(report)
+    carrying = save_onnx(model, tmp_path / "tv.onnx", meta)
+    setup_mlflow()
+    use_experiment("roomclf")
+    runner = CliRunner()
+    for path in (carrying, quick_onnx):
+        with mlflow.start_run():
+            mlflow.set_tags({"attributes.trained": "living_room.tv",
+                             "attributes.untrained": ",".join(k for k in ATTRIBUTE_KEYS if k != "living_room.tv")})
+            register_onnx_file(path, tags={"valid_batches": "batch_03"}, alias="champion")
+        out = runner.invoke(main, ["models"])
+        assert out.exit_code == 0, out.output
+        block = out.output.split("attribute tags of", 1)[1].splitlines()
+        if path == carrying:
+            tv = [line.split() for line in block if line.strip().startswith("living_room.tv")]
+            assert tv == [["living_room.tv", "0.80", "0.50", "0.62", "80", "(", "20)", "38", "(8)"]], out.output
+            assert any("on validation batch_03" in line for line in block)
+            assert json.loads(mlflow.MlflowClient().get_model_version("roomclf-onnx", "1").tags[SCORES_KEY])
+        else:
+            assert NOT_RECORDED in out.output and not any(line.strip().startswith("living_room.tv") for line in block)

@@ -96,46 +96,59 @@ def test_demo_on_a_corpus_without_all_classes_stops_with_one_line(tmp_path, monk
     assert "dining_room, living_room, interior" in error[0] and "Traceback" not in result.output
 
 
-def test_tag_summary_counts_tags_and_scores_the_validation_batch(tmp_path):
-    """Tags per attribute over every batch, and P/R/F1 on the validation batch's labelled photos,
-    end to end (a photo predicted as another room gets no tag of its true room)."""
+def test_tag_summary_counts_tags_and_shows_the_figures_the_version_carries(tmp_path):
+    """Tags per attribute over every batch from infer-all's outputs; the held-out precision/recall/F1 and
+    label counts of each emitted attribute come from the model version (its ``attribute_scores``), and the
+    summary says in one line whether the living-room TV is emitted and, if not, why."""
     from roomclf.infer.batch import row_schema
     from roomclf.infer.listings import listing_schema, summarize
     from roomclf.infer.output import commit_batch, to_table
-    from roomclf.labels.store import LabelStore
+    from roomclf.models.attribute_scores import from_report
 
     def rows(batch, items):
         return pd.DataFrame([{"batch": batch, "listing": p.split("/")[1], "path": p, "label": lab, "confidence": 0.9,
                               "tags": tags, "error": None} for p, lab, tags in items])
 
-    valid = [("batch_02/listing_0001/photo_01.jpg", "exterior", ["front"]),     # tp front
-             ("batch_02/listing_0001/photo_02.jpg", "exterior", ["front"]),     # fp front (it is a pool)
-             ("batch_02/listing_0001/photo_03.jpg", "exterior", ["pool"]),      # tp pool
-             ("batch_02/listing_0002/photo_01.jpg", "kitchen", []),             # fn: truly an exterior front
-             ("batch_02/listing_0002/photo_02.jpg", "interior", ["laundry"])]   # unlabelled: counted, not scored
+    valid = [("batch_02/listing_0001/photo_01.jpg", "exterior", ["front"]),
+             ("batch_02/listing_0001/photo_02.jpg", "exterior", ["front"]),
+             ("batch_02/listing_0001/photo_03.jpg", "exterior", ["pool"]),
+             ("batch_02/listing_0002/photo_01.jpg", "kitchen", []),
+             ("batch_02/listing_0002/photo_02.jpg", "interior", ["laundry"])]
     other = [("batch_01/listing_0001/photo_01.jpg", "exterior", ["front"])]
     for batch, items in (("batch_01", other), ("batch_02", valid)):
         photos = rows(batch, items)
         commit_batch(tmp_path / "out", batch, to_table(photos, row_schema(False)),
                      to_table(summarize(photos), listing_schema()), {"batch": batch})
-    store = LabelStore(tmp_path / "labels.sqlite")
-    truth = {valid[0][0]: "exterior", valid[1][0]: "exterior", valid[2][0]: "exterior", valid[3][0]: "exterior"}
-    store.set_labels(sorted(truth.items()), "imported")
-    store.set_attributes(valid[0][0], {"exterior.front": 1}, "imported")
-    store.set_attributes(valid[1][0], {"exterior.pool": 1}, "imported")   # implies front = 0 (exclusive)
-    store.set_attributes(valid[2][0], {"exterior.pool": 1}, "imported")
-    store.set_attributes(valid[3][0], {"exterior.front": 1}, "imported")
     thresholds = {k: None for k in ATTRIBUTE_KEYS}
     thresholds.update({"exterior.front": 0.5, "exterior.pool": 0.5, "interior.laundry": 0.5})
-    s = tag_summary(tmp_path / "out", store, ["batch_02"], thresholds)
-    front, pool = s["per_key"]["exterior.front"], s["per_key"]["exterior.pool"]
-    assert front["tagged"] == 3 and (front["val_pos"], front["val_neg"]) == (2, 2)
-    assert front["precision"] == pytest.approx(0.5) and front["recall"] == pytest.approx(0.5)
-    assert pool["precision"] == 1.0 and pool["recall"] == pytest.approx(0.5)
-    laundry = s["per_key"]["interior.laundry"]       # no labelled photo: nothing measured, scores 0 (roomclf.metrics)
-    assert laundry["tagged"] == 1 and (laundry["val_pos"], laundry["val_tagged"], laundry["f1"]) == (0, 0, 0.0)
+    s = tag_summary(tmp_path / "out", thresholds)
+    assert s["per_key"]["exterior.front"] == {"trained": True, "tagged": 3}
+    assert s["per_key"]["exterior.pool"]["tagged"] == 1 and s["per_key"]["interior.laundry"]["tagged"] == 1
+    assert s["per_key"]["living_room.tv"] == {"trained": False, "tagged": 0}
     assert s["photos_tagged"] == 5 and (s["listings"], s["listings_tagged"]) == (3, 3)
     assert s["example"]["listing"] == "batch_02/listing_0001"
     assert s["example"]["tags"] == ["exterior.front", "exterior.pool"]
-    text = "\n".join(format_tag_summary(s, "batch_02"))
-    assert "exterior.front" in text and "untrained, never emitted" in text and "interior.basement" in text
+
+    report = {k: {"status": "untrained: 1 positives", "positives": 1, "negatives": 4} for k in ATTRIBUTE_KEYS}
+    for key, (p, r, f1, pos, neg) in {"exterior.front": (0.5, 0.75, 0.6, 30, 12), "exterior.pool": (1.0, 0.5, 0.6667, 9, 33),
+                                      "interior.laundry": (0.9, 0.9, 0.9, 7, 40)}.items():
+        report[key] = {"status": "trained", "threshold": 0.5, "precision": p, "recall": r, "f1": f1,
+                       "positives": pos, "negatives": neg, "support": 4, "val_negatives": 6}
+    report["living_room.tv"] = {"status": "untrained: no better than chance (AUC 0.65 on out-of-fold training "
+                                          "+ validation photos)", "positives": 12, "negatives": 28}
+    scores = from_report(report)
+    lines = format_tag_summary(s, scores, "batch_02")
+    front = next(line.split() for line in lines if line.strip().startswith("exterior.front"))
+    assert front == ["exterior.front", "0.50", "0.75", "0.60", "42", "(", "30)", "10", "(4)"]
+    assert any("on validation batch_02" in line for line in lines)
+    assert any("photos infer-all tagged: exterior.front 3, exterior.pool 1, interior.laundry 1" in line
+               for line in lines)
+    assert any("untrained, never emitted" in line and "interior.basement" in line for line in lines)
+    tv = [line for line in lines if line.strip().startswith("living_room.tv")]
+    assert tv == ["  living_room.tv: not emitted: no better than chance (AUC 0.65 on out-of-fold training + "
+                  "validation photos); 40 labels (12 positive)"]
+    report["living_room.tv"] = {**report["exterior.pool"]}                         # enough labels: emitted
+    lines = format_tag_summary(s, from_report(report), "batch_02")
+    assert any(line.strip().startswith("living_room.tv: emitted, trained from 42 labels (9 positive); held-out F1 "
+                                       "0.67") for line in lines)
+    assert any("not recorded" in line for line in format_tag_summary(s, None, "batch_02"))

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from roomclf.cli import main
 from roomclf.labels import zeroshot
 from roomclf.labels.prelabel import prelabel
-from roomclf.labels.queue import confirm_pages, margins, value_order
+from roomclf.labels.queue import confirm_pages, kmeans, margins, value_order
 from roomclf.labels.store import LabelStore
 from roomclf.models.backbones import imagenet_classes
 from roomclf.taxonomy import CLASSES
@@ -58,34 +58,58 @@ def test_fit_mapping_learns_a_concept_from_labels():
 
 
 # ---- the queue -------------------------------------------------------------------------
-def test_value_order_prefers_uncertain_and_diverse():
-    rng = np.random.default_rng(1)
-    centres = np.eye(4, 16) * 5
-    vectors = np.concatenate([c + rng.normal(0, 0.05, (10, 16)) for c in centres])
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    flat = value_order(vectors, np.full(40, 0.5))     # equal uncertainty: plain k-center
-    assert sorted(flat) == list(range(40)) and {i // 10 for i in flat[:4]} == {0, 1, 2, 3}
-    margin = np.full(40, 0.9)
-    margin[[3, 4, 13, 23, 33]] = 0.05                  # uncertain photos; 3 and 4 near-duplicates
-    order = value_order(vectors, margin)
-    assert sorted(order) == list(range(40))
-    assert order[0] in (3, 4) and set(order[1:4]) == {13, 23, 33}   # one uncertain photo per cluster first
-    assert set(order[:5]) == {3, 4, 13, 23, 33}        # then the near-duplicate, before confident photos
+def clusters(sizes, dim=16, spread=0.05, seed=1):
+    """L2-normalised rows around len(sizes) orthogonal centres; (vectors, cluster of each row)."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(len(sizes), dim) * 5
+    vectors = np.concatenate([c + rng.normal(0, spread, (n, dim)) for c, n in zip(centres, sizes)])
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), np.repeat(np.arange(len(sizes)), sizes)
 
 
-def test_value_order_traverses_the_head_then_orders_the_rest_by_value():
-    """Past ``head`` picks (a crawl-size batch) the traversal stops: the head is the full traversal's, and the
-    rest come once each, most valuable first."""
-    rng = np.random.default_rng(2)
-    vectors = rng.normal(size=(300, 32)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    margin = rng.random(300).astype(np.float32)
-    full = value_order(vectors, margin, head=300)
-    cut = value_order(vectors, margin, head=40)
-    assert cut[:40] == full[:40] and sorted(cut) == list(range(300))
-    picked = vectors[cut[:40]]
-    value = np.linalg.norm(vectors[:, None] - picked[None], axis=2).min(1) * ((1 - margin) + 1e-3)
-    assert np.all(np.diff(value[cut[40:]]) <= 1e-6)             # the rest by their value after the head
+def test_kmeans_finds_separated_groups_deterministically():
+    vectors, truth = clusters([30, 20, 10, 5])
+    centres, group = kmeans(vectors, 4, seed=3)
+    assert centres.shape == (4, 16) and np.allclose(np.linalg.norm(centres, axis=1), 1, atol=1e-5)
+    assert len({(t, g) for t, g in zip(truth, group)}) == 4          # each true cluster is one group
+    assert np.array_equal(kmeans(vectors, 4, seed=3)[1], group)
+    assert kmeans(vectors[:3], 10)[0].shape[0] == 3                   # never more groups than rows
+    centres, sampled = kmeans(vectors, 4, seed=3, sample=20)          # fitted on 20 rows, every row assigned
+    assert np.array_equal(sampled, np.argmax(vectors @ centres.T, axis=1))
+
+
+def test_value_order_starts_with_representatives_then_spreads_the_doubts():
+    """The head: one medoid per group, the biggest group first, whatever the margins; then the least confident
+    photos, one per group per round, least confident first within a round."""
+    vectors, truth = clusters([30, 20, 10, 5])
+    margin = np.linspace(0.9, 0.1, 65).astype(np.float32)             # the small clusters are the unsure ones
+    order = value_order(vectors, margin, diverse=4, groups=4)
+    assert sorted(order) == list(range(65))
+    head = order[:4]
+    assert [truth[i] for i in head] == [0, 1, 2, 3]                   # coverage weighted by size
+    for i in head:                                                   # each the most central of its cluster
+        members = np.flatnonzero(truth == truth[i])
+        centre = vectors[members].mean(0)
+        assert i == members[np.argmax(vectors[members] @ centre)]
+    first_round = order[4:8]
+    assert sorted(truth[i] for i in first_round) == [0, 1, 2, 3]      # one per group
+    assert [margin[i] for i in first_round] == sorted(margin[i] for i in first_round)
+    for c in range(4):                                                # each group's least confident first
+        rest = [i for i in order[4:] if truth[i] == c]
+        assert [margin[i] for i in rest] == sorted(margin[i] for i in rest)
+    plain = value_order(vectors, margin, diverse=0, groups=1)         # no head, no spreading: least confident first
+    assert plain == [int(i) for i in np.argsort(margin, kind="stable")]
+
+
+def test_labelled_photos_shorten_the_head_and_count_as_covering():
+    vectors, truth = clusters([30, 20, 10, 5])
+    margin = np.full(65, 0.5, np.float32)
+    first = value_order(vectors, margin, diverse=4, groups=4)
+    labelled = np.zeros(65, bool)
+    labelled[[first[0], 1]] = True                                     # two photos of the biggest cluster
+    again = value_order(vectors, margin, labelled, diverse=4, groups=4)
+    assert sorted(again) == list(range(65))
+    assert [truth[i] for i in again[:2]] == [1, 2]                     # 4 - 2 representatives, cluster 0 covered
+    assert value_order(np.zeros((0, 16)), np.zeros(0)) == [] and value_order(vectors[:1], margin[:1]) == [0]
 
 
 def test_margins_and_confirm_pages():
@@ -118,6 +142,7 @@ def test_cold_start_zero_shot_prelabel(home, corpus_root, labels_csv, ground_tru
     assert store.labels()[first].source == "manual"        # a suggestion never replaces a person's label
     queue = json.loads(store.get_meta("queue:batch_01"))
     assert sorted(queue) == sorted(r.path for r in rows)
+    assert queue[-1] == first          # a photo a person labelled counts as covered: no representative, last here
 
 
 @pytest.mark.slow  # builds the shared quick_onnx fixture and a real MLflow registry

@@ -1,5 +1,5 @@
 """The README is the front door and stays one: short, every `roomclf` command it (and docs/) shows is a real
-command with real options, its headline figures are those of docs/benchmarks.md, and no relative link in
+command with real options, its headline table is rendered from a bench's result file, and no relative link in
 README.md or docs/*.md leads nowhere (a #anchor into a Markdown file must name one of its headings)."""
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ FENCE = re.compile(r"^```.*?^```[ \t]*$", re.M | re.S)
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 COMMAND = re.compile(r"(?:^|(?<=[\s/(]))roomclf[ \t]+([a-z][\w-]*)([^\n]*)", re.M)
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-NUMBER = re.compile(r"(?<![\w.,])\d[\d,]*(?:\.\d+)?%?")
 
 
 def markdown_files() -> list[Path]:
@@ -103,46 +102,20 @@ def test_the_command_check_sees_a_wrong_command():
 # --------------------------------------------------------------------------- its figures are the benchmarks'
 
 
-def headline_rows() -> list[list[str]]:
-    """The cells of the README's one table of figures (the first table under '## The numbers')."""
-    section = README.read_text().split("\n## The numbers", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("|")]
-    assert len(rows) >= 3 and set(rows[1].replace("|", "").strip()) <= set("-: ")
-    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
+def test_headline_table_is_rendered_from_the_tradeoff_result():
+    """The README's one table of figures, and its section of docs/benchmarks.md, are what bench_tradeoff
+    renders from its committed result file: no figure typed by hand, none out of date."""
+    import sys
 
+    sys.path.insert(0, str(PROJECT / "bench"))
+    from bench_tradeoff import NAME, headline, render
+    from common import load_result, read_section
 
-def in_benchmarks(number: str, bench: str) -> bool:
-    """``number`` as written in benchmarks.md: literally, or a percentage written there as a fraction
-    (91.58% = 0.9158)."""
-    plain = number.rstrip("%")
-    alone = r"(?<![\d.,]){}(?![\d]|[.,]\d)"                  # not part of a longer number
-    if re.search(alone.format(re.escape(plain)), bench):
-        return True
-    if number.endswith("%"):
-        digits = len(plain.split(".", 1)[1]) if "." in plain else 0
-        fraction = f"{float(plain.replace(',', '')) / 100:.{digits + 2}f}"
-        return re.search(alone.format(re.escape(fraction)), bench) is not None
-    return False
-
-
-def test_headline_figures_are_copied_from_the_benchmarks():
-    bench = BENCHMARKS.read_text()
-    rows = headline_rows()
-    assert len(rows) >= 4
-    missing = []
-    for row in rows:
-        assert "docs/benchmarks.md#" in row[0], f"each row links to its benchmarks section: {row[0]}"
-        for cell in row:
-            cell = re.sub(r"\]\([^)]*\)", "]", cell)            # link targets hold digits of their own
-            missing += [f"{n} ({cell})" for n in NUMBER.findall(cell) if not in_benchmarks(n, bench)]
-    assert not missing, f"not in docs/benchmarks.md: {missing}"
-
-
-def test_the_figure_check_reads_fractions_and_refuses_strangers():
-    bench = "| accuracy | 0.9158 | **TEST 91.77%** | 37.1 ms | 1,000 photos |"
-    assert in_benchmarks("91.58%", bench) and in_benchmarks("91.77%", bench) and in_benchmarks("37.1", bench)
-    assert in_benchmarks("1,000", bench) and not in_benchmarks("000", bench)
-    assert not in_benchmarks("91.5%", bench) and not in_benchmarks("37", bench) and not in_benchmarks("92.1%", bench)
+    result = load_result(NAME)
+    assert result and len(result["rows"]) >= 2, "bench/results/tradeoff.json: run bench/bench_tradeoff.py"
+    assert "The numbers" in README.read_text().split("<!-- bench:headline -->")[0].rsplit("\n## ", 1)[-1]
+    assert read_section("headline", README) == headline(result).strip()
+    assert read_section(NAME) == render(result).strip()
 
 
 # --------------------------------------------------------------------------- its links lead somewhere

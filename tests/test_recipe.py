@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import pick_photos
 
+from roomclf.taxonomy import CLASSES
 from roomclf.train.config import (
     DEFAULT_RECIPE,
     Recipe,
@@ -45,7 +46,8 @@ def test_parse_recipe_refuses_in_one_line(text, message):
 @pytest.mark.parametrize("knobs", [{"label_smoothing": 1.0}, {"mixup": -0.1}, {"pct_start": 0.0},
                                    {"lr_min": 1e-2, "lr_max": 1e-3}, {"unfrozen_lr_div": 0.0},
                                    {"parity_photos": 0}, {"small_size": 16},
-                                   {"small_size": 160, "small_epochs": -1}])
+                                   {"small_size": 160, "small_epochs": -1}, {"pooling": "mean"},
+                                   {"attribute_loss_weight": -1.0}, {"attribute_loss_weight": 1.0, "mixup": 0.4}])
 def test_check_config_refuses_bad_recipe_values(knobs):
     with pytest.raises(TrainingError, match="recipe:"):
         check_config(_cfg(**knobs))
@@ -229,3 +231,174 @@ def test_int8_calibration_draws_the_recipe_number_of_photos_from_every_batch():
     assert {p.split("/")[0] for p in drawn} == {"batch_01", "batch_02", "batch_03"}
     assert calibration_sample(train[:7], 50) == train[:7]
     assert calibration_sample(train, 0) == []
+
+
+# ---- multi-task fine-tuning and the pooling of the last feature map ---------------------------
+
+def test_multitask_and_pooling_knobs_parse_and_are_checked():
+    r = parse_recipe("attribute_loss_weight=1,pooling=gem")
+    assert (r.attribute_loss_weight, r.pooling) == (1.0, "gem")
+    assert (DEFAULT_RECIPE.attribute_loss_weight, DEFAULT_RECIPE.pooling) == (0.0, "avg")     # today's behaviour
+    check_config(_cfg(attribute_loss_weight=1.0, pooling="max"))
+    with pytest.raises(TrainingError, match="pooling is one of avg, max, gem"):
+        check_config(_cfg(pooling="mean"))
+    taught = replace(_cfg(attribute_loss_weight=0.5), teacher="models:/roomclf-onnx@champion")
+    with pytest.raises(TrainingError, match="not with mixup .* nor with a teacher"):
+        check_config(taught)
+
+
+def test_masked_attribute_loss_counts_known_cells_only():
+    """Unknown cells (photos without attribute labels) change neither the loss nor any gradient; known ones do."""
+    import torch
+
+    from roomclf.taxonomy import ATTRIBUTE_KEYS
+    from roomclf.train.multitask import UNKNOWN, key_weights, masked_attribute_loss
+
+    k = len(ATTRIBUTE_KEYS)
+    targets = torch.full((4, k), UNKNOWN)
+    targets[0, 3], targets[1, 3], targets[1, 5] = 1.0, 0.0, 1.0          # rows 2 and 3: no labels at all
+    pos, neg = (torch.from_numpy(w) for w in key_weights(targets.numpy()))
+    logits = torch.randn(4, k, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    loss = masked_attribute_loss(logits, targets, pos, neg)
+    loss.backward()
+    grad = logits.grad
+    assert loss.item() > 0 and grad[:2].abs().sum() > 0
+    assert torch.count_nonzero(grad[2:]) == 0 and torch.count_nonzero(grad[0, :3]) == 0
+    moved = logits.detach().clone()
+    moved[2:] += 5.0                                                      # the unlabelled photos' logits
+    assert masked_attribute_loss(moved, targets, pos, neg).item() == pytest.approx(loss.item())
+    nothing = masked_attribute_loss(logits, torch.full((4, k), UNKNOWN), pos, neg)
+    assert nothing.item() == 0.0
+    # each key's positives and negatives weigh half each: key 3 has one of each; key 5 has only positives, so
+    # one of them weighs little and a negative (none here) would weigh much
+    assert pos[3] == pytest.approx(neg[3]) == pytest.approx(1.0) and pos[5] < 1.0 < neg[5]
+
+
+def _attribute_photos(shared_data, corpus_root, ground_truth, store, batch: str, n: int):
+    """``n`` photos of ``batch`` with known attribute cells and ``n`` without any attribute row, their room
+    labels in ``store`` and the attribute labels of attributes.csv imported (the default evidence policy):
+    (labelled [(path, class)], plain [(path, class)], targets {path: row})."""
+    import csv
+
+    from roomclf.train.attributes import import_attributes
+    from roomclf.train.multitask import photo_targets
+
+    with open(shared_data / "attributes.csv", newline="") as f:
+        with_rows = {r["path"] for r in csv.DictReader(f)}
+    rows = sorted((p, r["label"]) for p, r in ground_truth.items() if p.startswith(batch + "/") and r["label"])
+    candidates = [(p, c) for p, c in rows if p in with_rows][:4 * n]
+    plain = [(p, c) for p, c in rows if p not in with_rows][:n]
+    store.set_labels(candidates + plain, "imported")
+    import_attributes(store, shared_data / "attributes.csv", corpus_root, paths=[p for p, _ in candidates])
+    labels = dict(candidates + plain)
+    targets = photo_targets(store, labels, list(labels), ["imported"])
+    labelled = [(p, c) for p, c in candidates if p in targets][:n]
+    assert len(labelled) == n and not any(p in targets for p, _ in plain)
+    return labelled, plain, targets
+
+
+def test_multitask_training_adds_the_attribute_loss_of_labelled_photos_only(corpus_root, shared_data, ground_truth,
+                                                                            tmp_path):
+    """A small real fit with ``attribute_loss_weight``: in a batch of photos with attribute labels the loss is
+    the room loss plus the attribute term and the attribute head gets a gradient; in a batch of photos without
+    any, the loss is the room loss alone and the head's gradient is exactly 0. The head learns; the network
+    then exports with the same three outputs, and onnxruntime agrees with torch on the attributes too."""
+    import torch
+    from fastai.callback.core import Callback
+
+    from roomclf.labels.store import LabelStore
+    from roomclf.models.backbones import get_spec
+    from roomclf.models.network import ExportNet
+    from roomclf.models.onnx_file import OUTPUTS, OnnxModel, export_onnx
+    from roomclf.photos import model_input
+    from roomclf.train.data import TrainData, class_weights
+    from roomclf.train.learner import build_dls, fit, make_learner
+
+    store = LabelStore(tmp_path / "labels.sqlite")
+    labelled, plain, targets = _attribute_photos(shared_data, corpus_root, ground_truth, store, "batch_01", 4)
+    items = plain + labelled                       # in this order: batch 1 without labels, batch 2 with
+    data = TrainData(train=items, valid=items, attributes=targets)
+    spec = get_spec("efficientnet_lite0")
+    recipe = Recipe(attribute_loss_weight=1.0)
+    dls = build_dls(corpus_root, data, 64, 4, spec.mean, spec.std, recipe=recipe)
+    dls.train.shuffle = False
+    assert list(dls.vocab) == list(CLASSES)
+    learn = make_learner(dls, "efficientnet_lite0", class_weights([c for _, c in items]), recipe=recipe)
+    head = learn.model.attribute_head.linear
+    before = head.weight.detach().clone()
+    seen, grads = [], []
+
+    class Probe(Callback):
+        def after_loss(self):
+            room = float(self.learn.loss_func(self.learn.pred, *self.learn.yb))
+            known = int((self.learn.attribute_loss.attribute_targets >= 0).sum())
+            seen.append((self.training, known, float(self.learn.loss) - room))
+
+        def after_backward(self):
+            grads.append(float(head.weight.grad.abs().sum()))
+
+    with learn.no_bar(), learn.no_logging():
+        fit(learn, 1, 0, 1e-4, cbs=[Probe()], recipe=recipe)     # one small step: the term stays visible
+    assert [(t, k > 0) for t, k, _ in seen] == [(True, False), (True, True), (False, False), (False, True)]
+    assert [extra for _, k, extra in seen if not k] == [0.0, 0.0]
+    assert all(extra > 1e-4 for _, k, extra in seen if k), seen
+    assert grads[0] == 0.0 and grads[1] > 0
+    assert not torch.allclose(head.weight, before)
+    assert learn.model.pool._forward_hooks == {}                 # the loss hook is gone after fitting
+
+    net = learn.model.cpu().eval()
+    export_net = ExportNet(net, net.attribute_head).eval()
+    model = OnnxModel(export_onnx(export_net, tmp_path / "model.onnx", {"input_size": 64}))
+    x = np.stack([model_input(corpus_root / p, 64) for p, _ in items])
+    out = model.run(x)
+    with torch.no_grad():
+        expected = dict(zip(OUTPUTS, (t.numpy() for t in export_net(torch.from_numpy(x)))))
+    assert set(out) == set(OUTPUTS) and out["attributes"].shape == (len(items), len(net.attribute_head.linear.bias))
+    assert all(np.abs(out[k] - expected[k]).max() <= 1e-4 for k in OUTPUTS)
+    assert out["attributes"].std() > 1e-3                           # the trained head, not the empty default
+
+
+@pytest.mark.parametrize("pooling", ["gem", "max"])
+def test_pooling_is_carried_into_the_onnx_graph(pooling, corpus_root, ground_truth, tmp_path):
+    """``pooling``: the network's features (what the class head, the attribute heads and the embedding read)
+    are pooled its way in torch and in the exported graph alike, on real photos; GeM with p = 1 is the average."""
+    import torch
+
+    from roomclf.models.network import ExportNet, RoomNet
+    from roomclf.models.onnx_file import OUTPUTS, OnnxModel, export_onnx
+    from roomclf.photos import model_input
+
+    torch.manual_seed(0)
+    net = RoomNet("efficientnet_lite0", pretrained=True, pooling=pooling).eval()
+    if pooling == "gem":
+        assert net.pool.p.requires_grad and net.pool.p.item() == 3.0
+        with torch.no_grad():
+            net.pool.p.fill_(2.5)                                         # as if learnt
+    photos = [p for p, _ in pick_photos(ground_truth, "batch_04", 7)][:4]
+    x = np.stack([model_input(corpus_root / p, 96) for p in photos])
+    export_net = ExportNet(net).eval()
+    model = OnnxModel(export_onnx(export_net, tmp_path / "model.onnx", {"input_size": 96}))
+    assert model.meta["pooling"] == pooling
+    out = model.run(x)
+    with torch.no_grad():
+        expected = dict(zip(OUTPUTS, (t.numpy() for t in export_net(torch.from_numpy(x)))))
+        fmap = net.body(export_net.normalize(torch.from_numpy(x)))
+    assert all(np.abs(out[k] - expected[k]).max() <= 1e-4 for k in OUTPUTS)
+    average = torch.nn.functional.normalize(fmap.mean((2, 3)), dim=1).numpy()
+    assert np.abs(out["embedding"] - average).max() > 1e-2               # not the average pooling
+    if pooling == "gem":
+        with torch.no_grad():
+            net.pool.p.fill_(1.0)
+            assert torch.allclose(net.pool(fmap), fmap.clamp(min=1e-6).mean((2, 3)), atol=1e-5)
+
+
+def test_splitter_puts_the_pooling_and_the_attribute_head_with_the_class_head():
+    from roomclf.models.network import RoomNet
+    from roomclf.train.learner import room_splitter
+
+    net = RoomNet("efficientnet_lite0", pretrained=False, pooling="gem", with_attributes=True)
+    early, late, head = room_splitter(net)
+    ids = [id(p) for group in (early, late, head) for p in group]
+    assert sorted(ids) == sorted(id(p) for p in net.parameters())   # every parameter, exactly once
+    expected = [*net.head.parameters(), net.pool.p, *net.attribute_head.parameters()]
+    assert {id(p) for p in head} == {id(p) for p in expected}

@@ -30,26 +30,6 @@ BATCHES = "batch_18,batch_19"
 COMPARED = ["batch", "listing", "label", "error", "model_name", "model_version"]
 
 
-@pytest.fixture()
-def s3(s3_endpoint, monkeypatch, tmp_path):
-    """The endpoint, its variables set for this test only (and a HOME without ~/.aws)."""
-    for key in [k for k in os.environ if k.startswith("AWS_")]:
-        monkeypatch.delenv(key)
-    for key, value in s3_endpoint.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    return s3_endpoint
-
-
-@pytest.fixture()
-def bucket(s3, tmp_path) -> str:
-    """A bucket of this test's own."""
-    name = "t-" + tmp_path.name.lower().replace("_", "-")[-50:].strip("-")
-    s3.create_bucket(name)
-    return name
-
-
 def first_listings(corpus_root: Path, batch: str) -> list[Path]:
     return sorted(p for p in (corpus_root / batch).iterdir() if p.is_dir())[:SMALL_LISTINGS[batch]]
 

@@ -28,12 +28,32 @@ ODD = [f"{B19}/listing_0052/photo_90.png", f"{B19}/listing_0052/photo_91.jpg", f
        f"{B19}/listing_0059/photo_90.jpg", f"{B19}/listing_0059/photo_91.jpg", f"{B19}/listing_0059/photo_92.jpg"]
 
 
+def v2_scores() -> dict:
+    """The held-out figures v2 carries (``roomclf.models.attribute_scores``): two keys emitted, one not."""
+    from roomclf.models.attribute_scores import from_report
+    from roomclf.taxonomy import ATTRIBUTE_KEYS
+
+    report = {k: {"status": "untrained: 0 positives", "positives": 0, "negatives": 0} for k in ATTRIBUTE_KEYS}
+    report["living_room.tv"] = {"status": "trained", "threshold": 0.4, "precision": 0.8, "recall": 0.5,
+                                "f1": 0.615384, "positives": 20, "negatives": 60, "support": 8, "val_negatives": 30}
+    report["kitchen.refrigerator"] = {"status": "trained", "threshold": 0.6, "precision": 1.0, "recall": 0.75,
+                                      "f1": 0.857143, "positives": 30, "negatives": 25, "support": 4,
+                                      "val_negatives": 9}
+    report["living_room.fireplace"] = {"status": "untrained: no better than chance (AUC 0.61 on validation)",
+                                       "positives": 12, "negatives": 40, "support": 3, "val_negatives": 10}
+    return from_report(report)
+
+
+V2_SCORES = v2_scores()
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, quick_onnx):
     """A tmp MLflow store with roomclf-onnx v1 (@champion) and v2 (same weights, every
     attribute threshold 0: its predictions carry tags, so a swap is visible). Yields the env."""
     import onnx
 
+    from roomclf.models.attribute_scores import SCORES_KEY
     from roomclf.models.onnx_file import META_KEY
     from roomclf.models.registry import register_onnx_file
     from roomclf.settings import setup_mlflow
@@ -49,6 +69,7 @@ def store(tmp_path_factory, quick_onnx):
         meta = json.loads(entry.value)
         meta["attribute_thresholds"] = {k: 0.0 for k in meta["attribute_keys"]}
         meta["note"] = "v2: every attribute trained"
+        meta[SCORES_KEY] = V2_SCORES
         entry.value = json.dumps(meta)
         v2_path = home / "v2.onnx"
         onnx.save(model, str(v2_path))
@@ -166,7 +187,29 @@ def test_health_and_model(server):
     m = httpx.get(server.url + "/model").json()
     assert m["version"] == "1" and m["classes"] == list(CLASSES) and m["backbone"] == "efficientnet_lite0"
     assert m["attributes"]["trained"] == {} and m["attributes"]["untrained"] == list(ATTRIBUTE_KEYS)
+    assert m["attributes"]["scores"] is None and m["attributes"]["why_untrained"] == {}   # v1 carries none
     assert m["metrics"]["val_accuracy"] == 0.875 and m["tags"]["trained_on"] == "batch_01"
+
+
+def test_model_gives_the_held_out_figures_the_version_carries(store):
+    """GET /model of v2: each emitted attribute's held-out precision/recall/F1 and label counts, as its ONNX
+    file carries them and as registration copied them into the version's tag; why the others are not."""
+    from fastapi.testclient import TestClient
+    from mlflow import MlflowClient
+
+    from roomclf.models.attribute_scores import SCORES_KEY, emitted, from_version_tags
+    from serving.app import create_app
+
+    tags = MlflowClient().get_model_version("roomclf-onnx", "2").tags
+    assert emitted(from_version_tags(tags)) == emitted(V2_SCORES)
+    assert SCORES_KEY not in MlflowClient().get_model_version("roomclf-onnx", "1").tags
+    with TestClient(create_app("models:/roomclf-onnx/2"), base_url="http://localhost") as client:
+        attrs = client.get("/model").json()["attributes"]
+    assert set(attrs["scores"]) == {"living_room.tv", "kitchen.refrigerator"}
+    assert attrs["scores"]["living_room.tv"] == {"precision": 0.8, "recall": 0.5, "f1": 0.6154, "labels": 80,
+                                                 "positives": 20, "held_out": 38, "held_out_positives": 8}
+    assert attrs["scores"] == emitted(from_version_tags(tags))
+    assert attrs["why_untrained"]["living_room.fireplace"].startswith("no better than chance (AUC 0.61")
 
 
 def test_50_concurrent_clients_mixing_good_and_bad(server, corpus_root, ground_truth):

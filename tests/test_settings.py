@@ -88,6 +88,9 @@ def test_unreachable_server_is_recognised():
     down = MlflowException("API request to http://127.0.0.1:1/api/2.0/mlflow/runs/get failed with exception "
                            "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url")
     assert is_unreachable(down) and is_unreachable(ConnectionRefusedError())
+    cut = MlflowException("API request to http://127.0.0.1:1/api/2.0/mlflow/registered-models/get failed with "
+                          "exception ('Connection broken: IncompleteRead(0 bytes read, 2033 more expected)')")
+    assert is_unreachable(cut)          # the server died while answering
     assert not is_unreachable(MlflowException("RESOURCE_DOES_NOT_EXIST: Registered Model not found"))
 
 

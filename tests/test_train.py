@@ -16,7 +16,7 @@ from conftest import pick_photos
 from roomclf.cli import main
 from roomclf.labels.store import LabelStore
 from roomclf.taxonomy import CLASSES
-from roomclf.train.config import DEFAULT_RECIPE
+from roomclf.train.config import DEFAULT_RECIPE, parse_recipe
 
 BROKEN = ["batch_19/listing_0001/photo_90.jpg", "batch_19/listing_0001/photo_91.jpg",
           "batch_19/listing_0001/photo_92.jpg"]
@@ -338,6 +338,69 @@ def test_an_ensemble_is_trained_registered_and_gated_in_one_command(labelled, ho
     champion = {n: client.get_registered_model(n).aliases.get("champion") for n in (ONNX_NAME, TORCH_NAME)}
     assert champion[ONNX_NAME] == champion[TORCH_NAME]           # the two forms never part
     assert said[0].endswith("on the validation photos)") and (": champion" in said[0]) == (champion[ONNX_NAME] == 3)
+
+
+def test_multitask_without_attribute_labels_is_refused_before_any_run(labelled, home, corpus_root):
+    from roomclf.train.config import TrainingError
+    from roomclf.train.run import run_training
+
+    cfg = _cfg(corpus_root, train_batches="batch_01", valid_batches="batch_02",
+               recipe=replace(DEFAULT_RECIPE, attribute_loss_weight=1.0))
+    with pytest.raises(TrainingError, match="none of the training photos has an attribute label"):
+        run_training(cfg, labelled, echo=lambda *_: None)
+    assert not (home / "mlflow.db").exists() or _no_runs()
+
+
+@pytest.mark.slow
+def test_a_multitask_gem_run_exports_the_attribute_head_trained_with_the_body(home, corpus_root, shared_data,
+                                                                              ground_truth):
+    """`roomclf train --recipe attribute_loss_weight=1,pooling=gem` on real photos and their attribute labels
+    (attributes.csv, imported): the registered ONNX keeps its three outputs, is pooled by GeM and agrees with
+    torch (attributes included); a tag the validation photos can judge (exterior.front: many positives, and
+    negatives implied by pools and backyards) is judged on them with the head trained with the body."""
+    import json
+
+    import mlflow
+
+    from roomclf.models.onnx_file import OUTPUTS, OnnxModel
+    from roomclf.models.registry import ONNX_NAME, fetch_model
+    from roomclf.photos import model_input
+    from roomclf.train.attributes import import_attributes
+    from roomclf.train.multitask import TRAINED_WITH_BODY
+    from roomclf.train.run import run_training
+
+    with open(shared_data / "attributes.csv", newline="") as f:
+        exterior = {r["path"] for r in csv.DictReader(f) if r["attribute"] in ("front", "pool", "backyard")}
+
+    def photos(batch: str, n: int) -> list[tuple[str, str]]:
+        tagged = [(p, r["label"]) for p, r in sorted(ground_truth.items())
+                  if p in exterior and p.startswith(batch + "/") and r["label"] == "exterior"]
+        return sorted(set(pick_photos(ground_truth, batch, n) + tagged))
+
+    store = LabelStore()
+    train, valid = photos("batch_01", 28), photos("batch_02", 20)
+    store.set_labels(train, "imported")
+    store.set_labels(valid, "manual")
+    import_attributes(store, shared_data / "attributes.csv", corpus_root, paths=[p for p, _ in train + valid])
+    said = []
+    result = run_training(_cfg(corpus_root, train_batches="batch_01", valid_batches="batch_02", image_size=64,
+                               backbone="efficientnet_lite0", frozen_epochs=1, epochs=1, lr=1e-3, run_name="mt",
+                               recipe=parse_recipe("attribute_loss_weight=1,pooling=gem")), store, echo=said.append)
+    assert any(line.startswith("multi-task: ") and "training photos carry attribute labels" in line for line in said)
+    _, run = _run(result.run_id)
+    assert run.data.params["recipe.pooling"] == "gem" and run.data.params["recipe.attribute_loss_weight"] == "1.0"
+    m = run.data.metrics
+    assert max(m[f"parity_max_abs_diff_{o}"] for o in ("probs", "attributes", "embedding")) <= 1e-4
+    model = OnnxModel(fetch_model(f"models:/{ONNX_NAME}/{result.versions[ONNX_NAME]}"))
+    assert model.meta["pooling"] == "gem"
+    out = model.run(np.stack([model_input(corpus_root / p, 64) for p, _ in valid[:3]]))
+    assert set(out) == set(OUTPUTS) and out["attributes"].shape[0] == 3
+    report = json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/report/attributes_report.json"))
+    front = report["report"]["exterior.front"]
+    assert front["auc_on"] == "validation photos" and front["threshold_from"] == "validation"
+    assert front["head"] == (TRAINED_WITH_BODY if front["threshold"] is not None else None)
+    assert model.meta["attribute_thresholds"]["exterior.front"] == front["threshold"]
+    assert all(e.get("head") != TRAINED_WITH_BODY or e["support"] >= 3 for e in report["report"].values())
 
 
 def _no_runs() -> bool:

@@ -8,8 +8,11 @@ import click
               help="List the trained and untrained attribute tags of every version (default: the champions').")
 def models(names, all_attributes):
     """List registered versions with their metrics, model time per photo and aliases, and which attribute tags
-    they emit. ms/photo is the model time on the fixed probe at registration (one thread; the machine is in
-    the version's tag model_ms_timed_on), so accuracy and cost read side by side."""
+    they emit, each with its precision/recall/F1 on the held-out validation photos and the labels it learnt
+    from (as the version recorded them at training). ms/photo is the model time on the fixed probe at
+    registration (one thread; the machine is in the version's tag model_ms_timed_on), so accuracy and cost
+    read side by side."""
+    from roomclf.models.attribute_scores import from_version_tags, score_lines
     from roomclf.models.catalogue import list_versions
     from roomclf.models.registry import ONNX_NAME, TORCH_NAME
     from roomclf.taxonomy import ATTRIBUTE_KEYS
@@ -39,6 +42,11 @@ def models(names, all_attributes):
             continue
         click.echo(f"  trained ({len(r.trained)}): {', '.join(r.trained) or 'none (no attribute labels)'}")
         click.echo(f"  untrained, never emitted ({len(r.untrained)}): {', '.join(r.untrained) or 'none'}")
+        if r.trained:
+            scores = next((s for x in rows if x.run_id == r.run_id
+                           if (s := from_version_tags(x.tags)) is not None), None)
+            for line in score_lines(scores, f"validation {r.tags.get('valid_batches', 'photos')}"):
+                click.echo(line)
 
 
 @click.command()

@@ -8,7 +8,8 @@ def data_option(f):
     return click.option("--data", "data", type=click.Path(file_okay=False), envvar="ROOMCLF_DATA",
                         default=lambda: str(settings.data_root()),
                         show_default="$ROOMCLF_DATA, else ../shared/data/listings, else the downloaded sample",
-                        help="Corpus root holding batch_*/<listing>/<photo>.")(f)
+                        help="Corpus root holding batch_*/<listing>/<photo>: a folder, or s3://BUCKET/PREFIX "
+                             "(endpoint and credentials from the standard AWS_* variables).")(f)
 
 
 def batches_option(default: str | None = None, help: str = "Batches, e.g. batch_01,batch_02 or batch_01-batch_05 or all."):

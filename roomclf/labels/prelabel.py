@@ -13,14 +13,14 @@ import csv
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from roomclf import storage
 from roomclf.corpus import discover
 from roomclf.errors import RoomclfError
 from roomclf.labels.queue import margin_order, margins, value_order
-from roomclf.labels.sources import LabelSource
+from roomclf.labels.sources import HUMAN_SOURCES, LabelSource
 from roomclf.labels.store import LabelStore
 from roomclf.models.registry import DEFAULT_ONNX_URI, ModelNotFound
 from roomclf.settings import EMBEDDING_BACKBONE
@@ -93,9 +93,8 @@ def champion(root: str | os.PathLike, paths: list[str], uri: str = DEFAULT_ONNX_
     model = OnnxModel(local_onnx(ref))
     name = f"{ref.name} v{ref.version}" if ref.version else str(ref.location)
     done, probs, vecs, errors = [], [], [], {}
-    root = Path(root)
     with tqdm(total=len(paths), desc=f"prelabel ({name})", unit="photo", disable=not progress) as bar:
-        for idx, out, unreadable in model.run_sources([root / p for p in paths], batch_size):
+        for idx, out, unreadable in model.run_sources([storage.join(root, p) for p in paths], batch_size):
             errors.update({paths[j]: exc.reason for j, exc in unreadable.items()})
             if idx:
                 done += [paths[j] for j in idx]
@@ -122,8 +121,9 @@ def predict(root: str | os.PathLike, paths: list[str], mode: str = "auto", uri: 
 
 
 def read_ground_truth(csv_path: str | os.PathLike) -> dict[str, str]:
-    """path -> class from a ``path,label`` CSV (any known spelling; rows without a label are left out)."""
-    with open(csv_path, newline="") as f:
+    """path -> class from a ``path,label`` CSV, a file or an s3:// object (any known spelling; rows without a
+    label are left out)."""
+    with storage.open_text(csv_path) as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
             raise PrelabelError(f"{csv_path}: expected a CSV with 'path' and 'label' columns")
@@ -144,11 +144,14 @@ def accuracy(pred: Predictions, truth: dict[str, str]) -> tuple[float | None, in
     return (sum(hits) / len(hits) if hits else None), len(hits)
 
 
-def queue_order(pred: Predictions) -> list[str]:
-    """The photos of ``pred`` most valuable first (see roomclf.labels.queue)."""
+def queue_order(pred: Predictions, labelled: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """The photos of ``pred`` most valuable first (see roomclf.labels.queue); ``labelled``: photos a person
+    has labelled already (they shorten the queue's head of representatives)."""
     m = margins(pred.probs)
-    order = value_order(pred.vectors, m) if pred.vectors is not None else margin_order(m)
-    return [pred.paths[i] for i in order]
+    if pred.vectors is None:
+        return [pred.paths[i] for i in margin_order(m)]
+    done = np.array([p in labelled for p in pred.paths], bool)
+    return [pred.paths[i] for i in value_order(pred.vectors, m, done)]
 
 
 def write(store: LabelStore, pred: Predictions, batches: list[str], who: str = "prelabel") -> int:
@@ -158,7 +161,7 @@ def write(store: LabelStore, pred: Predictions, batches: list[str], who: str = "
     rows = [(p, CLASSES[int(np.argmax(row))], float(row.max()),
              {"top3": top3(row), "margin": round(float(mi), 4), "model": pred.model, **sure})
             for p, row, mi in zip(pred.paths, pred.probs, m)]
-    order = queue_order(pred)
+    order = queue_order(pred, set(store.labels(HUMAN_SOURCES)))
     with store.transaction() as db:
         store.set_labels(rows, LabelSource.PREDICTED, who, db=db)
         for batch in batches:

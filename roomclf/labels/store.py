@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from roomclf import storage
 from roomclf.corpus import is_photo_name, path_problem
 from roomclf.errors import RoomclfError
 from roomclf.labels.sources import SOURCE_PRIORITY, SOURCES, LabelSource
@@ -370,7 +371,7 @@ class LabelStore:
         """
         report, rows = ImportReport(), []
         keep = set(batches) if batches else None
-        root = Path(corpus_root) if corpus_root else None
+        is_there = storage.file_checker(corpus_root) if corpus_root else None
         with open(csv_path, newline="") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or "path" not in reader.fieldnames or "label" not in reader.fieldnames:
@@ -390,7 +391,7 @@ class LabelStore:
                 except UnknownName:
                     report.unknown_class[raw] = report.unknown_class.get(raw, 0) + 1
                     continue
-                if root is not None and not (root / path).is_file():
+                if is_there is not None and not is_there(path):
                     report.not_in_corpus += 1
                     continue
                 rows.append((path, label, _confidence(rec.get("confidence"), csv_path, reader.line_num)))
@@ -409,7 +410,7 @@ class LabelStore:
         photos missing from ``corpus_root`` are counted and skipped.
         """
         report, effective = ImportReport(), self.labels()
-        root = Path(corpus_root) if corpus_root else None
+        is_there = storage.file_checker(corpus_root) if corpus_root else None
         per_photo: dict[str, dict[str, int]] = {}
         for rec in rows:
             path, name = (rec.get("path") or "").strip(), (rec.get("attribute") or "").strip()
@@ -417,7 +418,7 @@ class LabelStore:
                 report.skipped_empty += 1
                 continue
             _canonical(path, f"attribute row {path},{name}")
-            if root is not None and not (root / path).is_file():
+            if is_there is not None and not is_there(path):
                 report.not_in_corpus += 1
                 continue
             room = effective.get(path)
@@ -445,7 +446,7 @@ class LabelStore:
         not a photo of the corpus at that path are counted and skipped.
         """
         tree = Path(tree).resolve()
-        root = Path(corpus_root) if corpus_root else None
+        is_there = storage.file_checker(corpus_root) if corpus_root else None
         report, rows = ImportReport(), []
         for class_dir in sorted(d for d in tree.iterdir() if d.is_dir()):
             try:
@@ -457,7 +458,7 @@ class LabelStore:
                 if not (f.is_file() and is_photo_name(f.name)):
                     continue
                 rel = _canonical(f.relative_to(class_dir).as_posix(), str(f))
-                if root is not None and not (root / rel).is_file():
+                if is_there is not None and not is_there(rel):
                     report.not_in_corpus += 1
                     continue
                 rows.append((rel, label))

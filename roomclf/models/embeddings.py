@@ -10,10 +10,11 @@ when its vectors agree with fp32's on those photos (cosine of every photo at lea
 otherwise ``EmbeddingError`` says so and fp32 is what to use.
 
 The cache is one SQLite file per backbone, input size and precision (so an fp32 vector and an int8
-vector never mix, nor two sizes), keyed by (photo path, file size, mtime): a rerun computes only new or
-changed photos, and a killed run keeps every finished chunk. Photos that cannot be read are cached with
-their error so they are not retried. Vectors are stored raw (so the ImageNet head can still be applied,
-e.g. for zero-shot prelabels) and returned L2-normalised unless ``normalize=False``.
+vector never mix, nor two sizes), keyed by (photo path, file size, mtime) as ``roomclf.storage.cache_keys``
+gives them for a local folder or an s3:// root: a rerun computes only new or changed photos, and a killed run
+keeps every finished chunk. Photos that cannot be read are cached with their error so they are not retried.
+Vectors are stored raw (so the ImageNet head can still be applied, e.g. for zero-shot prelabels) and returned
+L2-normalised unless ``normalize=False``.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roomclf import storage
 from roomclf.errors import RoomclfError
 from roomclf.photos import PhotoError, model_input
 from roomclf.settings import EMBEDDING_BACKBONE, embedding_dir
@@ -123,11 +125,11 @@ def embedder_file(backbone: str = EMBEDDING_BACKBONE, precision: str = "fp32",
         return fp32
     int8 = folder / f"{_stem(backbone, precision)}.onnx"
     if not int8.is_file():
-        _quantize_checked(fp32, int8, Path(root or "."), list(calibration))
+        _quantize_checked(fp32, int8, storage.resolve(root or "."), list(calibration))
     return int8
 
 
-def _quantize_checked(fp32: Path, int8: Path, root: Path, calibration: list[str]) -> None:
+def _quantize_checked(fp32: Path, int8: Path, root: Path | str, calibration: list[str]) -> None:
     from roomclf.models.quantize import calibration_sample, quantize_static_int8
 
     sample = calibration_sample(calibration, INT8_CALIBRATION_PHOTOS)
@@ -135,7 +137,8 @@ def _quantize_checked(fp32: Path, int8: Path, root: Path, calibration: list[str]
         raise EmbeddingError("an int8 embedder is calibrated on photos, and none were given")
     with tempfile.TemporaryDirectory(dir=int8.parent) as tmp:
         candidate = quantize_static_int8(fp32, Path(tmp) / int8.name, root, sample)
-        arrays = [a for a in (_load_one((root / p, _input_size(fp32))) for p in sample) if not isinstance(a, str)]
+        size = _input_size(fp32)
+        arrays = [a for a in (_load_one((storage.join(root, p), size)) for p in sample) if not isinstance(a, str)]
         batch = np.stack(arrays)
         a, b = _session(fp32, 1).run(["features"], {"image": batch})[0], _session(candidate, 1).run(
             ["features"], {"image": batch})[0]
@@ -198,12 +201,7 @@ def _cache(backbone: str, precision: str) -> sqlite3.Connection:
     return db
 
 
-def _stamp(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
-
-
-def _load_one(args: tuple[Path, int]) -> np.ndarray | str:
+def _load_one(args: tuple[Path | str, int]) -> np.ndarray | str:
     path, size = args
     try:
         return model_input(path, size)
@@ -211,15 +209,11 @@ def _load_one(args: tuple[Path, int]) -> np.ndarray | str:
         return exc.reason
 
 
-def _stamps(root: Path, paths: list[str]) -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
-    """(path -> the cache key's (size, mtime) of every photo that can be stat'ed, path -> reason of the rest)."""
-    stamps, errors = {}, {}
-    for p in paths:
-        try:
-            stamps[p] = _stamp(root / p)
-        except OSError as exc:
-            errors[p] = f"cannot read file ({exc.strerror or exc})"
-    return stamps, errors
+def _stamps(root: Path | str, paths: list[str]) -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
+    """(path -> the cache key's (size, mtime) of every photo that exists, path -> reason of the rest): the
+    storage layer's ``cache_keys``, so an s3:// root is keyed as a local folder is."""
+    stamps, missing = storage.cache_keys(root, paths)
+    return stamps, {p: f"cannot read file ({why})" for p, why in missing.items()}
 
 
 def _lookup(db: sqlite3.Connection, stamps: dict[str, tuple[int, int]], paths: list[str]):
@@ -244,7 +238,7 @@ def _lookup(db: sqlite3.Connection, stamps: dict[str, tuple[int, int]], paths: l
 def pending(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_BACKBONE,
             precision: str = "fp32") -> list[str]:
     """The photos of ``paths`` the cache has no entry for (new or changed since), in input order."""
-    stamps, _ = _stamps(Path(root), paths)
+    stamps, _ = _stamps(storage.resolve(root), paths)
     with closing(_cache(backbone, precision)) as db:
         found, errors = _lookup(db, stamps, paths)
     return [p for p in paths if p in stamps and p not in found and p not in errors]
@@ -254,7 +248,7 @@ def store(root: str | os.PathLike, backbone: str, precision: str,
           rows: list[tuple[str, np.ndarray | None, str | None]]) -> None:
     """Keep ``(path, raw vector or None, error or None)`` rows in the cache, keyed by the photo's current
     stamp, in one transaction (for an engine that computes vectors elsewhere, e.g. ``roomclf.infer.embed``)."""
-    stamps, _ = _stamps(Path(root), [p for p, _, _ in rows])
+    stamps, _ = _stamps(storage.resolve(root), [p for p, _, _ in rows])
     with closing(_cache(backbone, precision)) as db:
         db.executemany("INSERT OR REPLACE INTO emb VALUES (?,?,?,?,?)",
                        [(p, *stamps[p], None if v is None else np.asarray(v, np.float32).tobytes(), err)
@@ -267,7 +261,7 @@ def embed(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_B
           embedder: Embedder | None = None, precision: str = "fp32") -> Embeddings:
     """Embeddings of ``paths`` (relative to ``root``), computing only what the cache lacks. Decoding of
     the next batch overlaps the model's run on this one."""
-    root = Path(root)
+    root = storage.resolve(root)
     if embedder is not None:
         backbone, precision = embedder.spec.name, embedder.precision
     stamps, errors = _stamps(root, paths)
@@ -283,7 +277,7 @@ def embed(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_B
             bar = _progress(len(todo), f"embedding ({backbone}, {precision})", progress)
             with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
                 def decode(part):
-                    return [pool.submit(_load_one, (root / p, size)) for p in part]
+                    return [pool.submit(_load_one, (storage.join(root, p), size)) for p in part]
 
                 ahead = decode(parts[0])
                 for i, part in enumerate(parts):

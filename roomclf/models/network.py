@@ -2,8 +2,14 @@
 
 ``RoomNet`` = a backbone body (from the backbone registry) + pooling + a small
 class head; it takes *normalised* images and returns class logits, which is
-what fastai trains. ``AttributeHead`` maps the same pooled features to one
-logit per taxonomy attribute key. ``ExportNet`` wraps both for deployment:
+what fastai trains. The pooling of the last feature map is decided here, once
+(``POOLINGS``, ``pooling_layer``): ``avg`` (the backbone's own), ``max`` or
+``gem`` (generalized mean with a learnable exponent), so training, the
+exported graph and the features the attribute heads read cannot disagree.
+``AttributeHead`` maps the same pooled features to one
+logit per taxonomy attribute key; a ``RoomNet`` built ``with_attributes``
+carries one (``attribute_head``) that learns beside the class head
+(multi-task fine-tuning, ``roomclf.train.multitask``). ``ExportNet`` wraps both for deployment:
 plain [0, 1] RGB in; normalisation, softmax and sigmoid baked in; outputs
 ``probs`` (N x 7), ``attributes`` (N x len(ATTRIBUTE_KEYS)) and ``embedding``
 (N x D, L2-normalised). Every consumer (infer-all, serving, prelabel) feeds the
@@ -16,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from roomclf.models.backbones import (
+    BackboneError,
     build_backbone,
     get_spec,
     normalizer,
@@ -23,16 +30,45 @@ from roomclf.models.backbones import (
 )
 from roomclf.taxonomy import ATTRIBUTE_KEYS, CLASSES
 
+POOLINGS = ("avg", "max", "gem")
+GEM_INITIAL_P = 3.0
+
+
+class GeM(nn.Module):
+    """Generalized-mean pooling: (mean of x^p over the map)^(1/p) per channel, p learnt (kept >= 1:
+    p = 1 is the average, a large p tends to the maximum, so a small bright object is not averaged away)."""
+
+    def __init__(self, p: float = GEM_INITIAL_P, eps: float = 1e-6):
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        p = self.p.clamp(min=1.0)
+        return fmap.clamp(min=self.eps).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+
+
+def pooling_layer(kind: str) -> nn.Module:
+    """N x C x H x W feature maps -> N x C vectors, for a ``POOLINGS`` name."""
+    if kind == "avg":
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    if kind == "max":
+        return nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())
+    if kind == "gem":
+        return GeM()
+    raise BackboneError(f"unknown pooling {kind!r}; one of {', '.join(POOLINGS)}")
+
 
 class RoomNet(nn.Module):
     def __init__(self, backbone: str, n_classes: int = len(CLASSES), pretrained: bool = True,
-                 dropout: float = 0.2):
+                 dropout: float = 0.2, pooling: str = "avg", with_attributes: bool = False):
         super().__init__()
-        self.backbone = backbone
+        self.backbone, self.pooling = backbone, pooling
         spec = get_spec(backbone)
-        body, pool, _ = split_backbone(backbone, build_backbone(backbone, pretrained))
-        self.body, self.pool = body, pool
+        body, _, _ = split_backbone(backbone, build_backbone(backbone, pretrained))
+        self.body, self.pool = body, pooling_layer(pooling)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(spec.feature_dim, n_classes))
+        self.attribute_head = AttributeHead(spec.feature_dim) if with_attributes else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images -> pooled penultimate features (not L2-normalised)."""

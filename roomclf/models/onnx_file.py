@@ -1,8 +1,8 @@
 """Exporting a room network to ONNX, and running an exported one.
 
 The ONNX file is self-describing: its metadata (key ``roomclf``) holds the
-backbone, input size, class order, attribute keys and per-attribute decision
-thresholds (``null`` = untrained, never emitted). ``OnnxModel`` is the one
+backbone, input size, pooling, class order, attribute keys and per-attribute
+decision thresholds (``null`` = untrained, never emitted). ``OnnxModel`` is the one
 runtime wrapper used by infer-all, serving and prelabel; ``execution_providers``
 is the one choice of onnxruntime providers (every session roomclf creates, and
 the providers recorded with the registered ONNX flavour).
@@ -63,7 +63,8 @@ def export_onnx(export_net, path: str | os.PathLike, meta: dict, opset: int | No
     spec = get_spec(export_net.net.backbone)
     size = int(meta.get("input_size") or spec.train_size)
     full = {"backbone": spec.name, "input_size": size, "classes": list(CLASSES),
-            "attribute_keys": list(ATTRIBUTE_KEYS), "attribute_thresholds": {}, **meta}
+            "attribute_keys": list(ATTRIBUTE_KEYS), "attribute_thresholds": {},
+            "pooling": getattr(export_net.net, "pooling", "avg"), **meta}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.export{os.getpid()}")    # torch's file, before the metadata

@@ -45,7 +45,7 @@ LEARNER_ARTIFACT = "learner"
 MODEL_NAME_IN_RUN = "pyfunc-model"
 OUTPUT_COLUMNS = ("label", "confidence", "probabilities", "tags", "error")
 # What loading and running this pyfunc imports from roomclf (paths in the package): shipped as code/roomclf.
-PYFUNC_CODE = ("__init__.py", "errors.py", "photos.py", "taxonomy.py", "taxonomy.yaml",
+PYFUNC_CODE = ("__init__.py", "errors.py", "photos.py", "storage.py", "taxonomy.py", "taxonomy.yaml",
                "models/__init__.py", "models/onnx_file.py", "models/pyfunc.py")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roomclf import storage
 from roomclf.photos import PhotoError, model_input
 
 # Chosen by measurement on the fast.ai-trained efficientnet_lite0 of bench/bench_train.py (validation photos
@@ -97,7 +98,7 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, root: s
     arrays = []
     for p in calib_paths:
         try:
-            arrays.append(model_input(Path(root) / p, size)[None])
+            arrays.append(model_input(storage.join(root, p), size)[None])
         except PhotoError:
             continue
 
@@ -124,7 +125,7 @@ def agreement(fp32: str | os.PathLike, int8: str | os.PathLike, root: str | os.P
     """{'accuracy', 'fp32_accuracy', 'top1_agreement'} of the int8 model on (path, class) items."""
     from roomclf.models.onnx_file import OnnxModel
 
-    paths = [Path(root) / p for p, _ in items]
+    paths = [storage.join(root, p) for p, _ in items]
     a, b = OnnxModel(fp32).predict_sources(paths), OnnxModel(int8).predict_sources(paths)
     truth = np.array([c for _, c in items])
     la, lb = np.array([p.label for p in a]), np.array([p.label for p in b])

@@ -87,7 +87,8 @@ def _did_not_answer(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return type(exc).__name__ == "MlflowException" and "failed with exception" in text and any(
-        k in text for k in ("Max retries exceeded", "Connection refused", "Connection aborted", "timed out"))
+        k in text for k in ("Max retries exceeded", "Connection refused", "Connection aborted", "Connection broken",
+                            "timed out"))
 
 
 def finish_version(name: str, version: str, tags: dict | None = None, description: str | None = None) -> None:
@@ -179,7 +180,8 @@ def register_onnx_file(onnx_path: str | os.PathLike, name: str = ONNX_NAME, tags
     import numpy as np
     import onnx
 
-    from roomclf.models.onnx_file import OnnxModel, execution_providers
+    from roomclf.models.attribute_scores import version_tags
+    from roomclf.models.onnx_file import OnnxModel, execution_providers, read_meta
 
     if input_example is None:
         size = OnnxModel(onnx_path).input_size
@@ -201,7 +203,7 @@ def register_onnx_file(onnx_path: str | os.PathLike, name: str = ONNX_NAME, tags
         if started:
             mlflow.end_run()
     version = str(info.registered_model_version)
-    tags = {**(tags or {})}
+    tags = {**version_tags(read_meta(model)), **(tags or {})}     # what the file carries of its attribute tags
     if MS_PER_PHOTO_TAG not in tags:
         tags.update(model_cost_tags(onnx_path))
     finish_version(name, version, {**tags, ONNX_DIGEST_TAG: digest}, description)

@@ -7,6 +7,7 @@ import csv
 import os
 from pathlib import Path
 
+from roomclf import storage
 from roomclf.photos import PhotoError, thumbnail
 
 
@@ -77,7 +78,7 @@ def suspect_grid(path, root: str | os.PathLike, suspects: list[dict], limit: int
     neighbours' vote underneath."""
     from PIL import Image, ImageDraw
 
-    path, root = Path(path), Path(root)
+    path = Path(path)
     shown = suspects[:limit]
     rows = max(1, -(-len(shown) // columns))
     text_h = 30
@@ -86,7 +87,7 @@ def suspect_grid(path, root: str | os.PathLike, suspects: list[dict], limit: int
     for n, s in enumerate(shown):
         x, y = (n % columns) * cell, (n // columns) * (cell + text_h)
         try:
-            thumb = thumbnail(root / s["path"], cell - 4)
+            thumb = thumbnail(storage.join(root, s["path"]), cell - 4)
             grid.paste(thumb, (x + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
         except (PhotoError, OSError):
             draw.text((x + 8, y + cell // 2), "unreadable", fill="red")

@@ -17,7 +17,8 @@ labels of the manifest's ``NAME.attributes.csv``) for the photos that landed.
 Environment:
 
 - ``ROOMCLF_SAMPLE_SOURCE``: an existing corpus (a folder holding ``listings/batch_*``
-  or ``batch_*``, with a ``labels.csv``) used in place instead of downloading.
+  or ``batch_*``, with a ``labels.csv``; or an ``s3://bucket/prefix`` laid out the same way,
+  read through ``roomclf.storage``) used in place instead of downloading.
 - ``ROOMCLF_SAMPLE_MANIFEST``: another manifest CSV (same columns; its attribute labels, if any,
   in ``NAME.attributes.csv`` beside it).
 - ``ROOMCLF_SAMPLE_URL_PREFIX``: replaces each URL's scheme and host (e.g. a mirror,
@@ -42,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from roomclf import storage
 from roomclf.errors import RoomclfError
 from roomclf.sample.manifest import (
     MANIFEST,
@@ -74,8 +76,8 @@ class _Transient(SampleDataError):
 
 @dataclass
 class SampleCorpus:
-    root: Path          # the folder holding batch_*
-    labels_csv: Path
+    root: Path | str    # the folder holding batch_* (an s3:// URI for a corpus in object storage)
+    labels_csv: Path | str
     photos: int
     in_place: bool      # an existing corpus used where it lies
     fetched: int = 0    # downloaded by this call
@@ -90,15 +92,25 @@ def sha256(path: str | os.PathLike) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _existing_corpus(src: Path) -> SampleCorpus | None:
-    for root in (src / "listings", src):
-        if root.is_dir() and any(d.name.startswith("batch_") for d in root.iterdir() if d.is_dir()):
-            labels = next((p for p in (root / "labels.csv", root.parent / "labels.csv") if p.is_file()), None)
+def _existing_corpus(src: Path | str) -> SampleCorpus | None:
+    """The corpus at ``src`` (a folder or an s3:// URI: ``listings/batch_*`` or ``batch_*`` in it, with a
+    ``labels.csv`` in the folder holding the batches or the one above), or None when it holds no batch."""
+    for root in (storage.join(src, "listings"), src):
+        batches = [d for d in storage.list_dirs(root) or () if d.startswith("batch_")]
+        if batches:
+            beside = [root, storage.parent(root)]
+            labels = next((f for f in (storage.join(d, "labels.csv") for d in beside if d is not None)
+                           if storage.is_file(f)), None)
             if labels is None:
                 raise SampleDataError(f"{src} looks like a corpus but has no labels.csv beside it")
-            n = sum(1 for _ in root.glob("batch_*/*/*"))
-            return SampleCorpus(root.resolve(), labels.resolve(), n, in_place=True)
+            return SampleCorpus(storage.resolve(root), storage.resolve(labels), _listing_files(root, batches),
+                                in_place=True)
     return None
+
+
+def _listing_files(root: Path | str, batches: list[str]) -> int:
+    """How many files lie in the listings of ``batches`` (``batch/listing/name``)."""
+    return sum(1 for batch in batches for rel in storage.walk_files(storage.join(root, batch)) if rel.count("/") == 1)
 
 
 def source_url(url: str, prefix: str | None = None) -> str:
@@ -303,18 +315,19 @@ def describe(corpus: SampleCorpus, show: int = 10) -> list[str]:
 def get_sample_corpus(out: str | os.PathLike, source: str | None = None, manifest: str | os.PathLike | None = None,
                       *, jobs: int = 8, timeout: float = 60.0, retries: int = 4, progress: bool = True,
                       echo: Callable[[str], None] | None = None) -> SampleCorpus:
-    """The sample corpus: ``source`` (or $ROOMCLF_SAMPLE_SOURCE), an existing corpus used in place, else the
+    """The sample corpus: ``source`` (or $ROOMCLF_SAMPLE_SOURCE), an existing corpus (a folder or an s3:// URI)
+    used in place, else the
     manifest's photos downloaded and verified into ``out`` (a rerun fetches only what is missing).
 
     ``echo``: where to tell what happened; without it, only the photos that could not be had are
     reported (on stderr)."""
     source = source or os.environ.get("ROOMCLF_SAMPLE_SOURCE") or ""
     if source:
-        src = Path(source).expanduser()
-        found = _existing_corpus(src) if src.is_dir() else None
+        src = storage.resolve(source) if storage.is_uri(source) else Path(source).expanduser()
+        found = _existing_corpus(src) if storage.is_uri(src) or src.is_dir() else None
         if found is None:
-            raise SampleDataError(f"ROOMCLF_SAMPLE_SOURCE={source}: not a corpus (a folder holding listings/batch_* "
-                                  "or batch_*, with a labels.csv)")
+            raise SampleDataError(f"ROOMCLF_SAMPLE_SOURCE={source}: not a corpus (a folder or s3://bucket/prefix "
+                                  "holding listings/batch_* or batch_*, with a labels.csv)")
         if echo is not None:
             echo(describe(found)[0])
         return found

@@ -2,8 +2,9 @@
 
 ``step_run("roomclf-train", name)`` opens the step's run in its own experiment
 (created marked for the MLflow UI's model-training view, with its artifacts in
-the working-data folder for a local store and where the server keeps them for a
-tracking server), whatever an earlier step or ``mlflow run`` set in the process.
+the working-data folder for a local store, or under $MLFLOW_DEFAULT_ARTIFACT_ROOT
+(e.g. s3://), and where the server keeps them for a tracking server), whatever an
+earlier step or ``mlflow run`` set in the process.
 ``ui_link`` makes links into that view.
 """
 from __future__ import annotations
@@ -62,6 +63,7 @@ def use_experiment(name: str) -> str:
     launcher = _launcher_run_experiment(client)
     if launcher and launcher[1] != "Default":
         exp_id = os.environ["MLFLOW_EXPERIMENT_ID"] = client.get_run(launcher[0]).info.experiment_id
+        check_artifact_store(client.get_experiment(exp_id).artifact_location)
         return exp_id
     if launcher:   # detach from the launcher's run in Default: this step logs in its own experiment
         os.environ.pop("MLFLOW_RUN_ID", None)
@@ -70,17 +72,33 @@ def use_experiment(name: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is None:
         location = None if is_remote_tracking() else f"{artifact_root()}/{name}"
+        check_artifact_store(location)        # before the experiment keeps it: a fixed variable then takes effect
         try:
             exp_id = client.create_experiment(name, artifact_location=location,
                                               tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
         except Exception:   # created meanwhile by another host
             exp_id = client.get_experiment_by_name(name).experiment_id
+        if location is None:                  # the server chose it
+            check_artifact_store(client.get_experiment(exp_id).artifact_location)
     else:
         exp_id = found.experiment_id
         if found.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
             client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+        check_artifact_store(found.artifact_location)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def check_artifact_store(location: str | None) -> None:
+    """An experiment whose artifacts this host writes to S3 itself (an ``s3://`` artifact location: a local
+    store with ``MLFLOW_DEFAULT_ARTIFACT_ROOT``, or a server that does not serve artifacts): one line
+    (``roomclf.storage.StorageError``, naming the bucket and the variable to set) when its bucket is missing
+    or the credentials are refused, before the step does any work. A server that serves artifacts
+    (``mlflow-artifacts:``) writes them with its own credentials: nothing to check here."""
+    from roomclf import storage
+
+    if location and location.startswith(storage.S3):
+        storage.ensure_folder(location)
 
 
 def _link_launcher(run_id: str) -> None:

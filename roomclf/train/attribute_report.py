@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roomclf import storage
 from roomclf.taxonomy import ATTRIBUTE_KEYS
 
 
@@ -67,7 +68,7 @@ def attribute_grid(root: str | os.PathLike, paths: list[str], probs: np.ndarray,
         for col, i in enumerate(cand):
             x0 = label_w + col * (size + pad)
             try:
-                thumb = thumbnail(Path(root) / paths[i], size)
+                thumb = thumbnail(storage.join(root, paths[i]), size)
             except PhotoError:
                 continue
             sheet.paste(thumb, (x0, y0))

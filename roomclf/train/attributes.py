@@ -74,11 +74,11 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from roomclf import storage
 from roomclf.errors import RoomclfError
 from roomclf.metrics import auc, binary_scores, fold_ids, threshold_sweep
 from roomclf.labels.sources import SOURCES, LabelSource
@@ -93,6 +93,7 @@ from roomclf.taxonomy import (
 KEY_INDEX = {k: i for i, k in enumerate(ATTRIBUTE_KEYS)}
 MIN_PRECISION = 0.8
 MIN_VAL_POSITIVES = 3
+MIN_POSITIVES, MIN_AUC = 5, 0.7   # fit_attribute_head's defaults: below them a key is untrained
 PRECISION_F1_SHARE = 0.9   # precision >= 0.8 may cost at most a tenth of the best F1
 UNTRAINED_BIAS = -12.0   # an untrained key outputs ~6e-6, and has no threshold anyway
 
@@ -195,10 +196,9 @@ def import_attributes(store: LabelStore, csv_path: str | os.PathLike, corpus_roo
     ignored. ``evidence`` chooses which rows count (``select_evidence``); ``drop_zeros`` also
     leaves out the zeros of the attributes it names. ``paths`` keeps only rows of those photos.
     """
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
+    if not storage.is_file(csv_path):      # a file or an s3:// object
         raise AttributeDataError(f"attribute file not found: {csv_path}")
-    with open(csv_path, newline="") as f:
+    with storage.open_text(csv_path) as f:
         reader = csv.DictReader(f)
         missing = {"path", "attribute", "value"} - set(reader.fieldnames or ())
         if missing:
@@ -242,7 +242,9 @@ def attribute_targets(paths: list[str], store: LabelStore, room_labels: dict[str
         for name in implied_negatives(room, [n for n, v in known.items() if v == 1]):
             known.setdefault(name, 0)
         for name, value in known.items():
-            j = KEY_INDEX[f"{room}.{name}"]
+            j = KEY_INDEX.get(f"{room}.{name}")
+            if j is None:           # an attribute people added in the app: no model output
+                continue
             Y[i, j], M[i, j] = value, True
     return Y, M
 
@@ -361,8 +363,9 @@ def _judge(entry: dict, scores: np.ndarray, y: np.ndarray, source: str, gate: tu
 GATES = ("pooled", "validation")
 
 
-def fit_attribute_head(train_feats, Y, M, val_feats, val_Y, val_M, seed: int = 0, min_positives: int = 5,
-                       weight_decay: float = 1e-2, min_auc: float = 0.7, gate: str = "pooled",
+def fit_attribute_head(train_feats, Y, M, val_feats, val_Y, val_M, seed: int = 0,
+                       min_positives: int = MIN_POSITIVES, weight_decay: float = 1e-2, min_auc: float = MIN_AUC,
+                       gate: str = "pooled",
                        prior: tuple[np.ndarray, np.ndarray] | None = None) -> AttributeFit:
     """Train the attribute head on raw features; thresholds from validation (or CV); a report per key.
 

@@ -69,6 +69,12 @@ class Recipe:
                                          # train)
     temperature: float = 2.0             # distillation (`roomclf distill`): the teacher's and the student's
                                          # distributions are compared at this temperature
+    pooling: str = "avg"                 # the last feature map -> the features every head reads: avg, max or
+                                         # gem (roomclf.models.network.POOLINGS); carried into the export
+    attribute_loss_weight: float = 0.0   # multi-task fine-tuning: 0 off (the attribute heads are fitted on the
+                                         # trained body's features afterwards); else the masked attribute BCE
+                                         # times this is added to the room loss, and the export carries the
+                                         # head trained with the body (roomclf.train.multitask)
     parity_photos: int = 16              # validation photos for the torch/ONNX parity check
     int8_calibration_photos: int = 50    # training photos that calibrate the int8 twin
 
@@ -156,6 +162,20 @@ def check_config(cfg: TrainConfig) -> None:
         raise TrainingError(f"recipe: sure_precision is one of {', '.join(map(sure_key, SURE_PRECISIONS))}")
     if r.small_size and (r.small_size < 32 or r.small_epochs < 0):
         raise TrainingError("recipe: small_size must be 0 (off) or >= 32, and small_epochs >= 0")
+    _check_multitask(cfg)
     if min(r.parity_photos, r.int8_calibration_photos, r.lr_find_iters) < 1:
         raise TrainingError("recipe: parity_photos, int8_calibration_photos and lr_find_iters must be >= 1")
 
+
+
+def _check_multitask(cfg: TrainConfig) -> None:
+    from roomclf.models.network import POOLINGS
+
+    r = cfg.recipe
+    if r.pooling not in POOLINGS:
+        raise TrainingError(f"recipe: pooling is one of {', '.join(POOLINGS)} (got {r.pooling!r})")
+    if r.attribute_loss_weight < 0:
+        raise TrainingError(f"recipe: attribute_loss_weight must be >= 0 (got {r.attribute_loss_weight:g})")
+    if r.attribute_loss_weight and (r.mixup or cfg.teacher):
+        raise TrainingError("recipe: attribute_loss_weight needs photos with their own labels: not with mixup "
+                            "(mixed photos) nor with a teacher (distillation)")

@@ -9,10 +9,10 @@ import hashlib
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from roomclf import storage
 from roomclf.labels.sources import LabelSource
 from roomclf.photos import PhotoError, open_photo
 from roomclf.settings import EMBEDDING_BACKBONE
@@ -32,6 +32,8 @@ class TrainData:
     origin: dict[str, str] = field(default_factory=dict)               # path -> label source
     soft: dict[str, np.ndarray] | None = None  # distillation: path -> the teacher's probabilities (train photos)
     teacher: object | None = None              # distillation: the roomclf.train.distill.Teacher
+    attributes: dict[str, np.ndarray] | None = None   # multi-task: path -> attribute targets (train and valid
+                                                      # photos with a label; roomclf.train.multitask)
 
     def class_counts(self, split: str) -> dict[str, int]:
         counts = Counter(label for _, label in getattr(self, split))
@@ -71,7 +73,7 @@ def select_data(store, root: str | os.PathLike, train_batches: list[str], valid_
     sources, valid_sources = tuple(sources), tuple(valid_sources)
     if not sources or not valid_sources:
         raise TrainingError("no label sources given (e.g. manual,imported,propagated)")
-    root = Path(root)
+    root = storage.resolve(root)
     data = TrainData([], [])
     for split, batches, wanted in (("train", train_batches, sources), ("valid", valid_batches, valid_sources)):
         items = []
@@ -88,10 +90,11 @@ def select_data(store, root: str | os.PathLike, train_batches: list[str], valid_
         if not items:
             raise TrainingError(f"no {split} labels from sources {','.join(wanted)} in "
                                 f"{','.join(batches)} (import or label some first)")
-        missing = [p for p, _ in items if not (root / p).is_file()]
+        present = storage.files_present(root, [p for p, _ in items])
+        missing = [p for p, _ in items if p not in present]
         if missing:
             raise TrainingError(f"{len(missing)} {split} labels point at photos that do not exist under "
-                                f"{root.name}/, e.g. {missing[0]}")
+                                f"{_name(root)}/, e.g. {missing[0]}")
         setattr(data, split, items)
     empty = [c for c, n in data.class_counts("train").items() if n == 0]
     if empty:
@@ -117,14 +120,22 @@ def drop_broken(root: str | os.PathLike, items: list[tuple[str, str]], size: int
     kept, broken = [], {}
     for path, label in tqdm(items, desc="checking photos open", unit="photo", disable=None, leave=False):
         try:
-            open_photo(Path(root) / path, target=size)
+            open_photo(storage.join(root, path), target=size)
             kept.append((path, label))
         except PhotoError as exc:
             broken[path] = exc.reason
     return kept, broken
 
 
-def _digest(path: Path) -> str:
+def _name(root) -> str:
+    """The last part of a corpus root, folder or URI (what an error shows of it)."""
+    return str(root).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _digest(path) -> str:
+    """SHA-1 of a file's bytes (a local file streamed, an object read through ``roomclf.storage``)."""
+    if storage.is_uri(path):
+        return hashlib.sha1(storage.read_bytes(path)).hexdigest()
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha1").hexdigest()
 
@@ -134,9 +145,9 @@ def duplicate_paths(root: str | os.PathLike, train: list[str], valid: list[str],
     """Validation photos that duplicate a training photo: the same bytes, or (``near``) the
     same picture by embedding similarity (the embeddings propagation uses, whatever network is trained:
     the similarity threshold was set on them, and they are cached)."""
-    root = Path(root)
-    seen = {_digest(root / p) for p in train}
-    dup = {p for p in valid if _digest(root / p) in seen}
+    root = storage.resolve(root)
+    seen = {_digest(storage.join(root, p)) for p in train}
+    dup = {p for p in valid if _digest(storage.join(root, p)) in seen}
     if near:
         from roomclf.models.near_duplicates import near_duplicates
 

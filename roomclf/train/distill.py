@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roomclf import storage
 from roomclf.labels.sources import LabelSource
 from roomclf.taxonomy import CLASSES
 from roomclf.train.config import TrainingError
@@ -49,7 +50,7 @@ def teacher_outputs(uri: str, root: str | os.PathLike, paths: list[str], batch_s
     teacher = Teacher(uri, name, str(ref.version) if ref.version else None,
                       attribute_keys=list(model.attribute_keys), thresholds=dict(model.thresholds))
     with tqdm(total=len(paths), desc=f"teacher ({name})", unit="photo", disable=not progress) as bar:
-        for idx, out, unreadable in model.run_sources([Path(root) / p for p in paths], batch_size):
+        for idx, out, unreadable in model.run_sources([storage.join(root, p) for p in paths], batch_size):
             teacher.errors.update({paths[j]: exc.reason for j, exc in unreadable.items()})
             for k, j in enumerate(idx):
                 teacher.probs[paths[j]] = out["probs"][k].astype(np.float32)

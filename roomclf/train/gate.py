@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from roomclf import storage
 from roomclf.errors import RoomclfError
 from roomclf.models.registry import (
     CHALLENGER,
@@ -61,7 +61,7 @@ def evaluate(model: str | os.PathLike, root: str | os.PathLike, items: list[tupl
     from roomclf.train.report import class_report
 
     onnx = OnnxModel(local_onnx(str(model)))
-    preds = onnx.predict_sources([Path(root) / p for p, _ in items], progress=label)
+    preds = onnx.predict_sources([storage.join(root, p) for p, _ in items], progress=label)
     classes = onnx.classes
     y = np.array([classes.index(c) for _, c in items])
     pred = np.array([classes.index(p.label) if p.label in classes else -1 for p in preds])

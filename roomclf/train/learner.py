@@ -10,14 +10,16 @@ from collections import Counter
 
 import numpy as np
 
+from roomclf import storage
 from roomclf.photos import model_pixels
 from roomclf.taxonomy import CLASSES
-from roomclf.train.config import DEFAULT_RECIPE, Recipe
+from roomclf.train.config import DEFAULT_RECIPE, Recipe, TrainingError
 from roomclf.train.data import TrainData
 
 
 class PhotoReader:
-    """fastai ``get_x``: a (path, label) item -> the square PIL image ``model_input`` would see."""
+    """fastai ``get_x``: a (path, label) item -> the square PIL image ``model_input`` would see (the photo read
+    through ``roomclf.storage``: the root may be an s3:// URI)."""
 
     def __init__(self, root: str | os.PathLike, size: int):
         self.root, self.size = str(root), int(size)
@@ -25,11 +27,13 @@ class PhotoReader:
     def __call__(self, item):
         from fastai.vision.core import PILImage
 
-        return PILImage.create(model_pixels(os.path.join(self.root, item[0]), self.size))
+        return PILImage.create(model_pixels(storage.join(self.root, item[0]), self.size))
 
 
 def room_splitter(model):
-    """Parameter groups for discriminative learning rates: early body, late body, head.
+    """Parameter groups for discriminative learning rates: early body, late body, head (the class head, with
+    the pooling's parameters (GeM's exponent) and the attribute head of multi-task training, if any: these
+    learn with the body frozen too).
 
     The body is halved the way fastai splits its own CNN learners, so ``slice(lr / 100, lr)``
     gives the early layers lr/100, the late layers lr/10 and the head lr. With two groups the whole body
@@ -42,14 +46,19 @@ def room_splitter(model):
     half = len(owners) // 2
     early = [p for m in owners[:half] for p in m.parameters(recurse=False)]
     late = [p for m in owners[half:] for p in m.parameters(recurse=False)]
-    return [early, late, params(model.head)]
+    head = params(model.head) + params(model.pool)
+    if getattr(model, "attribute_head", None) is not None:
+        head += params(model.attribute_head)
+    return [early, late, head]
 
 
 def build_dls(root: str | os.PathLike, data: TrainData, size: int, batch_size: int, mean, std,
               seed: int = 42, workers: int = 0, recipe: Recipe = DEFAULT_RECIPE):
     """fastai DataLoaders: augmentations on train only, the backbone's normalisation on both. With
     ``data.soft`` (distillation) the targets are class distributions: the teacher's on the training
-    photos, the human label's one-hot on the validation photos."""
+    photos, the human label's one-hot on the validation photos. With ``data.attributes`` (multi-task) a batch
+    is (photos, attribute targets, classes): the attribute targets come before the class so that the
+    DataLoaders' vocabulary stays the classes (``roomclf.train.multitask``)."""
     from fastai.data.block import CategoryBlock, DataBlock, RegressionBlock
     from fastai.data.transforms import IndexSplitter, Normalize
     from fastai.vision.augment import aug_transforms
@@ -64,8 +73,15 @@ def build_dls(root: str | os.PathLike, data: TrainData, size: int, batch_size: i
                  + [[p, c, onehot[CLASSES.index(c)].tolist()] for p, c in data.valid])
     target = ((RegressionBlock(n_out=len(CLASSES)), SoftTarget()) if data.soft is not None
               else (CategoryBlock(vocab=list(CLASSES), sort=False), operator.itemgetter(1)))
-    block = DataBlock(blocks=(ImageBlock, target[0]),
-                      get_x=PhotoReader(root, size), get_y=target[1],
+    blocks, get_y = (target[0],), target[1]
+    if data.attributes is not None and data.soft is None:
+        from roomclf.train.multitask import unknown_row
+
+        unknown = unknown_row()
+        items = [[p, c, data.attributes[p].tolist() if p in data.attributes else unknown] for p, c in items]
+        blocks, get_y = (RegressionBlock(n_out=len(unknown)), target[0]), [operator.itemgetter(2), target[1]]
+    block = DataBlock(blocks=(ImageBlock, *blocks), n_inp=1,
+                      get_x=PhotoReader(root, size), get_y=get_y,
                       splitter=IndexSplitter(list(range(len(data.train), len(items)))),
                       batch_tfms=[*aug_transforms(size=size, max_rotate=recipe.max_rotate, max_warp=recipe.max_warp,
                                                   pad_mode=recipe.pad_mode),
@@ -115,6 +131,10 @@ def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = Tru
     learning a teacher's distributions (``build_dls`` with ``data.soft``): the distillation loss at
     ``recipe.temperature`` and top-1 accuracy against the targets' top class.
 
+    ``recipe.pooling`` pools the last feature map (``roomclf.models.network.POOLINGS``). With
+    ``recipe.attribute_loss_weight`` the network carries an attribute head that learns beside the class
+    head (multi-task; the DataLoaders must carry attribute targets: ``build_dls`` with ``data.attributes``).
+
     ``train_bn=False`` keeps the body's BatchNorm weights frozen with the body, so the
     frozen phase never back-propagates through the body, which makes it much faster on a CPU.
     """
@@ -128,7 +148,14 @@ def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = Tru
     from roomclf.models.network import RoomNet
 
     KeepBnStats = _keep_bn_stats_callback()
-    net = RoomNet(backbone, pretrained=pretrained, dropout=recipe.head_dropout)
+    multitask = recipe.attribute_loss_weight > 0
+    net = RoomNet(backbone, pretrained=pretrained, dropout=recipe.head_dropout, pooling=recipe.pooling,
+                  with_attributes=multitask)
+    cbs = [KeepBnStats()]
+    if multitask:
+        from roomclf.train.multitask import attribute_loss_callback
+
+        cbs.append(attribute_loss_callback(recipe.attribute_loss_weight, _attribute_targets(dls)))
     use_weights = recipe.class_weighted and not recipe.balanced_sampling   # not both corrections at once
     weight = torch.tensor(weights, device=dls.device) if use_weights else None
     loss = (LabelSmoothingCrossEntropyFlat(weight=weight, eps=recipe.label_smoothing) if recipe.label_smoothing
@@ -139,7 +166,16 @@ def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = Tru
 
         loss, metrics = soft_target_loss(recipe.temperature), [soft_accuracy]
     return Learner(dls, net, loss_func=loss, metrics=metrics,
-                   splitter=room_splitter, train_bn=train_bn, cbs=[KeepBnStats()])
+                   splitter=room_splitter, train_bn=train_bn, cbs=cbs)
+
+
+def _attribute_targets(dls) -> np.ndarray:
+    """The attribute targets of the training photos of ``build_dls``'s DataLoaders (multi-task)."""
+    items = list(dls.train_ds.items)
+    if not items or len(items[0]) < 3:
+        raise TrainingError("recipe attribute_loss_weight is on, but the training photos carry no attribute "
+                            "targets")
+    return np.array([item[2] for item in items], np.float32)
 
 
 def find_lr(learn, recipe: Recipe = DEFAULT_RECIPE) -> float:

@@ -4,23 +4,25 @@ TTA, as the exported model computes them) and the pooled features of photos.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
+from roomclf import storage
 from roomclf.taxonomy import CLASSES
 from roomclf.train.config import TrainingError
 
 
 def loader_passes(learn, dl, mirrored: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(probabilities N x 7 of the photos, of their mirror images or None without ``mirrored``, true class
-    indices N) of a labelled DataLoader through ``learn.model`` in eval mode: each batch is decoded once."""
+    indices N) of a labelled DataLoader through ``learn.model`` in eval mode: each batch is decoded once. The
+    class targets are a batch's last element (multi-task batches carry attribute targets before them)."""
     import torch
 
     model = learn.model.eval()
     plain, mirror, targets = [], [], []
     with torch.inference_mode():
-        for xb, yb in dl:
+        for batch in dl:
+            xb, yb = batch[0], batch[-1]
             plain.append(torch.softmax(model(xb).float(), dim=1).cpu().numpy())
             if mirrored:
                 mirror.append(torch.softmax(model(torch.flip(xb, dims=[3])).float(), dim=1).cpu().numpy())
@@ -61,6 +63,6 @@ def raw_features(net, root: str | os.PathLike, paths: list[str], size: int, batc
     with torch.inference_mode():
         for i in tqdm(range(0, len(paths), batch_size), desc=progress, unit="batch", disable=None if progress else True,
                       leave=False):
-            x = torch.from_numpy(np.stack([model_input(Path(root) / p, size) for p in paths[i:i + batch_size]]))
+            x = torch.from_numpy(np.stack([model_input(storage.join(root, p), size) for p in paths[i:i + batch_size]]))
             out.append(net.features(normalize(x)).numpy())
     return np.concatenate(out) if out else np.zeros((0, spec.feature_dim), np.float32)

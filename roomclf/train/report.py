@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roomclf import metrics
+from roomclf import metrics, storage
 from roomclf.taxonomy import CLASSES
 
 
@@ -104,7 +104,7 @@ def top_loss_grid(root: str | os.PathLike, paths: list[str], probs: np.ndarray, 
     for ax, i in zip(np.atleast_1d(axes).ravel(), idx):
         pred = int(np.argmax(probs[i]))
         try:
-            ax.imshow(thumbnail(Path(root) / paths[i], 160))
+            ax.imshow(thumbnail(storage.join(root, paths[i]), 160))
         except PhotoError:
             pass
         ax.set_title(f"{classes[y_true[i]]} / {classes[pred]} ({probs[i, pred]:.2f})\n{paths[i]}", fontsize=7)

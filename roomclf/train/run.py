@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roomclf import storage
 from roomclf.taxonomy import CLASSES
 from roomclf.train.config import SURE_PRECISIONS, TrainConfig, TrainingError, check_config, sure_key
 from roomclf.train.data import TrainData, check_validation_size, class_weights, drop_broken, drop_leaks, select_data
@@ -44,7 +45,7 @@ def selected_data(cfg: TrainConfig, store) -> TrainData:
     ranges become lists); raises TrainingError."""
     from roomclf.corpus import parse_batches
 
-    root = Path(cfg.data)
+    root = storage.resolve(cfg.data)
     cfg.train_batches, cfg.valid_batches = parse_batches(cfg.train_batches, root), parse_batches(cfg.valid_batches, root)
     return select_data(store, root, cfg.train_batches, cfg.valid_batches, cfg.sources, cfg.valid_sources,
                        cfg.recipe.sure_precision)
@@ -52,7 +53,7 @@ def selected_data(cfg: TrainConfig, store) -> TrainData:
 
 def prepare_data(cfg: TrainConfig, store, echo=print) -> TrainData:
     """Checked, cleaned train/valid lists (raises TrainingError before any training)."""
-    root = Path(cfg.data)
+    root = storage.resolve(cfg.data)
     data = selected_data(cfg, store)
     if data.unsure:
         echo(f"{data.unsure} predicted labels left out: below the confidence at which their model was "
@@ -72,7 +73,21 @@ def prepare_data(cfg: TrainConfig, store, echo=print) -> TrainData:
     data = drop_leaks(root, data)
     check_validation_size(data.valid, cfg.valid_sources,
                           dropped=f"{len(broken_v)} unreadable and {len(data.leaks)} duplicates of training photos")
+    if cfg.recipe.attribute_loss_weight:
+        data.attributes = _attribute_targets(store, data, cfg.sources)
+        echo(f"multi-task: {sum(p in data.attributes for p, _ in data.train)} training photos carry attribute labels")
     return data
+
+
+def _attribute_targets(store, data: TrainData, sources) -> dict:
+    """Multi-task: the attribute targets of the run's photos that have attribute labels (``sources``, as the
+    attribute heads read them); a TrainingError when no training photo has one."""
+    from roomclf.train.multitask import check_targets, photo_targets
+
+    labels = dict(data.train + data.valid)
+    targets = photo_targets(store, labels, list(labels), sources)
+    check_targets(targets, [p for p, _ in data.train])
+    return targets
 
 
 def _teach(cfg: TrainConfig, data: TrainData, root: Path, echo) -> TrainData:
@@ -97,7 +112,7 @@ def parity_check(export_net, onnx_path: Path, root: Path, paths: list[str], size
     from roomclf.models.onnx_file import OnnxModel
     from roomclf.photos import model_input
 
-    x = np.stack([model_input(root / p, size) for p in paths])
+    x = np.stack([model_input(storage.join(root, p), size) for p in paths])
     with torch.no_grad():
         probs, attrs, emb = (t.numpy() for t in export_net.eval()(torch.from_numpy(x)))
     out = OnnxModel(onnx_path).run(x)
@@ -108,24 +123,20 @@ def parity_check(export_net, onnx_path: Path, root: Path, paths: list[str], size
 
 
 def attach_attributes(net, root: Path, data: TrainData, store, sources, size: int, seed: int):
-    """Fit the attribute head on the trained body's raw features of the photos that carry attribute
-    labels (any source in ``sources``: the labelling app's check-boxes, an imported CSV): (the fit, the
-    validation photos it was judged on); None when none of these photos has one (the model then emits
-    no tags). Every taxonomy attribute with enough labels trains; the others stay untrained and are never
+    """The attribute head of the photos that carry attribute labels (any source in ``sources``: the
+    labelling app's check-boxes, an imported CSV): (the fit, the validation photos it was judged on); None
+    when none of these photos has one (the model then emits no tags). Linear heads on the trained body's raw
+    features, or the head trained with the body (multi-task): ``roomclf.train.multitask.attribute_fit``.
+    Every taxonomy attribute with enough labels trains; the others stay untrained and are never
     emitted (``roomclf.train.attributes``)."""
-    from roomclf.train.attributes import attribute_targets, fit_attribute_head
+    from roomclf.train.attributes import attribute_targets
+    from roomclf.train.multitask import attribute_fit
 
     labels = dict(data.train + data.valid)
     train_p, valid_p = [p for p, _ in data.train], [p for p, _ in data.valid]
     Y, M = attribute_targets(train_p, store, labels, sources)
-    if not M.any():
-        return None
     vY, vM = attribute_targets(valid_p, store, labels, sources)
-    keep, vkeep = M.any(1), vM.any(1)          # a photo without any known cell teaches the head nothing
-    feats = raw_features(net, root, [p for p, k in zip(train_p, keep) if k], size)
-    valid_p = [p for p, k in zip(valid_p, vkeep) if k]
-    vfeats = raw_features(net, root, valid_p, size) if valid_p else np.zeros((0, feats.shape[1]), np.float32)
-    return fit_attribute_head(feats, Y[keep], M[keep], vfeats, vY[vkeep], vM[vkeep], seed=seed), valid_p
+    return attribute_fit(net, root, train_p, Y, M, valid_p, vY, vM, size, seed)
 
 
 def _distil_attributes(net, root: Path, data: TrainData, cfg: TrainConfig, echo):
@@ -232,7 +243,7 @@ def run_training(cfg: TrainConfig, store=None, echo=print) -> TrainResult:
     spec = get_spec(cfg.backbone)          # an unknown backbone fails here, before any work
     cfg.image_size = cfg.image_size or spec.train_size
     store = store or LabelStore()
-    root = Path(cfg.data)
+    root = storage.resolve(cfg.data)
     t0 = time.perf_counter()
     data = prepare_data(cfg, store, echo)
     prep_s = time.perf_counter() - t0
@@ -355,6 +366,8 @@ def _export_checked(net, fit_attrs, cfg: TrainConfig, metrics: dict, run_id: str
     """``model.onnx`` (room head + attribute heads), refused unless onnxruntime agrees with torch."""
     import mlflow
 
+    from roomclf.models.attribute_scores import SCORES_KEY
+    from roomclf.models.attribute_scores import from_report as attribute_scores
     from roomclf.models.network import ExportNet
     from roomclf.models.onnx_file import export_onnx
 
@@ -364,6 +377,8 @@ def _export_checked(net, fit_attrs, cfg: TrainConfig, metrics: dict, run_id: str
             "sure_confidence": metrics["sure_confidence"]}
     if fit_attrs is not None:
         meta["attribute_thresholds"] = fit_attrs.thresholds
+        if getattr(fit_attrs, "report", None):      # a distilled head has no held-out figures of its own
+            meta[SCORES_KEY] = attribute_scores(fit_attrs.report)
     echo("exporting to ONNX and checking torch/onnxruntime parity on validation photos")
     export_net = ExportNet(net, fit_attrs.head if fit_attrs is not None else None,
                            flip_tta=cfg.recipe.flip_tta).eval()
@@ -386,6 +401,7 @@ def _save_torch_forms(learn, net, cfg: TrainConfig, out: Path) -> tuple[Path, Pa
     learn.export(learner_path)
     state_path = out / "state_dict.pt"
     torch.save({"backbone": cfg.backbone, "image_size": cfg.image_size, "classes": list(CLASSES),
+                "pooling": net.pooling, "with_attributes": net.attribute_head is not None,   # RoomNet(...) again
                 "state_dict": net.state_dict()}, state_path)
     return learner_path, state_path
 
@@ -415,7 +431,7 @@ def _register_all(onnx_path: Path, learner_path: Path, state_path: Path, cfg: Tr
             **({"teacher": data.teacher.name, "teacher_uri": data.teacher.uri} if cfg.teacher else {})}
     description = _version_description(cfg, data, metrics, run_id)
     photo = data.valid[0][0]
-    example = (photo, np.stack([model_input(root / photo, cfg.image_size)]))
+    example = (photo, np.stack([model_input(storage.join(root, photo), cfg.image_size)]))
     echo("registering roomclf-onnx and roomclf in the MLflow registry, then gating against the champion")
     try:
         versions, gated = _register_and_gate(onnx_path, learner_path, state_path, tags, description, example,
@@ -459,7 +475,7 @@ def _register_and_gate(onnx_path: Path, learner_path: Path, state_path: Path, ta
     versions = {ONNX_NAME: register_onnx_file(onnx_path, ONNX_NAME, tags, description=description,
                                               input_example=pixels)}
     versions[TORCH_NAME] = _register_torch(onnx_path, learner_path, state_path, tags, description,
-                                           _example_jpeg(root / photo))
+                                           _example_jpeg(storage.join(root, photo)))
     if cfg.quantize:
         versions.update(_quantize_and_register(onnx_path, root, data, cfg, tags, out, description, pixels))
     return versions, gate(onnx_path, versions, root, data.valid, tolerance=cfg.gate_tolerance)

@@ -5,17 +5,19 @@ The labeller's name comes from ``?who=`` (remembered in a cookie) or defaults to
 """
 from __future__ import annotations
 
+import mimetypes
 import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
+from roomclf import storage
 from roomclf.hosts import HostAllowList, allowed_hosts
 from roomclf.labels.app.attribute_session import AttributeSession
 from roomclf.labels.app.session import AppError, LabelSession, clean_who
@@ -79,7 +81,7 @@ def create_app(root: str | os.PathLike, batch: str, store: LabelStore | None = N
     cache = ThumbCache(thumbs)
     if warm_thumbs:
         first = [p for page in session.pages() for p in page["paths"]]
-        files = [session.root / p for p in dict.fromkeys(first + session.order)]
+        files = [storage.join(session.root, p) for p in dict.fromkeys(first + session.order)]
         threading.Thread(target=cache.warm, args=(files,), name="warm-thumbs", daemon=True).start()
     app = FastAPI(title=f"roomclf label {session.batch}", docs_url=None, redoc_url=None)
     app.state.session = session
@@ -132,7 +134,10 @@ def create_app(root: str | os.PathLike, batch: str, store: LabelStore | None = N
 
     @app.get("/api/photo")
     def photo(path: str = ""):
-        return FileResponse(session.photo_file(path))
+        file = session.photo_file(path)
+        if storage.is_uri(file):          # read through the storage layer: the corpus is in object storage
+            return Response(storage.read_bytes(file), media_type=mimetypes.guess_type(file)[0] or "image/jpeg")
+        return FileResponse(file)
 
     @app.post("/api/label")
     def label(body: LabelIn, request: Request):

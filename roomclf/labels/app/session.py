@@ -15,6 +15,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from roomclf import storage
 from roomclf.corpus import discover, parse_batches, path_problem, safe_join
 from roomclf.errors import RoomclfError
 from roomclf.labels.queue import confirm_pages
@@ -136,9 +137,9 @@ class LabelSession:
         return out
 
     # ---- checking ----------------------------------------------------------------------
-    def photo_file(self, rel: str) -> Path:
-        """The file of a photo of this batch; 400 for a path escaping the root, 404 if not in the batch
-        (or removed from the disk since the app started)."""
+    def photo_file(self, rel: str) -> Path | str:
+        """The file of a photo of this batch (an ``s3://`` URI when the corpus is in object storage); 400 for a
+        path escaping the root, 404 if not in the batch (or removed from the disk since the app started)."""
         rel = rel or ""
         if not isinstance(rel, str):
             raise AppError(f"a photo path must be a string, got {type(rel).__name__}")
@@ -150,7 +151,7 @@ class LabelSession:
         path = safe_join(self.root, rel)
         if path is None:
             raise NotFound(f"photo {rel!r} lies outside the corpus root")
-        if not path.is_file():
+        if not storage.is_file(path):
             raise NotFound(f"photo {rel!r} is no longer on the disk")
         return path
 

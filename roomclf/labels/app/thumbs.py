@@ -1,9 +1,10 @@
 """Thumbnails made once and kept on disk, so a grid page of them loads fast.
 
-A thumbnail's file name is a hash of the photo's absolute path, size and mtime
-and of the thumbnail size: a changed photo gets a new thumbnail, and a
-thumbnail is written aside and renamed into place, so a reader never sees half
-a file (two requests for the same cold thumbnail both just write it).
+A thumbnail's file name is a hash of the photo's absolute path (or s3:// URI), its
+size and mtime (``roomclf.storage.cache_key``) and of the thumbnail size: a changed
+photo gets a new thumbnail, and a thumbnail is written aside and renamed into place,
+so a reader never sees half a file (two requests for the same cold thumbnail both
+just write it).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import threading
 from pathlib import Path
 
+from roomclf import storage
 from roomclf.photos import PhotoError, thumbnail
 
 SIZES = {"small": 256, "large": 1024}
@@ -28,14 +30,14 @@ class ThumbCache:
         self.folder = Path(folder) if folder else cache_dir()
         self.quality = quality
 
-    def location(self, photo: Path, size: int) -> Path:
-        st = photo.stat()
-        key = hashlib.sha1(f"{photo}|{st.st_size}|{st.st_mtime_ns}|{size}".encode()).hexdigest()
+    def location(self, photo: Path | str, size: int) -> Path:
+        nbytes, mtime_ns = storage.cache_key(photo)
+        key = hashlib.sha1(f"{photo}|{nbytes}|{mtime_ns}|{size}".encode()).hexdigest()
         return self.folder / key[:2] / f"{key}.jpg"
 
     def get(self, photo: str | os.PathLike, size: int = SIZES["small"]) -> Path:
         """The cached JPEG thumbnail of ``photo`` (made now if missing); PhotoError if unreadable."""
-        photo = Path(photo)
+        photo = photo if storage.is_uri(photo) else Path(photo)
         out = self.location(photo, size)
         if out.is_file():
             return out
@@ -46,7 +48,7 @@ class ThumbCache:
         os.replace(tmp, out)
         return out
 
-    def warm(self, photos: list[Path], size: int = SIZES["small"]) -> int:
+    def warm(self, photos: list[Path | str], size: int = SIZES["small"]) -> int:
         """Make the missing thumbnails of ``photos`` (unreadable ones are left out); returns how many were made."""
         made = 0
         for photo in photos:
