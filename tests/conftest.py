@@ -163,6 +163,9 @@ def s3(s3_endpoint, monkeypatch, tmp_path):
         monkeypatch.delenv(key)
     for key, value in s3_endpoint.env.items():
         monkeypatch.setenv(key, value)
+    token = Path.home() / ".ray" / "auth_token"
+    if token.is_file():     # a driver that joined a token-auth cluster earlier in this process set
+        monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))   # RAY_AUTH_MODE=token: a new Ray needs the token
     monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     return s3_endpoint
