@@ -177,3 +177,11 @@ def bucket(s3, tmp_path) -> str:
     name = "t-" + tmp_path.name.lower().replace("_", "-")[-50:].strip("-")
     s3.create_bucket(name)
     return name
+
+
+def one_line_error(result) -> str:
+    """The CLI's error: exit code 1, no traceback, and one ``Error:`` line, the last; returns it."""
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert [ln for ln in lines if ln.startswith("Error:")] == lines[-1:], result.output
+    return lines[-1]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import one_line_error
 from click.testing import CliRunner
 from hosts import Host, RayNode, free_port, stop_group
 
@@ -96,14 +97,6 @@ def kill_once_committed(s3, bucket: str, prefix: str, proc, log: Path) -> list[s
         assert proc.poll() is None, log.read_text()[-3000:]
         time.sleep(0.05)
     raise AssertionError(f"no batch committed in 240 s: {log.read_text()[-3000:]}")
-
-
-def one_line_error(result) -> str:
-    """The CLI's error: exit code 1, no traceback, and one ``Error:`` line, the last; returns it."""
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    assert [ln for ln in lines if ln.startswith("Error:")] == lines[-1:], result.output
-    return lines[-1]
 
 
 # --------------------------------------------------------------------------- the filesystem layer

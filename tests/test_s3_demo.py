@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from conftest import one_line_error
 from click.testing import CliRunner
 
 from roomclf.cli import main
@@ -69,14 +70,6 @@ def corpora(s3_endpoint, shared_data, corpus_root, ground_truth, tmp_path_factor
     (local / "four" / "labels.csv").write_bytes(labels)
     return {"local": local, "tiny": f"s3://{BUCKET}/tiny", "flat": f"s3://{BUCKET}/flat",
             "four": f"s3://{BUCKET}/four", "unlabelled": f"s3://{BUCKET}/unlabelled"}
-
-
-def one_line_error(result) -> str:
-    """The CLI's error: exit code 1, no traceback, and one ``Error:`` line, the last; returns it."""
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    assert [ln for ln in lines if ln.startswith("Error:")] == lines[-1:], result.output
-    return lines[-1]
 
 
 def test_a_corpus_in_a_bucket_is_used_in_place(s3, corpora, tmp_path):

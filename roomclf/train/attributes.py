@@ -298,6 +298,19 @@ def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X.mean(0), X.std(0) + 1e-6
 
 
+def folded_head(W: np.ndarray, b: np.ndarray):
+    """The torch ``AttributeHead`` (eval mode) of a folded linear head: logits = X @ W.T + b."""
+    import torch
+
+    from roomclf.models.network import AttributeHead
+
+    head = AttributeHead(W.shape[1])
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.from_numpy(np.asarray(W, np.float32)))
+        head.linear.bias.copy_(torch.from_numpy(np.asarray(b, np.float32)))
+    return head.eval()
+
+
 def head_scores(W: np.ndarray, b: np.ndarray, X: np.ndarray) -> np.ndarray:
     """Sigmoid probabilities of a folded linear head over raw features."""
     from scipy.special import expit
@@ -373,10 +386,6 @@ def fit_attribute_head(train_feats, Y, M, val_feats, val_Y, val_M, seed: int = 0
     training positives, no negatives, or when its head ranks the validation (or out-of-fold)
     photos with an AUC below ``min_auc``: a tag no better than guessing is not emitted.
     """
-    import torch
-
-    from roomclf.models.network import AttributeHead
-
     X, Xv = np.asarray(train_feats, np.float32), np.asarray(val_feats, np.float32)
     Y, M = np.asarray(Y, np.float32), np.asarray(M, bool)
     shape = (len(Xv), len(ATTRIBUTE_KEYS))
@@ -418,11 +427,7 @@ def fit_attribute_head(train_feats, Y, M, val_feats, val_Y, val_M, seed: int = 0
         if not ok:
             W[j], b[j] = 0.0, UNTRAINED_BIAS
         thresholds[key] = entry["threshold"]
-    head = AttributeHead(X.shape[1])
-    with torch.no_grad():
-        head.linear.weight.copy_(torch.from_numpy(W))
-        head.linear.bias.copy_(torch.from_numpy(b))
-    return AttributeFit(head.eval(), thresholds, report, [k for k, t in thresholds.items() if t is None],
+    return AttributeFit(folded_head(W, b), thresholds, report, [k for k, t in thresholds.items() if t is None],
                         head_scores(W, b, Xv))
 
 

@@ -149,10 +149,7 @@ def with_trained_rows(fit, trained_head, val_feats: np.ndarray, val_Y: np.ndarra
     trained with the body) for every key it may train that the validation photos can judge: threshold
     picked on them (``choose_threshold``), emitted only when their AUC reaches ``MIN_AUC``. Every report
     entry says which head it holds (``head``)."""
-    import torch
-
     from roomclf.metrics import auc
-    from roomclf.models.network import AttributeHead
     from roomclf.train.attributes import (
         MIN_AUC,
         MIN_POSITIVES,
@@ -160,6 +157,7 @@ def with_trained_rows(fit, trained_head, val_feats: np.ndarray, val_Y: np.ndarra
         UNTRAINED_BIAS,
         AttributeFit,
         choose_threshold,
+        folded_head,
         head_scores,
         scores_metrics,
     )
@@ -191,9 +189,5 @@ def with_trained_rows(fit, trained_head, val_feats: np.ndarray, val_Y: np.ndarra
             entry.update(status="trained", threshold=thr)
             W[j], b[j] = tW[j], tb[j]
         thresholds[key] = entry["threshold"]
-    head = AttributeHead(W.shape[1])
-    with torch.no_grad():
-        head.linear.weight.copy_(torch.from_numpy(W))
-        head.linear.bias.copy_(torch.from_numpy(b))
-    return AttributeFit(head.eval(), thresholds, report, [k for k, t in thresholds.items() if t is None],
+    return AttributeFit(folded_head(W, b), thresholds, report, [k for k, t in thresholds.items() if t is None],
                         head_scores(W, b, np.asarray(val_feats, np.float32)))
