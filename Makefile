@@ -28,8 +28,11 @@ browser:
 demo: $(STAMP)
 	$(BIN)/roomclf demo
 
+# Two pytest workers, each taking whole test files (their module fixtures: servers, clusters, trained models,
+# are built once): run one file at a time, the suite leaves a core idle while a test waits on its servers and
+# subprocesses.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The quick lane while working: no end-to-end (slow) or browser tests.
 test-fast: $(STAMP)

@@ -74,6 +74,8 @@ PROBE = ("living_room.fireplace", "living_room.tv", "kitchen.refrigerator", "kit
 MIN_TEST_POSITIVES = 10
 CHOSEN = "reliable"
 SECTION = "attributes"
+# how the section names the photos of each part (``cv``: where the probe cross-validates), as a result keeps it
+PART_NAMES = {"train": "TRAIN", "val": "TUNE", "test": "TEST", "cv": "TRAIN + TUNE"}
 
 
 def split_parts(paths: list[str], split: dict) -> dict[str, np.ndarray]:
@@ -260,7 +262,7 @@ def measure(data: Path, backbone: str) -> dict:
                         "test": {m: e[m] for m in ("support", "negatives", "precision", "recall", "f1")} if e else None,
                         "by_eye": {m: b[m] for m in ("support", "negatives", "f1")} if b else None})
     probe_rows = probe(data / "listings", emb, labels, parts, backbone)
-    return {"backbone": backbone, "split_line": split_line,
+    return {"backbone": backbone, "split_line": split_line, "part_names": PART_NAMES,
             "photos": {part: int(mask.sum()) for part, mask in parts.items()},
             "min_test_positives": MIN_TEST_POSITIVES, "chosen": CHOSEN, "targets": list(TARGETS), "big": big,
             "variants": rows, "per_key": per_key, "macro_f1": macro(test, big),
@@ -273,8 +275,11 @@ def measure(data: Path, backbone: str) -> dict:
 
 
 def render(res: dict) -> str:
-    """The ``attributes`` section from a result of ``measure`` (as bench/results/attributes.json holds it)."""
+    """The ``attributes`` section from a result of ``measure`` (as bench/results/attributes.json holds it).
+    ``split_line`` None: a run made before the honest split (its parts by batch alone, named in ``part_names``,
+    no near-duplicate filter)."""
     big, targets, chosen, least = res["big"], res["targets"], res["chosen"], res["min_test_positives"]
+    names, split_line = res["part_names"], res["split_line"]
     short = [k.split(".")[1] for k in targets]
     variant_table = table(
         ["training labels (variant)", f"test macro-F1, {len(big)} keys with >= {least} positives",
@@ -303,11 +308,13 @@ def render(res: dict) -> str:
         "## Attribute tags (`bench/bench_attributes.py`)", "",
         (f"**Body: {res['backbone']}, frozen ImageNet-pretrained features** (not the fine-tuned body of `roomclf train`: "
          "a full fast.ai train costs ~35 min per variant on this 2-core machine), one linear masked-BCE head per "
-         f"attribute (`roomclf/train/attributes.py`). Split: {SPLIT_NOTE}. Heads trained on TRAIN, thresholds picked "
-         "on TUNE (best F1 with precision >= 0.8 where that costs at most a tenth of the F1), reported on TEST, "
-         "photos never used for any choice. Tags are judged within each photo's true room class "
-         f"(labels.csv). {res['split_line']}. Photos with attribute labels and features: train {photos['train']}, "
-         f"thresholds {photos['val']}, test {photos['test']}."), "",
+         "attribute (`roomclf/train/attributes.py`). " + (f"Split: {SPLIT_NOTE}. " if split_line else "")
+         + f"Heads trained on {names['train']}, thresholds picked on {names['val']} (best F1 with precision >= 0.8 "
+         f"where that costs at most a tenth of the F1), reported on {names['test']}, photos never used for any "
+         "choice. Tags are judged within each photo's true room class (labels.csv). "
+         + (f"{split_line}. " if split_line else "")
+         + f"Photos with attribute labels and features: train {photos['train']}, thresholds {photos['val']}, "
+           f"test {photos['test']}."), "",
         ("Test labels are the reliable ones whatever a variant trained on: by-eye and curated labels, object-annotation "
          "positives, and annotation zeros only for attributes without reliable negatives (stove, dishwasher, microwave, "
          "range hood, living-room stairs: for those, precision is measured against \"not annotated\", a noisy "
@@ -333,7 +340,8 @@ def render(res: dict) -> str:
          + ". The gate AUC is taken over the out-of-fold scores of the training photos together with the "
            "threshold batches' photos (`gate=\"pooled\"`); a key below 0.7 is not emitted."), "",
         ("Why fireplace and tv miss: the frozen body's pooled features rank them poorly to begin with. One linear "
-         "head per reading of the same frozen body, AUC cross-validated on TRAIN + TUNE (5 folds) / on TEST. "
+         f"head per reading of the same frozen body, AUC cross-validated on {names['cv']} (5 folds) / on "
+         f"{names['test']}. "
          "A reading that ranks a key near 0.6-0.8 cannot give F1 0.8; compare the rows to see what "
          "max pooling or a larger input (a model trained with `--image-size 320`, ~2x the compute per photo) "
          "would change. A body fine-tuned with the attribute labels (not only a head on top) is the other way:"), "",

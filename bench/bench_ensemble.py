@@ -12,8 +12,12 @@ first model. Accuracy is not measured here (bench_train.py and bench_infer.py --
 
 ``NAME:flip`` is the saved run's network exported with horizontal-flip TTA (``bench_train.flip_model``);
 ``NAME:int8`` its static-int8 copy, quantised now as `roomclf train --quantize` does (calibrated on its
-training photos). A table already written whose models are not all in this run stays in the section
-under "Earlier run" (var/ is not committed, so another checkout may lack those models).
+training photos). The result is kept as data in ``bench/results/ensemble.json`` and the section rendered
+from it (``--report``: render it again without measuring). The result saved before whose models are not all
+in this run stays, as data, under "Earlier run" (var/ is not committed, so another checkout may lack those
+models).
+
+    .venv/bin/python bench/bench_ensemble.py --report
 """
 from __future__ import annotations
 
@@ -30,13 +34,16 @@ from common import (
     PROJECT,
     default_data,
     ground_truth,
-    read_section,
+    load_result,
+    publish,
     table,
     write_section,
 )
 
 sys.path.insert(0, str(PROJECT))
 RESULTS = PROJECT / "var" / "bench"
+SECTION = "ensemble"
+PHOTOS_FROM = "batch_11"        # the batch whose first 32 photos every model is timed on
 
 
 def int8_model(fp32: Path, work: Path) -> Path:
@@ -63,25 +70,55 @@ def model_file(name: str, work: Path):
     return RESULTS / f"train-{run}" / "model.onnx"
 
 
-def earlier_run(written: str, names: list[str]) -> str:
-    """What the section keeps under "Earlier run": the measurement it holds now (its paragraph and
-    table) when some of its models are not among ``names``; else the earlier run it already keeps."""
-    body, _, older = written.partition("\n### Earlier run")
-    rows = [line for line in body.splitlines() if line.startswith("| `")]
-    if not rows:
-        return ""
-    if all(row.split("`")[1] in names for row in rows):
-        return f"### Earlier run{older}".strip() if older else ""
-    kept = [line for line in body.splitlines()[1:] if line.strip()]
-    return "\n\n".join(["### Earlier run", kept[0], "\n".join(kept[1:])])
+def earlier_run(previous: dict | None, names: list[str]) -> dict | None:
+    """What the new result keeps under "Earlier run": the ``previous`` result (without its own earlier run)
+    when some of its models are not among ``names``; else the earlier run it already keeps."""
+    if not previous:
+        return None
+    if all(m["name"] in names for m in previous["models"]):
+        return previous.get("earlier")
+    return {k: v for k, v in previous.items() if k != "earlier"}
+
+
+def measurement(run: dict) -> str:
+    """One run's paragraph and table."""
+    first = run["models"][0]["ms"]
+    return "\n".join([
+        (f"Model time only (photos decoded beforehand), one onnxruntime session with 1 thread, batches of "
+         f"{run['photos']} real photos of {run['photos_from']}, {run['rounds']} interleaved rounds, median per photo; "
+         f"load average {run['load']:.1f} at the end (this machine's 2 cores are shared, so compare the ratios)."), "",
+        table(["model", "backbone(s)", "input px", "ms per photo", "vs first"],
+              [[f"`{m['name']}`", m["backbone"], m["input_px"], f"{m['ms']:.1f}", f"{m['ms'] / first:.2f}x"]
+               for m in run["models"]])])
+
+
+def render_saved(result: dict) -> str:
+    """The ``ensemble`` section from what bench/results/ensemble.json holds: the run, then its earlier run."""
+    lines = ["## What an ensemble or a bigger network costs at inference (`bench/bench_ensemble.py`)", "",
+             measurement(result)]
+    if result.get("earlier"):
+        lines += ["", "### Earlier run", "", measurement(result["earlier"])]
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="default,lite1,ens-default-lite1", help="saved run names")
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
+    ap.add_argument("--no-write", action="store_true",
+                    help="print only, leave docs/benchmarks.md and bench/results/ensemble.json alone")
+    ap.add_argument("--report", action="store_true",
+                    help="measure nothing: render the section again from bench/results/ensemble.json")
     args = ap.parse_args()
+    if args.report:
+        saved = load_result(SECTION)
+        if saved is None:
+            sys.exit(f"no saved result (bench/results/{SECTION}.json): run the bench first")
+        text = render_saved(saved)
+        print(text)
+        if not args.no_write:
+            write_section(SECTION, text)
+        return
 
     from roomclf.models.onnx_file import OnnxModel
     from roomclf.photos import model_input
@@ -93,7 +130,7 @@ def main() -> None:
               "--name lite1 --backbone efficientnet_lite1 --image-size 240, then --ensemble default,lite1")
         return
     root = default_data() / "listings"
-    photos = sorted((root / "batch_11").glob("listing_*/photo_*.jpg"))[:32]
+    photos = sorted((root / PHOTOS_FROM).glob("listing_*/photo_*.jpg"))[:32]
     with tempfile.TemporaryDirectory(prefix="bench-ensemble-") as work:     # int8 copies, loaded then dropped
         models = {name: OnnxModel(model_file(name, Path(work)), threads=1) for name in names}
     inputs = {size: np.stack([model_input(p, size) for p in photos]) for size in {m.input_size for m in models.values()}}
@@ -105,24 +142,16 @@ def main() -> None:
             t = time.perf_counter()
             m.run(inputs[m.input_size])
             times[name].append((time.perf_counter() - t) / len(photos) * 1000)
-    first = statistics.median(times[next(iter(models))])
     rows = []
     for name, m in models.items():
-        ms = statistics.median(times[name])
         backbone = m.meta.get("backbone", "-") + {"flip": ", flip TTA", "int8": ", static int8"}.get(
             name.partition(":")[2], "")
-        rows.append([f"`{name}`", backbone, m.input_size, f"{ms:.1f}", f"{ms / first:.2f}x"])
-    text = "\n".join([
-        "## What an ensemble or a bigger network costs at inference (`bench/bench_ensemble.py`)", "",
-        (f"Model time only (photos decoded beforehand), one onnxruntime session with 1 thread, batches of "
-         f"{len(photos)} real photos of batch_11, {args.rounds} interleaved rounds, median per photo; load average "
-         f"{os.getloadavg()[0]:.1f} at the end (this machine's 2 cores are shared, so compare the ratios)."), "",
-        table(["model", "backbone(s)", "input px", "ms per photo", "vs first"], rows)])
-    earlier = earlier_run(read_section("ensemble"), names)
-    text += f"\n\n{earlier}" if earlier else ""
-    print(text)
-    if not args.no_write:
-        write_section("ensemble", text)
+        rows.append({"name": name, "backbone": backbone, "input_px": m.input_size,
+                     "ms": statistics.median(times[name])})
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "photos": len(photos), "photos_from": PHOTOS_FROM,
+              "rounds": args.rounds, "load": os.getloadavg()[0], "models": rows}
+    earlier = earlier_run(load_result(SECTION), names)
+    publish(SECTION, {**result, **({"earlier": earlier} if earlier else {})}, render_saved, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -47,13 +47,12 @@ from pathlib import Path
 from common import (
     SPLIT_NOTE,
     ground_truth,
-    headed_blocks,
     honest_split,
     load_result,
-    read_section,
     save_result,
     split_summary,
     table,
+    table_row,
     write_section,
 )
 
@@ -61,6 +60,12 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 SECTION = "infer"
 ACCURACY = SECTION + "-accuracy"
+# the accuracy columns of the infer table, by the key of an engine's "acc" (another key, e.g. a run made before
+# the split was fixed, is shown as "accuracy, KEY")
+ACCURACY_COLUMNS = {"tune": "TUNE acc", "test": "TEST acc"}
+METHOD_NOTE = ("each engine is its own process (`roomclf.infer.run.infer_all(..., force=True)`, what "
+               "`roomclf infer-all --force` runs); photos/s from the summary it returns (includes Ray start-up); "
+               "peak = largest sum of PSS over the process tree (Ray's workers included)")
 
 
 # --------------------------------------------------------------------------- memory of a process tree
@@ -281,18 +286,23 @@ def accuracy_only(args, root: Path, fp32: str, int8: str | None, notes: list[str
         res[prec] = split_scores(out, split)
         print(f"{prec}: TUNE {fmt_acc(res[prec], 'tune')}, TEST {fmt_acc(res[prec], 'test')} ({wall:.0f}s)",
               flush=True)
-    kept = kept_accuracy()
     key = str(Path(fp32).relative_to(PROJECT)) if args.model and Path(fp32).is_relative_to(PROJECT) else fp32
-    kept[key] = {"notes": notes, "scores": res, "date": time.strftime("%Y-%m-%d %H:%M"),
-                 "split_line": split_summary(split)}
-    publish(ACCURACY, kept, accuracy_section, args)
+    entry = {"notes": notes, "scores": res, "date": time.strftime("%Y-%m-%d %H:%M"),
+             "split_line": split_summary(split)}
+    publish(ACCURACY, with_model(kept_accuracy(), key, entry), accuracy_section, args)
+
+
+def with_model(kept: dict, key: str, entry: dict) -> dict:
+    """The models of the ``infer-accuracy`` result with ``key`` measured (again): a model measured before keeps
+    its place with the new figures, a new one comes last."""
+    return {**kept, key: entry}
 
 
 def publish(name: str, data: dict, render, args) -> None:
     """Keep ``data`` as bench/results/NAME.json and write the section ``render`` makes of what that file
     holds (unless --no-write); print it."""
     data = json.loads(json.dumps(data))       # render what the JSON file holds
-    text = render(data, read_section(name))
+    text = render(data)
     print("\n" + text)
     if not args.no_write:
         save_result(name, data)
@@ -300,14 +310,14 @@ def publish(name: str, data: dict, render, args) -> None:
 
 
 def report(args) -> None:
-    """--report: the sections again from bench/results, nothing measured."""
+    """--report: the sections again from bench/results alone, nothing measured."""
     names = [ACCURACY] if args.accuracy_only else [SECTION, ACCURACY]
     found = {name: load_result(name) for name in names}
     if not any(found.values()):
         raise SystemExit(f"no saved results ({', '.join(f'bench/results/{n}.json' for n in names)})")
     for name, data in found.items():
         if data:
-            text = (accuracy_section if name == ACCURACY else infer_section)(data, read_section(name))
+            text = (accuracy_section if name == ACCURACY else infer_section)(data)
             print("\n" + text)
             if not args.no_write:
                 write_section(name, text)
@@ -326,16 +336,15 @@ def model_block(name: str, entry: dict) -> str:
     return "\n".join(lines)
 
 
-def accuracy_section(kept: dict, written: str = "") -> str:
-    """The ``infer-accuracy`` section: the blocks ``written`` already holds, then (replacing any of the same
-    name) one block per model in var/bench/infer-accuracy.json."""
+def accuracy_section(kept: dict) -> str:
+    """The ``infer-accuracy`` section from what bench/results/infer-accuracy.json holds: one block per model,
+    in the order they were first measured."""
     split_line = next(iter(kept.values())).get("split_line", "")
-    blocks = {**headed_blocks(written, r"### `([^`]+)` \("),
-              **{name: model_block(name, entry) for name, entry in kept.items()}}
+    blocks = [model_block(name, entry) for name, entry in kept.items()]
     lines = ["## infer-all accuracy by split, fp32 vs int8 (`bench/bench_infer.py --accuracy-only`)", "",
              f"Split: {SPLIT_NOTE}. {split_line}. The plain onnxruntime loop engine of `roomclf infer-all` "
              "over batch_11–19, scored against labels.csv; a photo without a prediction counts as wrong."]
-    for block in blocks.values():
+    for block in blocks:
         lines += ["", block]
     return "\n".join(lines)
 
@@ -421,6 +430,7 @@ def main():
         raise SystemExit("no honest split for this model (see above): " + "; ".join(notes))
     if args.accuracy_only:
         return accuracy_only(args, root, fp32, int8, notes, split, work)
+    notes += [METHOD_NOTE, f"accuracy: {SPLIT_NOTE}; TUNE = batch_11–13, TEST = batch_14–19" if split else "accuracy: not reported (see above)"]
     corpus = discover(root, args.batches)
     n = len(corpus.photos)
     print(f"{n} photos in {args.batches}; work folder {work}", flush=True)
@@ -458,34 +468,37 @@ def main():
         scaling.append({"batches": k, "photos": s["photos"], "wall": wall, "rate": s["rate"]})
         print(f"scaling {k} batches: {s['photos']} photos, {wall:.1f}s wall, {s['rate']:.1f} photos/s", flush=True)
 
+    rate = {(e["engine"], e["precision"]): e["rate"] for e in engines}
+    ray32 = rate[("ray", "fp32")]
+    speedups = {"ray_vs_loop": ray32 / rate[("loop", "fp32")], "ray_vs_fastai": ray32 / fa["rate"] if fa else None}
     publish(SECTION, {"date": time.strftime("%Y-%m-%d"), "photos": n, "batches": args.batches,
                       "cpus": os.cpu_count(), "notes": notes, "split": bool(split), "engines": engines,
-                      "fastai": fa, "scaling": scaling}, infer_section, args)
+                      "fastai": fa, "speedups": speedups, "scaling": scaling}, infer_section, args)
 
 
-def infer_section(res: dict, written: str = "") -> str:
-    """The ``infer`` section from what bench/results/infer.json holds (``written`` is not kept: every run
-    measures every row again)."""
+def infer_section(res: dict) -> str:
+    """The ``infer`` section from what bench/results/infer.json holds (every run measures every row again, so
+    nothing of an earlier section is kept). ``notes``: the run's bullet lines (the model, how it was measured,
+    what the accuracy columns cover); an engine's ``acc``: {column key: {"acc", "n"}} (``ACCURACY_COLUMNS``);
+    ``speedups``: the ratios of the summary line, taken from the unrounded rates when measured."""
     rate = {(e["engine"], e["precision"]): e["rate"] for e in res["engines"]}
     loop, fa = rate[("loop", "fp32")], res["fastai"]
+    columns = list(next((e["acc"] for e in res["engines"] if e["acc"]), {}))
     lines = [(f"## infer-all ({res['photos']} photos, batches `{res['batches']}`, {res['cpus']} CPUs; "
-             f"run {res['date']})"), "", *[f"- {x}" for x in res["notes"]],
-             ("- each engine is its own process (`roomclf.infer.run.infer_all(..., force=True)`, what "
-              "`roomclf infer-all --force` runs); photos/s from the summary it returns (includes Ray start-up); "
-              "peak = largest sum of PSS over the process tree (Ray's workers included)"), "",
-             (f"- accuracy: {SPLIT_NOTE}; TUNE = batch_11–13, TEST = batch_14–19" if res["split"] else
-              "- accuracy: not reported (see above)"), "",
-             "| engine | precision | photos/s | × plain loop fp32 | wall s | peak MB | TUNE acc | TEST acc |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             f"run {res['date']})"), "", *[f"- {x}" for x in res["notes"]], "",
+             table_row(["engine", "precision", "photos/s", "× plain loop fp32", "wall s", "peak MB",
+                        *(ACCURACY_COLUMNS.get(k, f"accuracy, {k}") for k in columns)]),
+             "|---|---|" + "---:|" * (4 + len(columns))]
     for r in res["engines"]:
-        lines.append(f"| {r['name']} | {r['precision']} | {r['rate']:.1f} | {r['rate'] / loop:.2f} | {r['wall']:.0f} | "
-                     f"{r['peak']:.0f} | {fmt_acc(r['acc'], 'tune')} | {fmt_acc(r['acc'], 'test')} |")
+        lines.append(table_row([r["name"], r["precision"], f"{r['rate']:.1f}", f"{r['rate'] / loop:.2f}",
+                                f"{r['wall']:.0f}", f"{r['peak']:.0f}", *(fmt_acc(r["acc"], k) for k in columns)]))
     if fa:
-        lines.append(f"| fastai `learn.predict` per photo ({fa['photos']} photos) | fp32 | {fa['rate']:.1f} | "
-                     f"{fa['rate'] / loop:.2f} | {fa['wall']:.0f} | {fa['peak']:.0f} | - | - |")
-    ray32 = rate[("ray", "fp32")]
-    lines += ["", f"Ray / plain loop (fp32): **{ray32 / loop:.2f}×**"
-              + (f"; Ray / learn.predict: **{ray32 / fa['rate']:.1f}×**" if fa else "")
+        lines.append(table_row([f"fastai `learn.predict` per photo ({fa['photos']} photos)", "fp32",
+                                f"{fa['rate']:.1f}", f"{fa['rate'] / loop:.2f}", f"{fa['wall']:.0f}",
+                                f"{fa['peak']:.0f}", *("-" for _ in columns)]))
+    speedups = res["speedups"]
+    lines += ["", f"Ray / plain loop (fp32): **{speedups['ray_vs_loop']:.2f}×**"
+              + (f"; Ray / learn.predict: **{speedups['ray_vs_fastai']:.1f}×**" if fa else "")
               + (f"; int8 Ray: **{rate[('ray', 'int8')]:.1f} photos/s**" if ("ray", "int8") in rate else ""),
               "", "Infer time vs number of batches (Ray, fp32):", "",
               "| batches | photos | wall s | photos/s |", "|---:|---:|---:|---:|"]
@@ -499,6 +512,7 @@ def infer_section(res: dict, written: str = "") -> str:
         per_core = rate[("ray", "int8")] / (res["cpus"] or 2)
         lines[-1] += f" With {per_core:.0f} photos/s per core: ~{380_000 / (per_core * 128) / 60:.0f} min."
     return "\n".join(lines)
+
 
 if __name__ == "__main__":
     main()

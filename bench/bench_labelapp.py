@@ -9,12 +9,15 @@ then times, per confirm page:
 - browser: Debian's chromium (playwright) from a click on the Confirm tab until all
   24 images are decoded, in a fresh browser context (no browser cache) each time.
 
-Prints a table and writes it into docs/benchmarks.md (section `labelapp`).
-Run: .venv/bin/python bench/bench_labelapp.py [--pages 5] [--repeats 5]
+The result is kept in bench/results/labelapp.json (committed) and rendered into the `labelapp`
+section of docs/benchmarks.md (``--report`` renders it again without measuring).
+Run: .venv/bin/python bench/bench_labelapp.py [--pages 5] [--repeats 5] [--no-write]
+     .venv/bin/python bench/bench_labelapp.py --report [--no-write]
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import shutil
 import signal
@@ -28,10 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from common import write_section
+from common import load_result, publish, table
 
-PROJECT = Path(__file__).resolve().parent.parent
-DOC = PROJECT / "docs" / "benchmarks.md"
+SECTION = "labelapp"
+BATCH = "batch_01"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 
@@ -43,7 +46,7 @@ def free_port() -> int:
 
 
 def start_server(port: int, env: dict) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "roomclf.cli", "label", "--batch", "batch_01", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "roomclf.cli", "label", "--batch", BATCH, "--port", str(port),
                              "--no-warm-thumbs"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     for _ in range(200):
@@ -83,12 +86,39 @@ def browser_load(browser, base: str) -> float:
     return dt
 
 
+def render(result: dict) -> str:
+    """The `labelapp` section of docs/benchmarks.md from a result ``main`` kept (bench/results/labelapp.json)."""
+    def ms(x):
+        return "n/a" if x is None else f"{x:.0f}"
+
+    http = result["rows"][0]
+    rows = [[r["what"], r["pages"], ms(r["cold_ms"]), ms(r["cached_ms"])] for r in result["rows"]]
+    when = f" Run {result['date']}." if result.get("date") else ""
+    return (f"## Labelling app: a 24-thumbnail confirm page — `bench/bench_labelapp.py`\n\n"
+            f"`roomclf label` on {result['batch']} ({result['photos']} photos with suggestions), "
+            f"256-px JPEG thumbnails made on first request and kept under `$ROOMCLF_HOME/thumbs`. *cold* = empty "
+            f"thumbnail cache (each thumbnail decoded from the original photo), *cached* = the same page again "
+            f"(browser: a fresh context, so no browser cache). The server runs with `--no-warm-thumbs` here; by default "
+            f"`roomclf label` makes the batch's thumbnails in the background at start, so a labeller mostly sees the "
+            f"cached numbers. Medians; target < 1 s cached.\n\n"
+            + table(["what", "pages timed", "cold ms (median)", "cached ms (median)"], rows)
+            + f"\n\nCached is {http['cold_ms'] / http['cached_ms']:.1f}× faster than cold over HTTP. Load average "
+            f"at the end: {result['load']:g} on {result['cpus']} cores (other jobs were running).{when}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pages", type=int, default=5, help="confirm pages of 24 to time")
     ap.add_argument("--repeats", type=int, default=5, help="cached loads per page")
-    ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave the result file and docs alone")
+    ap.add_argument("--report", action="store_true", help=f"render the section again from bench/results/{SECTION}.json")
     args = ap.parse_args()
+    if args.report:
+        saved = load_result(SECTION)
+        if saved is None:
+            sys.exit(f"no bench/results/{SECTION}.json yet: run the bench first")
+        publish(SECTION, saved, render, write=not args.no_write)
+        return
 
     from roomclf.labels.store import LabelStore
     from roomclf.settings import data_root
@@ -98,7 +128,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-labelapp-"))
     env = {**os.environ, "ROOMCLF_HOME": str(work), "ROOMCLF_DATA": str(root)}
     LabelStore(work / "labels.sqlite").import_csv(labels_csv, "predicted", "bench", corpus_root=root,
-                                                  batches=["batch_01"])
+                                                  batches=[BATCH])
     thumbs = work / "thumbs"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -130,27 +160,15 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     def ms(xs):
-        return f"{1000 * statistics.median(xs):.0f}" if xs else "n/a"
+        return 1000 * statistics.median(xs) if xs else None
 
-    rows = [("HTTP: page list + 24 thumbnails, 6 connections", len(cold), ms(cold), ms(cached)),
-            ("chromium: Confirm tab click → 24 images decoded", len(b_cold), ms(b_cold), ms(b_cached))]
-    ratio = statistics.median(cold) / statistics.median(cached)
-    load = os.getloadavg()[0]
-    table = ["| what | pages timed | cold ms (median) | cached ms (median) |", "|---|---|---|---|"]
-    table += [f"| {w} | {n} | {c} | {h} |" for w, n, c, h in rows]
-    text = (f"## Labelling app: a 24-thumbnail confirm page — `bench/bench_labelapp.py`\n\n"
-            f"`roomclf label` on batch_01 ({sum(len(p['paths']) for p in pages)} photos with suggestions), "
-            f"256-px JPEG thumbnails made on first request and kept under `$ROOMCLF_HOME/thumbs`. *cold* = empty "
-            f"thumbnail cache (each thumbnail decoded from the original photo), *cached* = the same page again "
-            f"(browser: a fresh context, so no browser cache). The server runs with `--no-warm-thumbs` here; by default "
-            f"`roomclf label` makes the batch's thumbnails in the background at start, so a labeller mostly sees the "
-            f"cached numbers. Medians; target < 1 s cached.\n\n"
-            + "\n".join(table) +
-            f"\n\nCached is {ratio:.1f}× faster than cold over HTTP. Load average at the end: {load:.1f} on "
-            f"{os.cpu_count()} cores (other jobs were running).")
-    print(text)
-    if not args.no_write:
-        write_section("labelapp", text)
+    result = {"batch": BATCH, "photos": sum(len(p["paths"]) for p in pages), "cpus": os.cpu_count(),
+              "load": round(os.getloadavg()[0], 1), "date": datetime.date.today().isoformat(),
+              "rows": [{"what": "HTTP: page list + 24 thumbnails, 6 connections", "pages": len(cold),
+                        "cold_ms": ms(cold), "cached_ms": ms(cached)},
+                       {"what": "chromium: Confirm tab click → 24 images decoded", "pages": len(b_cold),
+                        "cold_ms": ms(b_cold), "cached_ms": ms(b_cached)}]}
+    publish(SECTION, result, render, write=not args.no_write)
 
 
 if __name__ == "__main__":

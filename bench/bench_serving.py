@@ -4,19 +4,22 @@ Starts `roomclf serve` as a child process on a free localhost port, then sends
 real corpus photos (batch_01) to POST /predict from N client threads at once
 (each with its own keep-alive connection) and reports requests/s and p50/p95
 latency per photo. The clients run on the same machine as the server, so they
-take CPU from it: the numbers are pessimistic. Prints a table and writes its
-section of docs/benchmarks.md.
+take CPU from it: the numbers are pessimistic. The result is kept in
+bench/results/serving.json (committed) and rendered into the `serving` section of
+docs/benchmarks.md (``--report`` renders it again without measuring).
 
 The model: --model (a models:/ URI or .onnx); by default the registered champion
 of $ROOMCLF_HOME, else a freshly exported efficientnet_lite0 network (the speed
 of a model does not depend on its head's weights). Compared: 1 onnxruntime
 thread x 2 slots (the default) against 2 threads x 1 slot, and the int8 twin.
 
-    python bench/bench_serving.py [--model URI] [--levels 1,8,32] [--requests 200]
+    python bench/bench_serving.py [--model URI] [--levels 1,8,32] [--requests 200] [--no-write]
+    python bench/bench_serving.py --report [--no-write]
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 import sys
@@ -31,11 +34,12 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from common import write_section  # noqa: E402
+from common import load_result, publish  # noqa: E402
 
 from serving.launch import roomclf_serve  # noqa: E402
 
 SECTION = "serving"
+BATCH = "batch_01"                      # the photos sent
 
 
 def default_model(tmp: Path) -> str:
@@ -106,9 +110,9 @@ def service_ms(model: str, photos: list) -> float:
 
 
 def load_photos(root: Path, n: int) -> list[tuple[str, bytes]]:
-    paths = sorted((root / "batch_01").glob("listing_*/photo_*.jpg"))[:n]
+    paths = sorted((root / BATCH).glob("listing_*/photo_*.jpg"))[:n]
     if not paths:
-        raise SystemExit(f"no photos under {root / 'batch_01'}")
+        raise SystemExit(f"no photos under {root / BATCH}")
     return [(p.name, p.read_bytes()) for p in paths]
 
 
@@ -143,52 +147,69 @@ def run_level(url: str, photos: list, clients: int, total: int) -> dict:
             "mean": float(lat.mean())}
 
 
-def floor_note(service: float, service_int8: float | None, cpus: int, rps8: float | None) -> str:
-    """What the CPU allows, from the in-process time per photo."""
+def floor(service: float, service_int8: float | None, cpus: int, rps8: float | None) -> dict:
+    """What the CPU allows, from the in-process time per photo: the most photos/s the cores finish, the wait of
+    a request behind the 7 others of 8 clients, the share of that ceiling the default reaches at 8 clients and
+    how much faster the int8 model is."""
     ceiling = 1000 * cpus / service
-    note = (f"- The floor: one photo takes {service:.0f} ms in-process here (decode + inference on 1 thread, median, "
-            f"no HTTP), so {cpus} cores finish at most ~{ceiling:.0f} photos/s, and with 8 clients a request waits "
-            f"on average for the other 7: ~{8 * service / cpus:.0f} ms before any HTTP cost.")
-    if rps8:
-        note += (f" The default configuration serves {rps8:.0f} requests/s at 8 clients ({rps8 / ceiling:.0%} of "
-                 "that ceiling): the rest of the CPU goes to HTTP handling in one Python process (multipart "
-                 "parsing, JSON) and to the 8 client threads on the same cores.")
+    return {"service_ms": service, "ceiling_rps": ceiling, "wait8_ms": 8 * service / cpus,
+            "share_of_ceiling": rps8 / ceiling if rps8 else None, "service_int8_ms": service_int8,
+            "int8_speedup": service / service_int8 if service_int8 else None}
+
+
+def floor_note(f: dict, cpus: int, rps8: float | None) -> str:
+    """The floor under any latency, in words."""
+    note = (f"- The floor: one photo takes {f['service_ms']:.0f} ms in-process here (decode + inference on 1 "
+            f"thread, median, no HTTP), so {cpus} cores finish at most ~{f['ceiling_rps']:.0f} photos/s, and with 8 "
+            f"clients a request waits on average for the other 7: ~{f['wait8_ms']:.0f} ms before any HTTP cost.")
+    if rps8 and f["share_of_ceiling"]:
+        note += (f" The default configuration serves {rps8:.0f} requests/s at 8 clients "
+                 f"({f['share_of_ceiling']:.0%} of that ceiling): the rest of the CPU goes to HTTP handling in one "
+                 "Python process (multipart parsing, JSON) and to the 8 client threads on the same cores.")
     note += (" p95 < 100 ms at 8 clients needs more cores (or the clients on another machine), or a cheaper "
              "model: serve the int8 twin with `--model models:/roomclf-onnx-int8@champion`.")
-    if service_int8:
-        note += f" The int8 model takes {service_int8:.0f} ms in-process ({service / service_int8:.2f}x faster)."
+    if f["service_int8_ms"]:
+        note += (f" The int8 model takes {f['service_int8_ms']:.0f} ms in-process ({f['int8_speedup']:.2f}x "
+                 "faster).")
     return note
 
 
-def format_table(results: list[tuple[str, list[dict]]], n_photos: int, mean_kb: float, load: float,
-                 service: float, service_int8: float | None) -> str:
+def at_clients(rows: list[dict], clients: int) -> dict | None:
+    """The row of ``rows`` measured with ``clients`` concurrent clients (None when that level was not run)."""
+    return next((r for r in rows if r["clients"] == clients), None)
+
+
+def render(result: dict) -> str:
+    """The `serving` section of docs/benchmarks.md from a result ``main`` kept (bench/results/serving.json)."""
+    configs = result["configs"]
+    when = f" Run {result['date']}." if result.get("date") else ""
     lines = [
         "## Serving (`bench/bench_serving.py`)",
         "",
-        (f"`roomclf serve` (uvicorn, one process) on this machine ({os.cpu_count()} CPUs, {platform.machine()}; "
-        f"1-minute load average {load:.1f} when it started: the machine is shared). Clients run on the same machine "
-        f"(one keep-alive connection each) and POST /predict {n_photos} real batch_01 photos (mean {mean_kb:.0f} KB) "
-        "round-robin. Latency = client-side time per photo (upload, decode, inference, JSON). "
-        "threads = onnxruntime threads per inference, slots = inferences at once."),
+        (f"`roomclf serve` (uvicorn, one process) on this machine ({result['cpus']} CPUs, {result['arch']}; "
+         f"1-minute load average {result['load']:g} when it started: the machine is shared). Clients run on the "
+         f"same machine (one keep-alive connection each) and POST /predict {result['photos']} real "
+         f"{result['batch']} photos (mean {result['mean_kb']:.0f} KB) round-robin. Latency = client-side time per "
+         "photo (upload, decode, inference, JSON). threads = onnxruntime threads per inference, slots = inferences "
+         f"at once.{when}"),
         "",
         "| configuration | concurrent clients | requests | failures | requests/s | p50 ms | p95 ms | vs first row |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    first = {r["clients"]: r for r in results[0][1]}
-    for name, rows in results:
-        for r in rows:
+    first = {r["clients"]: r for r in configs[0]["rows"]}
+    for config in configs:
+        for r in config["rows"]:
             ratio = r["rps"] / first[r["clients"]]["rps"] if r["clients"] in first else float("nan")
-            lines.append(f"| {name} | {r['clients']} | {r['requests']} | {r['failures']} | {r['rps']:.1f} | "
+            lines.append(f"| {config['name']} | {r['clients']} | {r['requests']} | {r['failures']} | {r['rps']:.1f} | "
                          f"{r['p50']:.0f} | {r['p95']:.0f} | {ratio:.2f}x req/s |")
     lines.append("")
-    for name, rows in results:
-        at8 = next((r for r in rows if r["clients"] == 8), None)
-        if at8:
+    for config in configs:
+        if at8 := at_clients(config["rows"], 8):
             verdict = "meets" if at8["p95"] < 100 else "misses"
-            lines.append(f"- {name}: p95 at 8 concurrent clients {at8['p95']:.0f} ms: {verdict} the 100 ms target.")
-    cpus = os.cpu_count() or 1
-    default8 = next((r for r in results[0][1] if r["clients"] == 8), None)
-    lines.append(floor_note(service, service_int8, cpus, default8["rps"] if default8 else None))
+            lines.append(f"- {config['name']}: p95 at 8 concurrent clients {at8['p95']:.0f} ms: {verdict} the 100 ms "
+                         "target.")
+    default8 = at_clients(configs[0]["rows"], 8)
+    lines.append(floor_note(result["floor"], result["cpus"], default8["rps"] if default8 else None))
     return "\n".join(lines)
 
 
@@ -220,8 +241,15 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200, help="requests per level")
     ap.add_argument("--photos", type=int, default=64, help="distinct photos sent round-robin")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 comparison")
-    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave the result file and docs alone")
+    ap.add_argument("--report", action="store_true", help=f"render the section again from bench/results/{SECTION}.json")
     args = ap.parse_args()
+    if args.report:
+        saved = load_result(SECTION)
+        if saved is None:
+            sys.exit(f"no bench/results/{SECTION}.json yet: run the bench first")
+        publish(SECTION, saved, render, write=not args.no_write)
+        return
 
     cpus = os.cpu_count() or 1
     photos = load_photos(Path(args.data), args.photos)
@@ -243,13 +271,17 @@ def main() -> None:
         results = []
         for name, uri, threads, slots in configs:
             print(name, flush=True)
-            results.append((name, bench_server(uri, threads, slots, photos, levels, args.requests,
-                                               Path(tmp) / "server.log")))
-    text = format_table(results, len(photos), float(np.mean([len(d) for _, d in photos]) / 1024), load, service,
-                        service_int8)
-    print("\n" + text)
-    if not args.no_write:
-        write_section(SECTION, text)
+            results.append({"name": name, "model": uri if uri.startswith("models:/") else Path(uri).name,
+                            "threads": threads, "slots": slots,
+                            "rows": bench_server(uri, threads, slots, photos, levels, args.requests,
+                                                 Path(tmp) / "server.log")})
+    default8 = at_clients(results[0]["rows"], 8)
+    result = {"cpus": cpus, "arch": platform.machine(), "load": round(load, 1), "batch": BATCH,
+              "photos": len(photos), "mean_kb": float(np.mean([len(d) for _, d in photos]) / 1024),
+              "date": datetime.date.today().isoformat(), "configs": results,
+              "floor": floor(service, service_int8, cpus, default8["rps"] if default8 else None)}
+    print()
+    publish(SECTION, result, render, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,15 @@ point on TEST) (``--from-saved DIR --test`` scores a saved run on TEST without
 training again). A TEST figure never chooses anything; but where a candidate was
 proposed after earlier candidates' TEST figures were seen, the winner's TEST
 figure is mildly optimistic, and the docs say so. The section
-``train`` of docs/benchmarks.md is rendered from the result files of this
-split: a "what was tried" table (TUNE figures and training time of every run)
-and the full tables of the runs measured on TEST. Runs whose result files are
-gone (var/ is not committed, so a new checkout has none) keep what the section
-already says of them. The runs of the section are also kept, as data, in
-``bench/results/train.json`` (committed): ``--report`` renders the section from
-that file and var/bench's result files without measuring anything.
+``train`` of docs/benchmarks.md is rendered from ``bench/results/train.json``
+(committed) alone: a "what was tried" table (TUNE figures and training time of
+every run) and the full tables of the runs measured on TEST. Each run of this
+split that finishes joins that file (or replaces its run of the same name), so
+it stays when var/ (not committed) is gone; runs whose result files were lost
+before the file existed are kept there as "carried" entries: the row, note and
+TEST tables the section gave them, rendered as written. ``--report`` folds in
+the result files of this split found in var/bench (none: nothing changes) and
+renders the section, measuring nothing.
 
 An ensemble (``--ensemble a,b``) is what the product makes of the saved runs:
 ``roomclf combine``'s ONNX graph (``roomclf.models.ensemble.combine_models``,
@@ -49,7 +51,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import sys
 import time
 from collections import defaultdict
@@ -64,10 +65,8 @@ from common import (
     TUNE_BATCHES,
     default_data,
     ground_truth,
-    headed_blocks,
     honest_split,
     load_result,
-    read_section,
     save_result,
     split_summary,
     table,
@@ -80,17 +79,6 @@ SECTION = "train"
 ATTRIBUTE_TARGETS = ("kitchen.refrigerator", "living_room.fireplace", "living_room.tv")   # the issue's named tags
 SEED_RESULTS = "the seed: 89% (ResNet-50), 90.1% (DenseNet-121), each on its own validation batches"
 RESULTS = PROJECT / "var" / "bench"
-# Measurements made before the split was fixed, on batch_11-13, which was then also where the recipe was
-# chosen: they are TUNE-split figures (the first column says so), kept so the section says what was tried.
-EARLIER = [
-    ["logistic regression on frozen ImageNet features (class-balanced, C=0.3), no fine-tuning", "0.869", "-", "-"],
-    ["body BatchNorm statistics updated by batches of 32 augmented photos (300-photo trial)", "0.59-0.75", "-",
-     "-"],
-    ["2 frozen + 2 unfrozen epochs, whole body in one parameter group (body at lr/100)", "0.889", "0.873", "-"],
-    ["2 frozen + 3 unfrozen epochs, body split in two groups (late layers at lr/10)", "0.907", "0.887",
-     "~35 min"],
-    ["same + fastai TTA (4 augmented passes + plain), side measurement", "0.913", "-", "-"],
-]
 
 
 # --------------------------------------------------------------------------- recipe pieces
@@ -429,32 +417,31 @@ def run_section(r: dict) -> str:
     return "\n".join(lines)
 
 
-def written_runs(section: str) -> dict[str, dict]:
-    """What the section already says of each run, by name: its table row, its note and its TEST tables
-    (kept for runs whose result files are gone: see ``headed_blocks``)."""
-    runs: dict[str, dict] = {}
-    for line in section.splitlines():
-        if m := re.match(r"\| `([^`]+)` \| ", line):
-            runs.setdefault(m[1], {})["row"] = line
-        elif m := re.match(r"- `([^`]+)`: ", line):
-            runs.setdefault(m[1], {})["note"] = line
-    for name, text in headed_blocks(section, r"### `([^`]+)`: ", stop="Compare ").items():
-        runs.setdefault(name, {})["section"] = text
-    return runs
+def run_note(r: dict) -> str | None:
+    """The run's line under the table: its note (written into its result file by hand), and the TUNE figures of
+    its attribute tags where it was run with --attributes."""
+    said = [r["note"]] if r.get("note") else []
+    said += [attribute_line(r["tune_attributes"])] if r.get("tune_attributes") else []
+    return f"- `{r['name']}`: " + "; ".join(said) if said else None
 
 
-def render(results: list[dict], split_line: str, written: str = "") -> str:
-    """The section: every run of ``results`` (newest figures), after the runs the ``written`` section
-    already holds whose result files are gone, in the order they were first written."""
-    fresh = {r["name"]: {"row": run_row(r), **({"note": f"- `{r['name']}`: {r['note']}"} if r.get("note") else {}),
-                         **({"section": run_section(r)} if r.get("test") else {})} for r in results}
-    runs = {**written_runs(written), **fresh}
-    rows = [run["row"] for run in runs.values() if "row" in run]
-    notes = [run["note"] for run in runs.values() if "note" in run]
-    sections = [run["section"] for run in runs.values() if "section" in run]
+def run_parts(r: dict) -> dict:
+    """What the section says of one run of train.json: its table row, its note and its TEST tables (None where
+    it has none). A "carried" run (its result file was lost before train.json kept runs as data) gives the
+    text the section had for it; any other is rendered from its figures."""
+    if "carried" in r:
+        return {part: r["carried"].get(part) for part in ("row", "note", "section")}
+    return {"row": run_row(r), "note": run_note(r), "section": run_section(r) if r.get("test") else None}
+
+
+def render_result(data: dict) -> str:
+    """The section from what bench/results/train.json holds (``section_result``): the runs in the order they
+    joined, then the measurements made before the split was fixed (``earlier``: the rows of their table)."""
+    parts = [run_parts(r) for r in data["runs"]]
+    rows, notes, sections = ([p[k] for p in parts if p[k]] for k in ("row", "note", "section"))
     lines = ["## Training (`bench/bench_train.py`)", "",
-             f"Split: {SPLIT_NOTE}. {split_line}. Labels: ../shared/data/labels.csv (ground truth, ~5% noisy). "
-             "Every run: batch 32, class-weighted cross-entropy, fastai aug_transforms, the body's BatchNorm "
+             f"Split: {SPLIT_NOTE}. {data['split_line']}. Labels: ../shared/data/labels.csv (ground truth, ~5% "
+             "noisy). Every run: batch 32, class-weighted cross-entropy, fastai aug_transforms, the body's BatchNorm "
              "statistics kept (`KeepBnStats`), body split in two parameter groups, `fit_one_cycle` per phase, "
              "seed 42, on this project's 2-core machine with no GPU, shared with other jobs (so times are upper "
              "bounds; the load average is in each row).", "",
@@ -465,10 +452,11 @@ def render(results: list[dict], split_line: str, written: str = "") -> str:
     lines += notes + [""] * bool(notes)
     for section in sections:
         lines += [section, ""]
-    lines += [f"Compare {SEED_RESULTS}; the targets on TEST: ≥ 93% accuracy and macro-F1 ≥ 0.92.", "",
-              "Earlier, before the split was fixed (train batch_01–10, figures on batch_11–13, where these choices "
-              "were also made, so all are TUNE-split figures):", "",
-              table(["what", "TUNE acc", "TUNE macro-F1", "time"], EARLIER)]
+    lines += [f"Compare {SEED_RESULTS}; the targets on TEST: ≥ 93% accuracy and macro-F1 ≥ 0.92."]
+    if data.get("earlier"):
+        lines += ["", "Earlier, before the split was fixed (train batch_01–10, figures on batch_11–13, where these "
+                  "choices were also made, so all are TUNE-split figures):", "",
+                  table(["what", "TUNE acc", "TUNE macro-F1", "time"], data["earlier"])]
     return "\n".join(lines)
 
 
@@ -717,22 +705,19 @@ def split_key_of(args) -> str:
 
 
 def section_result(split_key: str, split_line: str | None) -> dict:
-    """The section's data: the runs ``bench/results/train.json`` holds for this split, replaced or joined
-    by the result files of var/bench (a run measured here), oldest first; ``split_line`` None: the one saved."""
+    """The section's data: the runs ``bench/results/train.json`` holds for this split, each result file of
+    var/bench of this split (a run measured here) replacing the run of its name in place or joining after
+    them (oldest first); ``split_line`` None: the one saved. The measurements made before the split was
+    fixed (``earlier``) stay whatever the split."""
     kept = load_result(SECTION) or {}
     same = kept.get("split_key") == split_key
     runs = {r["name"]: r for r in kept.get("runs", [])} if same else {}
     runs.update({r["name"]: r for r in load_results(split_key)})
-    ordered = sorted(runs.values(), key=lambda r: r.get("date", ""))
+    ordered = list(runs.values())
     if split_line is None:
         split_line = kept.get("split_line") if same else None
         split_line = split_line or next((r["split_line"] for r in reversed(ordered) if r.get("split_line")), "")
-    return {"split_key": split_key, "split_line": split_line, "runs": ordered}
-
-
-def render_result(data: dict, written: str = "") -> str:
-    """The section from the data ``section_result`` gives (what bench/results/train.json holds)."""
-    return render(data["runs"], data["split_line"], written)
+    return {"split_key": split_key, "split_line": split_line, "runs": ordered, "earlier": kept.get("earlier", [])}
 
 
 def finish(split_key: str, split_line: str | None, args) -> None:
@@ -742,7 +727,7 @@ def finish(split_key: str, split_line: str | None, args) -> None:
     if not data["runs"]:
         sys.exit(f"no saved results of the split {split_key} (bench/results/{SECTION}.json, {RESULTS})")
     data = json.loads(json.dumps(data))       # render what the JSON file holds
-    text = render_result(data, read_section(SECTION))
+    text = render_result(data)
     print(text)
     if not args.no_write and not args.limit:
         save_result(SECTION, data)

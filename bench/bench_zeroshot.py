@@ -7,13 +7,16 @@ the seed, the fitted and the shipped ``DEFAULT_MAPPING`` against
 Embeddings come from the cache ($ROOMCLF_EMBEDDING_DIR or the working-data
 folder) and are computed where missing.
 
-Prints a table and writes it into docs/benchmarks.md (section `zeroshot`).
-Run: .venv/bin/python bench/bench_zeroshot.py [--fit batch_02,batch_03] [--report batch_01]
+The result is kept in bench/results/zeroshot.json (committed) and rendered into the `zeroshot`
+section of docs/benchmarks.md (``--report`` renders it again without measuring).
+Run: .venv/bin/python bench/bench_zeroshot.py [--fit batch_02,batch_03] [--held-out batch_01] [--no-write]
+     .venv/bin/python bench/bench_zeroshot.py --report [--no-write]
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import sys
 import time
 from pathlib import Path
@@ -21,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_section
+from common import load_result, publish, table
+
+SECTION = "zeroshot"
 
 
 def imagenet_probs(root: Path, batch: str, embedder) -> tuple[list[str], np.ndarray]:
@@ -33,13 +38,40 @@ def imagenet_probs(root: Path, batch: str, embedder) -> tuple[list[str], np.ndar
     return emb.paths, softmax(embedder.imagenet_logits(emb.vectors))
 
 
+def render(result: dict) -> str:
+    """The `zeroshot` section of docs/benchmarks.md from a result ``main`` kept (bench/results/zeroshot.json)."""
+    fit, held = result["fit"], result["held_out"]
+    role = {**{b: "fit" for b in fit}, **{b: "held out" for b in held}}
+    columns = list(dict.fromkeys(fit + held))
+    rows = [[m["name"], m["concepts"], *(f"{m['accuracy'][b]:.1%}" for b in columns)] for m in result["mappings"]]
+    recall = [[r["class"], r["photos"], f"{r['recall']:.0%}"] for r in result["recall"]]
+    when = f" Run {result['date']}." if result.get("date") else ""
+    return (f"## Zero-shot prelabel (cold start) — `bench/bench_zeroshot.py`\n\n"
+            f"{result['backbone']} ImageNet head over cached raw features; a room's score is the sum of its concepts' "
+            f"ImageNet probabilities. The mapping is chosen by greedy search (add, move to the room whose photos show "
+            f"it most, or drop one concept at a time, keep the best change) on {', '.join(fit)} "
+            f"({result['fit_s']:.1f} s, {result['fit_accuracy']:.1%} there) and reported on {', '.join(held)}, which "
+            f"it never saw. Refit reproduces the shipped mapping: {'yes' if result['refit_same'] else 'no'}.{when}\n\n"
+            + table(["mapping", "concepts", *(f"{b} ({role[b]})" for b in columns)], rows)
+            + f"\n\nPer class, shipped mapping, held out ({', '.join(held)}):\n\n"
+            + table(["class", "photos", "recall"], recall)
+            + "\n\nShipped mapping: " + "; ".join(f"{r}: {', '.join(c)}" for r, c in result["shipped"].items()) + ".")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fit", default="batch_02,batch_03", help="batches the mapping is fitted on")
-    ap.add_argument("--report", default="batch_01", help="held-out batches to report")
+    ap.add_argument("--held-out", default="batch_01", help="held-out batches to report")
     ap.add_argument("--backbone", default="efficientnet_lite0")
-    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave the result file and docs alone")
+    ap.add_argument("--report", action="store_true", help=f"render the section again from bench/results/{SECTION}.json")
     args = ap.parse_args()
+    if args.report:
+        saved = load_result(SECTION)
+        if saved is None:
+            sys.exit(f"no bench/results/{SECTION}.json yet: run the bench first")
+        publish(SECTION, saved, render, write=not args.no_write)
+        return
 
     from roomclf.labels.zeroshot import (
         DEFAULT_MAPPING,
@@ -57,7 +89,7 @@ def main() -> None:
     with open(root.parent / "labels.csv", newline="") as f:
         truth = {r["path"]: r["label"] for r in csv.DictReader(f)}
     names, embedder = imagenet_classes(), Embedder(args.backbone)
-    fit_b, rep_b = args.fit.split(","), args.report.split(",")
+    fit_b, rep_b = args.fit.split(","), args.held_out.split(",")
     data = {b: imagenet_probs(root, b, embedder) for b in fit_b + rep_b}
     labels = {b: np.array([truth.get(p, "") for p in data[b][0]]) for b in data}
 
@@ -67,32 +99,20 @@ def main() -> None:
     fit_s = time.perf_counter() - t0
     mappings = {"seed (hand-written)": SEED_MAPPING, "fitted now": fitted,
                 "shipped DEFAULT_MAPPING": DEFAULT_MAPPING}
-    role = {b: "held out" if b in rep_b else "fit" for b in data}
-    header = "| mapping | concepts | " + " | ".join(f"{b} ({role[b]})" for b in data) + " |"
-    lines = [header, "|" + "---|" * (2 + len(data))]
-    for name, m in mappings.items():
-        accs = [f"{accuracy(data[b][1], labels[b], names, m):.1%}" for b in data]
-        lines.append(f"| {name} | {sum(map(len, m.values()))} | " + " | ".join(accs) + " |")
+    scores = [{"name": name, "concepts": sum(map(len, m.values())),
+               "accuracy": {b: float(accuracy(data[b][1], labels[b], names, m)) for b in data}}
+              for name, m in mappings.items()]
     # per-class recall of the shipped mapping on the held-out batches
     probs = np.concatenate([data[b][1] for b in rep_b])
     gold = np.concatenate([labels[b] for b in rep_b])
     pred = np.asarray(CLASSES)[room_probs(probs, names, DEFAULT_MAPPING).argmax(axis=1)]
-    recall = ["| class | photos | recall |", "|---|---|---|"]
-    recall += [f"| {c} | {(gold == c).sum()} | {(pred[gold == c] == c).mean():.0%} |"
-               for c in CLASSES if (gold == c).any()]
+    recall = [{"class": c, "photos": int((gold == c).sum()), "recall": float((pred[gold == c] == c).mean())}
+              for c in CLASSES if (gold == c).any()]
     same = all(sorted(fitted[r]) == sorted(DEFAULT_MAPPING[r]) for r in CLASSES)
-    text = (f"## Zero-shot prelabel (cold start) — `bench/bench_zeroshot.py`\n\n"
-            f"{args.backbone} ImageNet head over cached raw features; a room's score is the sum of its concepts' "
-            f"ImageNet probabilities. The mapping is chosen by greedy search (add, move to the room whose photos show "
-            f"it most, or drop one concept at a time, keep the best change) on {', '.join(fit_b)} "
-            f"({fit_s:.1f} s, {fit_acc:.1%} there) and reported on {', '.join(rep_b)}, which it never saw. "
-            f"Refit reproduces the shipped mapping: {'yes' if same else 'no'}.\n\n"
-            + "\n".join(lines) + f"\n\nPer class, shipped mapping, held out ({', '.join(rep_b)}):\n\n"
-            + "\n".join(recall)
-            + "\n\nShipped mapping: " + "; ".join(f"{r}: {', '.join(c)}" for r, c in DEFAULT_MAPPING.items()) + ".")
-    print(text)
-    if not args.no_write:
-        write_section("zeroshot", text)
+    result = {"backbone": args.backbone, "fit": fit_b, "held_out": rep_b, "fit_s": fit_s,
+              "fit_accuracy": float(fit_acc), "refit_same": same, "date": datetime.date.today().isoformat(),
+              "mappings": scores, "recall": recall, "shipped": {r: list(c) for r, c in DEFAULT_MAPPING.items()}}
+    publish(SECTION, result, render, write=not args.no_write)
 
 
 if __name__ == "__main__":

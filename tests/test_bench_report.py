@@ -30,29 +30,67 @@ def result(name: str, tune: float, test: float | None = None, note: str = "") ->
             **({"test": {**scores, "accuracy": test}} if test is not None else {})}
 
 
-def test_a_rerender_keeps_runs_without_result_files_and_updates_the_others(tmp_path):
-    doc = tmp_path / "benchmarks.md"
-    write_section("train", bench_train.render([result("old", 0.85, 0.84, note="the first run"),
-                                               result("mid", 0.86, note="no TEST")], "split A"), doc)
-    # a new checkout: only "mid" (measured again) and "new" have result files
-    text = bench_train.render([result("mid", 0.87, note="again"), result("new", 0.88, 0.89)], "split B",
-                              read_section("train", doc))
+def _carried(name: str, tune: str, test: str | None = None, note: str = "") -> dict:
+    """A run of train.json whose result file was lost before train.json kept runs: the section's text of it."""
+    section = (f"### `{name}`: an old recipe\n\n| metric | TUNE | TEST |\n|---|---|---|\n| accuracy | {tune} | "
+               f"**{test}** |\n\n| source | TEST photos | TEST acc |\n|---|---|---|\n| places | 100 | {test} |"
+               if test else None)
+    return {"name": name, "carried": {"row": f"| `{name}` | an old recipe | {tune} | - | - | 9 min | 1.0 | "
+                                             + (f"**{test}** |" if test else "not measured |"),
+                                      "note": f"- `{name}`: {note}" if note else None, "section": section}}
+
+
+def test_the_train_section_keeps_carried_runs_and_a_run_measured_again_replaces_its_own(docs, tmp_path,
+                                                                                        monkeypatch):
+    var = tmp_path / "var"
+    monkeypatch.setattr(bench_train, "RESULTS", var)
+    key = bench_train.split_key_of(argparse.Namespace(train=common.TRAIN_BATCHES, tune=common.TUNE_BATCHES,
+                                                      test_batches=common.TEST_BATCHES, limit=0))
+    earlier = [["a frozen-feature head", "0.869", "-", "-"]]
+    save_result("train", {"split_key": key, "split_line": "split A", "earlier": earlier,
+                          "runs": [_carried("old", "0.8500", "0.8400", note="the first run"),
+                                   _carried("mid", "0.8600", note="no TEST"), _carried("last", "0.8800")]})
+    before = bench_train.render_result(load_result("train"))
+    lines = before.splitlines()
+    assert [line.split("`")[1] for line in lines if line.startswith("| `")] == ["old", "mid", "last"]
+    assert "- `old`: the first run" in lines and "- `last`:" not in before
+    assert [line.split("`")[1] for line in lines if line.startswith("### ")] == ["old"]
+    assert "split A" in before and "| a frozen-feature head | 0.869 | - | - |" in lines
+    # a new checkout measures "mid" again and "new" for the first time (var/bench result files of this split,
+    # "new" the older one), and "stray" on another split
+    fresh = [result("mid", 0.87, note="again"), result("new", 0.88, 0.89), result("stray", 0.99)]
+    for r, date, split_key in zip(fresh, ("2026-12-07 10:00", "2026-12-06 10:00", "2026-12-05 10:00"),
+                                  (key, key, "other")):
+        (var / f"train-{r['name']}").mkdir(parents=True)
+        r.update(split_key=split_key, split_line="split B", date=date)
+        (var / f"train-{r['name']}" / "result.json").write_text(json.dumps(r))
+    (var / "train-mid" / "result.json").write_text(json.dumps({**fresh[0], "tune_attributes": {
+        "keys": {"kitchen.refrigerator": {"f1": 0.8, "auc": 0.9}}, "macro_f1": 0.7, "macro_keys": ["a", "b"]}}))
+    bench_train.finish(key, "split B", argparse.Namespace(no_write=False, limit=0))
+    saved = load_result("train")
+    assert [r["name"] for r in saved["runs"]] == ["old", "mid", "last", "new"]     # in place, then joined
+    assert "carried" not in saved["runs"][1] and saved["runs"][1]["tune"]["accuracy"] == 0.87
+    assert saved["earlier"] == earlier and saved["split_line"] == "split B"
+    text = read_section("train", docs)
+    assert text == bench_train.render_result(saved)
     lines = text.splitlines()
     rows = [line for line in lines if line.startswith("| `")]
-    assert [r.split("`")[1] for r in rows] == ["old", "mid", "new"]      # first-written order, new runs last
-    assert "| 0.8500 |" in rows[0] and "**0.8400**" in rows[0]           # kept as written
-    assert "| 0.8700 |" in rows[1] and "0.8600" not in rows[1]           # the fresh figures replace the old
-    assert "- `old`: the first run" in lines and "- `mid`: again" in lines and "- `mid`: no TEST" not in lines
-    headings = [line for line in lines if line.startswith("### ")]
-    assert [h.split("`")[1] for h in headings] == ["old", "new"]        # TEST tables of both, none for mid
+    assert [r.split("`")[1] for r in rows] == ["old", "mid", "last", "new"]
+    assert rows[0] == _carried("old", "0.8500", "0.8400")["carried"]["row"]     # kept as written
+    assert "| 0.8700 |" in rows[1] and "0.8600" not in rows[1]                   # the fresh figures replace the old
+    assert "- `old`: the first run" in lines and "- `mid`: no TEST" not in lines
+    mid_note = next(line for line in lines if line.startswith("- `mid`: "))
+    assert mid_note.startswith("- `mid`: again; TUNE attributes: macro-F1 0.700 over the 2 tags")
+    assert "kitchen.refrigerator F1 0.800, AUC 0.900" in mid_note
+    assert [h.split("`")[1] for h in lines if h.startswith("### ")] == ["old", "new"]   # TEST tables of both
     old_tables = text[text.index("### `old`"):text.index("### `new`")]
-    assert "**0.8400**" in old_tables and "| places | 100 | 0.850 |" in old_tables
-    assert "split B" in text and "split A" not in text
-    # and rendering it again from the same files changes nothing
-    write_section("train", text, doc)
-    again = bench_train.render([result("mid", 0.87, note="again"), result("new", 0.88, 0.89)], "split B",
-                               read_section("train", doc))
-    assert again == text
+    assert "**0.8400**" in old_tables and "| places | 100 | 0.8400 |" in old_tables
+    assert "| places | 100 | 0.880 |" in text[text.index("### `new`"):]
+    # the result files gone (a new checkout): the same section from train.json alone
+    for f in var.glob("*/result.json"):
+        f.unlink()
+    bench_train.finish(key, None, argparse.Namespace(no_write=False, limit=0))
+    assert load_result("train") == saved and read_section("train", docs) == text
 
 
 def _accuracy(fp32: float, int8: float | None = None) -> dict:
@@ -62,36 +100,50 @@ def _accuracy(fp32: float, int8: float | None = None) -> dict:
             "scores": {"fp32": score(fp32), **({"int8": score(int8)} if int8 is not None else {})}}
 
 
-def test_the_infer_accuracy_section_keeps_models_measured_on_another_checkout(tmp_path):
-    doc = tmp_path / "benchmarks.md"
-    write_section("infer-accuracy", bench_infer.accuracy_section({"a.onnx": _accuracy(0.9, 0.89),
-                                                                  "b.onnx": _accuracy(0.8)}), doc)
-    # a new checkout measured b again and c for the first time; a's results file is gone
-    text = bench_infer.accuracy_section({"b.onnx": _accuracy(0.85), "c.onnx": _accuracy(0.95, 0.949)},
-                                        read_section("infer-accuracy", doc))
+def test_the_infer_accuracy_section_is_every_saved_model_a_model_measured_again_in_its_place():
+    kept = {"a.onnx": _accuracy(0.9, 0.89), "b.onnx": _accuracy(0.8)}
+    kept = bench_infer.with_model(bench_infer.with_model(kept, "b.onnx", _accuracy(0.85)), "c.onnx",
+                                  _accuracy(0.95, 0.949))
+    text = bench_infer.accuracy_section(kept)
     blocks = text.split("\n### ")[1:]
     assert [b.split("`")[1] for b in blocks] == ["a.onnx", "b.onnx", "c.onnx"]
-    assert "**0.9000**" in blocks[0] and "int8 costs 1.00 points" in blocks[0]       # kept as written
+    assert "**0.9000**" in blocks[0] and "int8 costs 1.00 points" in blocks[0]
     assert "**0.8500**" in blocks[1] and "0.8000" not in blocks[1]                   # measured again
     assert "int8 costs 0.10 points" in blocks[2]
-    write_section("infer-accuracy", text, doc)
-    assert bench_infer.accuracy_section({"b.onnx": _accuracy(0.85), "c.onnx": _accuracy(0.95, 0.949)},
-                                        read_section("infer-accuracy", doc)) == text
 
 
-def test_the_ensemble_section_keeps_an_earlier_table_whose_models_are_not_measured_again():
+def _ensemble_run(load: float, models: list[tuple[str, float]]) -> dict:
+    return {"photos": 32, "photos_from": "batch_11", "rounds": 7, "load": load,
+            "models": [{"name": n, "backbone": "efficientnet_lite0", "input_px": 224, "ms": ms} for n, ms in models]}
+
+
+def test_the_ensemble_result_keeps_an_earlier_run_whose_models_are_not_measured_again():
     import bench_ensemble
 
-    first = ("## What an ensemble costs\n\nModel time only, 7 rounds.\n\n| model | ms |\n|---|---|\n"
-             "| `default` | 14.5 |\n| `lite1` | 20.9 |")
-    assert bench_ensemble.earlier_run(first, ["default", "lite1"]) == ""        # all measured again
-    kept = bench_ensemble.earlier_run(first, ["lite2", "lite2:int8"])
-    assert kept.startswith("### Earlier run\n\nModel time only, 7 rounds.") and "| `lite1` | 20.9 |" in kept
-    # the next run keeps the same earlier table once, not nested
-    second = "## What an ensemble costs\n\nNew.\n\n| model | ms |\n|---|---|\n| `lite2` | 28 |\n\n" + kept
-    assert bench_ensemble.earlier_run(second, ["lite2"]) == kept                # the same models again
-    assert bench_ensemble.earlier_run(second, ["lite0"]).count("### Earlier run") == 1
-    assert "| `lite1` |" not in bench_ensemble.earlier_run(second, ["lite0"])
+    first = _ensemble_run(1.0, [("default", 14.5), ("lite1", 20.9)])
+    assert bench_ensemble.earlier_run(None, ["default"]) is None
+    assert bench_ensemble.earlier_run(first, ["default", "lite1"]) is None           # all measured again
+    assert bench_ensemble.earlier_run(first, ["lite2", "lite2:int8"]) == first
+    # the next run keeps the same earlier run once, not nested
+    second = {**_ensemble_run(0.9, [("lite2", 28.0)]), "earlier": first}
+    assert bench_ensemble.earlier_run(second, ["lite2"]) == first                     # the same models again
+    assert bench_ensemble.earlier_run(second, ["lite0"]) == _ensemble_run(0.9, [("lite2", 28.0)])
+    text = bench_ensemble.render_saved(second)
+    now, _, earlier = text.partition("\n\n### Earlier run\n\n")
+    assert "load average 0.9 at the end" in now and "| `lite2` | efficientnet_lite0 | 224 | 28.0 | 1.00x |" in now
+    assert "load average 1.0 at the end" in earlier
+    assert "| `lite1` | efficientnet_lite0 | 224 | 20.9 | 1.44x |" in earlier
+    assert "### Earlier run" not in bench_ensemble.render_saved(first)
+
+
+def test_the_ensemble_section_rendered_from_its_saved_result_equals_the_printed_one(docs, monkeypatch, capsys):
+    import bench_ensemble
+
+    saved = {**_ensemble_run(0.9, [("lite2", 28.0), ("lite0", 14.0)]), "earlier": _ensemble_run(1.0, [("a", 2.0)])}
+    save_result("ensemble", saved)
+    run_main(bench_ensemble, monkeypatch, "--report")
+    assert capsys.readouterr().out == bench_ensemble.render_saved(saved) + "\n" == read_section("ensemble", docs) + "\n"
+    assert "| `lite0` | efficientnet_lite0 | 224 | 14.0 | 0.50x |" in read_section("ensemble", docs)
 
 
 # ---- results kept as data (bench/results/NAME.json) ---------------------------------------------------------
@@ -127,7 +179,9 @@ def docs(tmp_path, monkeypatch):
     """bench/results and docs/benchmarks.md in tmp_path for the benches that write them."""
     doc = tmp_path / "benchmarks.md"
     monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "results")
-    for module in (bench_train, bench_infer, bench_attributes):
+    import bench_ensemble
+
+    for module in (bench_train, bench_infer, bench_attributes, bench_ensemble):
         monkeypatch.setattr(module, "write_section", lambda name, text: write_section(name, text, doc), raising=False)
         monkeypatch.setattr(module, "read_section", lambda name: read_section(name, doc), raising=False)
     return doc
@@ -152,7 +206,7 @@ def test_the_train_section_rendered_from_its_saved_result_equals_the_printed_one
     printed = capsys.readouterr().out
     saved = load_result("train")
     assert [r["name"] for r in saved["runs"]] == ["a", "b"] and saved["split_line"] == "split A"
-    assert printed == read_section("train", docs) + "\n" == bench_train.render_result(saved, printed) + "\n"
+    assert printed == read_section("train", docs) + "\n" == bench_train.render_result(saved) + "\n"
     # a new checkout: var/bench is gone; --report renders the same section from bench/results alone
     for f in var.glob("*/result.json"):
         f.unlink()
@@ -174,12 +228,15 @@ def test_the_infer_sections_rendered_from_their_saved_results_equal_the_printed_
                          _engine("plain onnxruntime loop", "loop", "fp32", 35.0),
                          _engine("Ray Data infer-all", "ray", "int8", 70.0)],
              "fastai": {"rate": 5.0, "wall": 30.0, "peak": 1200.0, "photos": 40},
+             "speedups": {"ray_vs_loop": 40.0 / 35.0, "ray_vs_fastai": 8.0},
              "scaling": [{"batches": 1, "photos": 380, "wall": 20.0, "rate": 19.0}]}
     bench_infer.publish("infer", infer, bench_infer.infer_section, args)
     bench_infer.publish("infer-accuracy", {"a.onnx": _accuracy(0.9, 0.89)}, bench_infer.accuracy_section, args)
     printed = capsys.readouterr().out
     assert load_result("infer") == infer
     assert "| Ray Data infer-all | int8 | 70.0 | 2.00 |" in printed and "int8 costs 1.00 points" in printed
+    assert "| TUNE acc | TEST acc |" in printed and "| 0.900 (n=100) | 0.890 (n=200) |" in printed
+    assert "Ray / plain loop (fp32): **1.14×**; Ray / learn.predict: **8.0×**" in printed
     run_main(bench_infer, monkeypatch, "--report")
     assert capsys.readouterr().out == printed
     assert printed == "\n" + read_section("infer", docs) + "\n" + "\n" + read_section("infer-accuracy", docs) + "\n"
@@ -197,6 +254,7 @@ def _attributes_result() -> dict:
     per_key.append({"key": "interior.staircase", "positives": 4, "support": 1, "auc": None, "threshold": None,
                     "threshold_from": None, "status": "untrained: 4 positives", "test": None, "by_eye": None})
     return {"backbone": "efficientnet_lite0", "split_line": "TRAIN batch_01–batch_10 100 photos",
+            "part_names": bench_attributes.PART_NAMES,
             "photos": {"train": 100, "val": 30, "test": 60}, "min_test_positives": 10, "chosen": "reliable",
             "targets": targets, "big": targets, "variants": [variant], "per_key": per_key, "macro_f1": 0.61,
             "untrained": [{"key": "interior.staircase", "status": "untrained: 4 positives", "labelled": True},
@@ -212,9 +270,15 @@ def test_the_attributes_section_rendered_from_its_saved_result_equals_the_printe
     text = bench_attributes.render(res)
     assert "| interior.staircase | 4 | 1 | - | - | 0 | 0 | - | - | **-** | - | untrained: 4 positives |" in text
     assert "| average-pooled | 0.70 / - |" in text and "drops 3 zeros (kitchen.stove 3)" in text
+    assert common.SPLIT_NOTE in text and "reported on TEST" in text and "TRAIN batch_01–batch_10 100 photos." in text
     save_result("attributes", res)
     run_main(bench_attributes, monkeypatch, "--report")
     assert capsys.readouterr().out == text + "\n" == read_section("attributes", docs) + "\n"
+    # a run made before the honest split says which batches it used, and claims no near-duplicate filter
+    older = bench_attributes.render({**res, "split_line": None, "part_names": {
+        "train": "batch_01..10", "val": "batch_11..13", "test": "batch_14..19", "cv": "batch_01..13"}})
+    assert common.SPLIT_NOTE not in older and "reported on batch_14..19" in older
+    assert "AUC cross-validated on batch_01..13 (5 folds) / on batch_14..19" in older
 
 
 # ---- the benches use the product's reader, split and ensemble ------------------------------------------------
