@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PROJECT, load_result, publish, table
+from common import PROJECT, publish, report_saved, table
 
 SECTION = "annoy"
 QUERIES, RECALL_QUERIES, K = 2000, 200, 10
@@ -165,11 +165,7 @@ def main() -> None:
     if args.one:
         return one(args)
     if args.report:
-        saved = load_result(SECTION)
-        if saved is None:
-            sys.exit(f"no bench/results/{SECTION}.json yet: run the bench first")
-        publish(SECTION, saved, render, write=not args.no_write)
-        return None
+        return report_saved(SECTION, render, write=not args.no_write)
 
     import datetime
     import tempfile

@@ -35,11 +35,10 @@ from common import (
     SPLIT_NOTE,
     default_data,
     honest_split,
-    load_result,
     publish,
+    report_saved,
     split_summary,
     table,
-    write_section,
 )
 
 sys.path.insert(0, str(PROJECT))
@@ -214,7 +213,7 @@ def main() -> None:
                     help=f"render the section again from bench/results/{SECTION}.json")
     args = ap.parse_args()
     if args.report:
-        return write_section(SECTION, render(load_result(SECTION)))
+        return report_saved(SECTION, render, write=not args.no_write)
     from roomclf.labels.attribute_picks import GRID_SIZE
 
     grids = [int(g) for g in args.grids.split(",")] if args.grids else [GRID_SIZE, 8]

@@ -50,7 +50,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-from common import PROJECT, default_data, load_result, publish, table, write_section
+from common import PROJECT, default_data, load_result, publish, report_saved, table
 
 sys.path.insert(0, str(PROJECT))
 CRAWL_PHOTOS, CRAWL_BATCHES = 20_000, 19
@@ -486,7 +486,7 @@ def main() -> None:
     if args.prepare_training_data:
         return prepare_training_data(args.prepare_training_data, "batch_02")
     if args.report:
-        return write_section("crawl", render(load_result("crawl")))
+        return report_saved("crawl", render, write=not args.no_write)
     from roomclf.train.config import TrainConfig
 
     work = (args.work or PROJECT / "var" / f"crawl-{args.photos}").resolve()

@@ -24,7 +24,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import PROJECT, default_data, load_result, publish, table, write_section
+from common import PROJECT, default_data, publish, report_saved, table
 
 sys.path.insert(0, str(PROJECT))
 
@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="render the section again from bench/results/embed.json")
     args = ap.parse_args()
     if args.report:
-        return write_section("embed", render(load_result("embed")))
+        return report_saved("embed", render, write=not args.no_write)
 
     from roomclf.corpus import discover, parse_batches
     from roomclf.models.embeddings import EmbeddingError, Embedder, embed

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from common import load_result, publish, table
+from common import publish, report_saved, table
 
 SECTION = "labelapp"
 BATCH = "batch_01"
@@ -114,11 +114,7 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help=f"render the section again from bench/results/{SECTION}.json")
     args = ap.parse_args()
     if args.report:
-        saved = load_result(SECTION)
-        if saved is None:
-            sys.exit(f"no bench/results/{SECTION}.json yet: run the bench first")
-        publish(SECTION, saved, render, write=not args.no_write)
-        return
+        return report_saved(SECTION, render, write=not args.no_write)
 
     from roomclf.labels.store import LabelStore
     from roomclf.settings import data_root

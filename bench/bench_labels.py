@@ -57,9 +57,9 @@ from common import (
     honest_split,
     load_result,
     publish,
+    report_saved,
     split_summary,
     table,
-    write_section,
 )
 
 sys.path.insert(0, str(PROJECT))
@@ -429,7 +429,7 @@ def main() -> None:
                          "--hand-picks: full fast.ai training on the queue's picks)")
     args = ap.parse_args()
     if args.report:
-        return write_section(SECTION, render(load_result(SECTION)))
+        return report_saved(SECTION, render, write=not args.no_write)
     if args.save_picks and not re.fullmatch(r"[1-9]\d*:.+", args.save_picks):
         ap.error(f"--save-picks takes N:FILE (e.g. 1000:var/bench/labels/queue-picks-1000.txt), not {args.save_picks!r}")
 

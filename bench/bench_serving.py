@@ -34,7 +34,7 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from common import load_result, publish  # noqa: E402
+from common import publish, report_saved  # noqa: E402
 
 from serving.launch import roomclf_serve  # noqa: E402
 
@@ -245,11 +245,7 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help=f"render the section again from bench/results/{SECTION}.json")
     args = ap.parse_args()
     if args.report:
-        saved = load_result(SECTION)
-        if saved is None:
-            sys.exit(f"no bench/results/{SECTION}.json yet: run the bench first")
-        publish(SECTION, saved, render, write=not args.no_write)
-        return
+        return report_saved(SECTION, render, write=not args.no_write)
 
     cpus = os.cpu_count() or 1
     photos = load_photos(Path(args.data), args.photos)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_result, publish, table
+from common import publish, report_saved, table
 
 SECTION = "zeroshot"
 
@@ -67,11 +67,7 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help=f"render the section again from bench/results/{SECTION}.json")
     args = ap.parse_args()
     if args.report:
-        saved = load_result(SECTION)
-        if saved is None:
-            sys.exit(f"no bench/results/{SECTION}.json yet: run the bench first")
-        publish(SECTION, saved, render, write=not args.no_write)
-        return
+        return report_saved(SECTION, render, write=not args.no_write)
 
     from roomclf.labels.zeroshot import (
         DEFAULT_MAPPING,

@@ -65,6 +65,15 @@ def publish(name: str, result: dict, render, write: bool = True) -> str:
     return text
 
 
+def report_saved(name: str, render, write: bool = True) -> str:
+    """``--report``: print the section ``render`` makes of bench/results/NAME.json and, with ``write``, put it
+    in docs/benchmarks.md; measures nothing. Exits with one line when the bench has never saved a result."""
+    saved = load_result(name)
+    if saved is None:
+        raise SystemExit(f"no bench/results/{name}.json yet: run the bench first")
+    return publish(name, saved, render, write)
+
+
 def read_section(name: str, path: Path = DOC) -> str:
     """The text of the ``<!-- bench:NAME -->`` block as written now ("" when absent)."""
     old = path.read_text() if path.exists() else ""
