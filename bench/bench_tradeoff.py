@@ -20,7 +20,7 @@ weights. The table says which rows were measured so. A run that is neither here 
 It writes its section of docs/benchmarks.md and the README's headline table, both from that result file:
 
     python bench/bench_tradeoff.py                                       # the default rows
-    python bench/bench_tradeoff.py --models lite2-300,lite0-distil --rounds 3
+    python bench/bench_tradeoff.py --models lite2-300-teacher,lite0-distil-192 --rounds 3
     python bench/bench_tradeoff.py --report                              # render again, nothing measured
 """
 from __future__ import annotations
@@ -51,9 +51,9 @@ RUNS = PROJECT / "var" / "bench"
 README = PROJECT / "README.md"
 # name -> what the model is, as the README says it (the rows, in this order)
 MODELS = {
-    "lite2-300": "`roomclf train`'s default: efficientnet_lite2, 300 px",
-    "lite2-300:int8": "the same, static int8 (`roomclf train --quantize`)",
-    "lite0-distil": "efficientnet_lite0, 224 px, distilled from it (`roomclf distill`)",
+    "lite2-300-teacher": "`roomclf train`'s default: efficientnet_lite2, 300 px",
+    "lite2-300-teacher:int8": "the same, static int8 (`roomclf train --quantize`)",
+    "lite0-distil-192": "efficientnet_lite0, 192 px, distilled from it (`roomclf distill`)",
     "default": "efficientnet_lite0, 224 px, trained on the labels (the demo's)",
 }
 
@@ -73,16 +73,23 @@ def model_file(name: str, work: Path) -> Path | None:
 
 
 def written_test(name: str) -> dict | None:
-    """What bench_train's section says of a run gone from this machine: {"test_accuracy", "backbone",
-    "input_size"} from its row (its recipe cell starts with the network and size, its last cell holds the TEST
-    accuracy in bold), or None when the row has no TEST figure."""
+    """What bench_train's result file (bench/results/train.json) says of a run gone from this machine:
+    {"test_accuracy", "backbone", "input_size"}, from its figures or, for a run carried as text, from its row
+    (its recipe cell starts with the network and size, its last cell holds the TEST accuracy in bold); None
+    when it has no TEST figure."""
     import re
 
-    from bench_train import SECTION, written_runs
-    from common import read_section
+    from bench_train import SECTION
 
-    row = written_runs(read_section(SECTION)).get(name, {}).get("row", "")
-    cells = [c.strip() for c in row.strip("|").split(" | ")]
+    run = next((r for r in (load_result(SECTION) or {}).get("runs", []) if r["name"] == name), None)
+    if run is None:
+        return None
+    if "carried" not in run:
+        if not run.get("test"):
+            return None
+        return {"test_accuracy": run["test"]["accuracy"], "backbone": run["recipe"]["backbone"],
+                "input_size": run["recipe"]["image_size"]}
+    cells = [c.strip() for c in run["carried"].get("row", "").strip("|").split(" | ")]
     net = re.match(r"(\S+) (\d+) px", cells[1]) if len(cells) > 2 else None
     test = re.match(r"\*\*([0-9.]+)\*\*", cells[-1]) if cells else None
     if not (net and test):

@@ -39,7 +39,7 @@ runs it.
     python bench/bench_train.py --from-saved var/bench/train-ls01 --test   # the TUNE winner, on TEST
     python bench/bench_train.py --report                                   # the section again, nothing measured
     python bench/bench_train.py --ensemble default,lite1                    # two saved runs combined (TUNE)
-    python bench/bench_train.py --name lite0-distil --distill var/bench/train-lite2-300 --recipe temperature=2
+    python bench/bench_train.py --name lite0-distil-192 --image-size 192 --distill var/bench/train-lite2-300-teacher --recipe temperature=2
     python bench/bench_train.py --name lite2-300-mt-gem --backbone efficientnet_lite2 --attributes \
         --recipe attribute_loss_weight=1,pooling=gem   # multi-task + GeM; attribute tags scored on TUNE
     python bench/bench_train.py --name labels1k-lite1-self --backbone efficientnet_lite1 --image-size 240 \

@@ -387,3 +387,21 @@ def test_bench_infer_takes_its_figures_from_the_summary_infer_all_returns(home, 
     assert sum(r["photos"] for r in records) == summary["photos"]
     items = [("batch_01/listing_1/photo_00.jpg", "kitchen"), ("batch_02/listing_1/photo_09.jpg", "bedroom")]
     assert bench_infer.accuracy(tmp_path / "out", items)["n"] == 2
+
+
+def test_the_tradeoff_bench_reads_a_gone_runs_test_figure_from_train_json(tmp_path, monkeypatch):
+    import bench_tradeoff
+
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    row = ("| `old` | efficientnet_lite2 300 px, 2 frozen + 3 unfrozen, lr 0.0016 | 0.93 | 0.91 | 0.93 | 76 min | 2.0 "
+           "| **0.9177** |")
+    save_result("train", {"runs": [{"name": "old", "carried": {"row": row}},
+                                   {"name": "tune-only", "carried": {"row": row.replace("**0.9177**", "-")}},
+                                   {**result("new", 0.9, 0.8812), "name": "new"},
+                                   result("untested", 0.9)]})
+    assert bench_tradeoff.written_test("old") == {"test_accuracy": 0.9177, "backbone": "efficientnet_lite2",
+                                                  "input_size": 300}
+    assert bench_tradeoff.written_test("new") == {"test_accuracy": 0.8812, "backbone": "efficientnet_lite0",
+                                                  "input_size": 224}
+    assert bench_tradeoff.written_test("tune-only") is None and bench_tradeoff.written_test("untested") is None
+    assert bench_tradeoff.written_test("absent") is None
