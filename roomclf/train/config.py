@@ -167,7 +167,6 @@ def check_config(cfg: TrainConfig) -> None:
         raise TrainingError("recipe: parity_photos, int8_calibration_photos and lr_find_iters must be >= 1")
 
 
-
 def _check_multitask(cfg: TrainConfig) -> None:
     from roomclf.models.network import POOLINGS
 

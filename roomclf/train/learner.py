@@ -155,7 +155,7 @@ def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = Tru
     if multitask:
         from roomclf.train.multitask import attribute_loss_callback
 
-        cbs.append(attribute_loss_callback(recipe.attribute_loss_weight, _attribute_targets(dls)))
+        cbs.append(attribute_loss_callback(recipe.attribute_loss_weight, _train_attribute_targets(dls)))
     use_weights = recipe.class_weighted and not recipe.balanced_sampling   # not both corrections at once
     weight = torch.tensor(weights, device=dls.device) if use_weights else None
     loss = (LabelSmoothingCrossEntropyFlat(weight=weight, eps=recipe.label_smoothing) if recipe.label_smoothing
@@ -169,7 +169,7 @@ def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = Tru
                    splitter=room_splitter, train_bn=train_bn, cbs=cbs)
 
 
-def _attribute_targets(dls) -> np.ndarray:
+def _train_attribute_targets(dls) -> np.ndarray:
     """The attribute targets of the training photos of ``build_dls``'s DataLoaders (multi-task)."""
     items = list(dls.train_ds.items)
     if not items or len(items[0]) < 3:
