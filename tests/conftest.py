@@ -5,8 +5,12 @@ that need it skip with a clear reason only when it is absent.
 """
 from __future__ import annotations
 
+import atexit
 import csv
 import os
+import shutil
+import sqlite3
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,6 +61,7 @@ def home(tmp_path, monkeypatch, embedding_cache) -> Path:
     """An isolated working-data folder (label store, MLflow store) for one test; the corpus
     is $ROOMCLF_DATA when it exists (tests that read photos ask for ``corpus_root`` too)."""
     h = tmp_path / "home"
+    fresh_mlflow_store(h)
     monkeypatch.setenv("ROOMCLF_HOME", str(h))
     monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(embedding_cache))
     monkeypatch.setenv("ROOMCLF_DATA", str(_shared_data() / "listings"))
@@ -68,12 +73,36 @@ def home(tmp_path, monkeypatch, embedding_cache) -> Path:
     return h
 
 
+_STORE_TEMPLATE: list[Path] = []
+
+
+def fresh_mlflow_store(home: Path) -> None:
+    """Put an empty MLflow SQLite store at ``home/mlflow.db``: a copy of one MLflow made itself once per test
+    process, less its Default experiment, which MLflow makes again on first opening it, where it is opened
+    (that experiment's artifact location is the opener's working folder). A new store runs MLflow's ~50 schema
+    migrations, seconds each time; a copy costs nothing."""
+    if not _STORE_TEMPLATE:
+        from mlflow import MlflowClient
+
+        folder = tempfile.mkdtemp(prefix="roomclf-mlflow-template-")
+        atexit.register(shutil.rmtree, folder, True)
+        path = Path(folder) / "mlflow.db"
+        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+        with sqlite3.connect(path) as db:     # MLflow makes it again on opening, at the opener's artifact root
+            db.execute("DELETE FROM experiments WHERE experiment_id = 0")
+        _STORE_TEMPLATE.append(path)
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "mlflow.db").exists():
+        shutil.copyfile(_STORE_TEMPLATE[0], home / "mlflow.db")
+
+
 @contextmanager
 def isolated_store(home: Path):
     """For module-scoped fixtures (the ``home`` fixture is per test): ROOMCLF_HOME and an MLflow
     SQLite store in ``home`` while the block runs; yields the variables set, for subprocesses."""
     env = {"ROOMCLF_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
            "MLFLOW_DISABLE_TELEMETRY": "true"}
+    fresh_mlflow_store(home)
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)

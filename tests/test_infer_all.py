@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fresh_mlflow_store
 
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -34,6 +35,7 @@ def _free_port() -> int:
 def env_home(tmp_path_factory, corpus_root, quick_onnx):
     """An isolated ROOMCLF_HOME with quick_onnx registered as roomclf-onnx@champion (version 1)."""
     home = tmp_path_factory.mktemp("infer_home")
+    fresh_mlflow_store(home)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROOMCLF_HOME", str(home))
         mp.setenv("ROOMCLF_DATA", str(corpus_root))

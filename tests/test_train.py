@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import pick_photos
+from conftest import fresh_mlflow_store, pick_photos
 
 from roomclf.cli import main
 from roomclf.labels.store import LabelStore
@@ -36,6 +36,7 @@ def trained(tmp_path_factory, corpus_root, ground_truth, embedding_cache):
     from roomclf.train.run import run_training
 
     home = tmp_path_factory.mktemp("train_home")
+    fresh_mlflow_store(home)
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {"ROOMCLF_HOME": str(home), "ROOMCLF_EMBEDDING_DIR": str(embedding_cache),
                            "ROOMCLF_DATA": str(corpus_root), "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
