@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import atexit
 import csv
+import functools
 import os
 import shutil
 import sqlite3
 import tempfile
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -73,27 +74,27 @@ def home(tmp_path, monkeypatch, embedding_cache) -> Path:
     return h
 
 
-_STORE_TEMPLATE: list[Path] = []
+@functools.cache
+def _empty_store() -> Path:
+    """One empty MLflow SQLite store made by MLflow in this test process, less its Default experiment: MLflow
+    makes that again on first opening a copy, at the opener's artifact root (its working folder)."""
+    from mlflow import MlflowClient
+
+    folder = tempfile.mkdtemp(prefix="roomclf-mlflow-template-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = Path(folder) / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("DELETE FROM experiments WHERE experiment_id = 0")
+    return path
 
 
 def fresh_mlflow_store(home: Path) -> None:
-    """Put an empty MLflow SQLite store at ``home/mlflow.db``: a copy of one MLflow made itself once per test
-    process, less its Default experiment, which MLflow makes again on first opening it, where it is opened
-    (that experiment's artifact location is the opener's working folder). A new store runs MLflow's ~50 schema
-    migrations, seconds each time; a copy costs nothing."""
-    if not _STORE_TEMPLATE:
-        from mlflow import MlflowClient
-
-        folder = tempfile.mkdtemp(prefix="roomclf-mlflow-template-")
-        atexit.register(shutil.rmtree, folder, True)
-        path = Path(folder) / "mlflow.db"
-        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-        with sqlite3.connect(path) as db:     # MLflow makes it again on opening, at the opener's artifact root
-            db.execute("DELETE FROM experiments WHERE experiment_id = 0")
-        _STORE_TEMPLATE.append(path)
+    """Put an empty MLflow SQLite store at ``home/mlflow.db``, a copy of ``_empty_store``: a new store runs
+    MLflow's ~50 schema migrations, seconds each time; a copy costs nothing."""
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "mlflow.db").exists():
-        shutil.copyfile(_STORE_TEMPLATE[0], home / "mlflow.db")
+        shutil.copyfile(_empty_store(), home / "mlflow.db")
 
 
 @contextmanager
