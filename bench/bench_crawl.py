@@ -309,11 +309,12 @@ def int8_twin(fp32: Path, work: Path, rows: list[dict]) -> Path:
 
 def floor(model: Path, work: Path, rows: list[dict], n: int = 200) -> dict:
     """Decode and model milliseconds per photo (one thread each, medians over batches of 32) and the
-    photos/s they allow on this machine's CPUs: the most infer-all can reach."""
+    photos/s they allow on the cores roomclf uses (settings.cpus): the most infer-all can reach."""
     import numpy as np
 
     from roomclf.models.onnx_file import OnnxModel
     from roomclf.photos import model_input
+    from roomclf.settings import cpus
 
     m = OnnxModel(model, threads=1)
     paths = [work / "listings" / r["path"] for r in rows[:n]]
@@ -327,8 +328,7 @@ def floor(model: Path, work: Path, rows: list[dict], n: int = 200) -> dict:
         m.run(np.stack(arrays[s:s + 32]))
         per.append((time.perf_counter() - t) / 32 * 1000)
     model_ms = statistics.median(per)
-    cpus = os.cpu_count() or 1
-    return {"decode_ms": decode_ms, "model_ms": model_ms, "photos_per_s": cpus * 1000 / (decode_ms + model_ms)}
+    return {"decode_ms": decode_ms, "model_ms": model_ms, "photos_per_s": cpus() * 1000 / (decode_ms + model_ms)}
 
 
 # ---- the whole bench -----------------------------------------------------------------------------

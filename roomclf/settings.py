@@ -11,9 +11,30 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from roomclf.errors import RoomclfError
+
 # The network whose pooled features are the embeddings (cold-start prelabel, propagation, the labelling
 # queue, the near-duplicate check). Not the network `roomclf train` fine-tunes (that is TrainConfig.backbone).
 EMBEDDING_BACKBONE = "efficientnet_lite0"
+
+
+class SettingsError(RoomclfError, ValueError):
+    """An environment variable roomclf reads holds something it cannot use."""
+
+
+def cpus() -> int:
+    """The cores roomclf sizes its thread pools and its local Ray to: $ROOMCLF_CPUS if set (to leave a
+    shared machine some room, or to give each of several processes its own core), else the CPUs this
+    process may run on (its affinity mask: taskset, a container's cpuset), else os.cpu_count()."""
+    env = os.environ.get("ROOMCLF_CPUS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise SettingsError(f"ROOMCLF_CPUS={env!r}: expected a whole number of cores, 1 or more")
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:           # not Linux
+        return os.cpu_count() or 1
 
 
 def project_root() -> Path:

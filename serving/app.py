@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable
@@ -35,6 +34,7 @@ from starlette.exceptions import HTTPException
 
 from roomclf.hosts import HostAllowList, allowed_hosts
 from roomclf.models.registry import DEFAULT_ONNX_URI
+from roomclf.settings import cpus
 from serving.admission import Admission
 from serving.holder import LoadedModel, ModelHolder, public_text
 from serving.uploads import (
@@ -109,7 +109,7 @@ def create_app(model_uri: str = DEFAULT_ONNX_URI, max_batch: int = 32, max_bytes
     then get 503.
     """
     holder = ModelHolder(model_uri, threads)
-    slots = slots or max(1, (os.cpu_count() or 1) // holder.threads)
+    slots = slots or max(1, cpus() // holder.threads)
     gate = threading.BoundedSemaphore(slots)
 
     def body_limit(path: str) -> int | None:

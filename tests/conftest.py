@@ -21,6 +21,20 @@ import pytest
 PROJECT = Path(__file__).resolve().parent.parent
 
 
+def _share_the_cores() -> None:
+    """Under pytest-xdist, each worker gets its share of the cores. Every thread pool (onnxruntime, torch,
+    a local Ray) otherwise sizes itself to the whole machine in each worker and its subprocesses, and
+    spinning threads on oversubscribed cores slow everything down. Set before torch is imported."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        share = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        os.environ.setdefault("ROOMCLF_CPUS", share)
+        os.environ.setdefault("OMP_NUM_THREADS", share)
+
+
+_share_the_cores()
+
+
 def _shared_data() -> Path:
     env = os.environ.get("ROOMCLF_TEST_DATA")
     return Path(env).resolve() if env else (PROJECT.parent / "shared" / "data").resolve()

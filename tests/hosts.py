@@ -97,7 +97,9 @@ class Host:
         self.home = self.dir / "home"
         self.roomclf_home = self.dir / "roomclf"
         self.home.mkdir(parents=True, exist_ok=True)
-        keep = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ROOMCLF_", "RAY_"))}
+        # nothing of this process's roomclf, MLflow or Ray set-up, except the cores it may use (conftest)
+        keep = {k: v for k, v in os.environ.items()
+                if not k.startswith(("MLFLOW_", "ROOMCLF_", "RAY_")) or k == "ROOMCLF_CPUS"}
         self.env = {**keep, "HOME": str(self.home), "ROOMCLF_HOME": str(self.roomclf_home),
                     "MLFLOW_TRACKING_URI": tracking_uri, "ROOMCLF_DATA": str(data),
                     "MLFLOW_DISABLE_TELEMETRY": "true", "PATH": f"{BIN}:{os.environ.get('PATH', '')}",

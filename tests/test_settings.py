@@ -155,3 +155,24 @@ def test_a_dead_server_is_one_line_that_says_what_did_not_happen(store, monkeypa
     assert moved.exit_code == 1 and moved.output.startswith("Error: promote failed: the MLflow tracking store"), \
         moved.output
     assert "nothing was made champion" in moved.output and "no version 3" not in moved.output
+
+
+def test_cores_are_roomclf_cpus_else_the_ones_this_process_may_run_on(monkeypatch):
+    import os
+
+    from roomclf import settings
+
+    monkeypatch.delenv("ROOMCLF_CPUS", raising=False)
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})             # as `taskset -c N` would
+        assert settings.cpus() == 1
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert settings.cpus() == len(allowed)
+    monkeypatch.setenv("ROOMCLF_CPUS", "3")
+    assert settings.cpus() == 3
+    for bad in ("0", "two", "-1", "1.5"):
+        monkeypatch.setenv("ROOMCLF_CPUS", bad)
+        with pytest.raises(settings.SettingsError, match=f"ROOMCLF_CPUS='{bad}'"):
+            settings.cpus()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from roomclf.models.registry import DEFAULT_ONNX_URI
+from roomclf.settings import cpus
 
 TOP = 3
 
@@ -51,7 +52,7 @@ def load_model(uri: str = DEFAULT_ONNX_URI, threads: int | None = None) -> Loade
     from roomclf.models.onnx_file import OnnxModel
 
     file = resolve_model(uri)
-    return LoadedModel(file, OnnxModel(file.path, threads=threads or min(4, os.cpu_count() or 1)))
+    return LoadedModel(file, OnnxModel(file.path, threads=threads or min(4, cpus())))
 
 
 def _result(photo: str, pred, top: int) -> PhotoResult:

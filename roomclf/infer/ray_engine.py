@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from roomclf import settings
 from roomclf.infer.batch import (
     InferError,
     decode_batch,
@@ -98,7 +99,7 @@ def connect_ray(address: str | None, cpus: int | None = None, object_store_mb: i
             ray.init(address=address, runtime_env=ray_runtime_env(), log_to_driver=False,
                      logging_level="ERROR")
         else:
-            ray.init(num_cpus=cpus or os.cpu_count(), object_store_memory=object_store_mb * 1024 * 1024,
+            ray.init(num_cpus=cpus or settings.cpus(), object_store_memory=object_store_mb * 1024 * 1024,
                      include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise InferError(f"cannot connect to Ray at {address or 'a new local instance'}: "

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from roomclf import settings
 from roomclf.infer.batch import (
     InferError,
     decode_batch,
@@ -107,7 +108,7 @@ def run_loop(root: Path | str, items: list[dict], model_ref: ModelFile, with_emb
 
     from roomclf.models.onnx_file import OnnxModel
 
-    model = OnnxModel(model_ref.path, threads=threads or min(4, os.cpu_count() or 1))
+    model = OnnxModel(model_ref.path, threads=threads or min(4, settings.cpus()))
     chunks = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
 
     def decode(chunk: list[dict]) -> dict:

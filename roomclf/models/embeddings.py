@@ -31,7 +31,7 @@ import numpy as np
 from roomclf import storage
 from roomclf.errors import RoomclfError
 from roomclf.photos import PhotoError, model_input
-from roomclf.settings import EMBEDDING_BACKBONE, embedding_dir
+from roomclf.settings import EMBEDDING_BACKBONE, cpus, embedding_dir
 
 PRECISIONS = ("fp32", "int8")
 INT8_MIN_COSINE = 0.99          # an int8 embedder is used only where every calibration vector is this close
@@ -179,7 +179,7 @@ class Embedder:
         self.spec = get_spec(backbone)
         self.precision = precision
         self.path = embedder_file(backbone, precision, root, calibration)
-        self.session = _session(self.path, threads or os.cpu_count() or 1)
+        self.session = _session(self.path, threads or cpus())
         self._head: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -275,7 +275,7 @@ def embed(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_B
             size = embedder.spec.weights_size
             parts = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
             bar = _progress(len(todo), f"embedding ({backbone}, {precision})", progress)
-            with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            with ThreadPoolExecutor(max_workers=cpus()) as pool:
                 def decode(part):
                     return [pool.submit(_load_one, (storage.join(root, p), size)) for p in part]
 

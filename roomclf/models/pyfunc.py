@@ -46,7 +46,7 @@ MODEL_NAME_IN_RUN = "pyfunc-model"
 OUTPUT_COLUMNS = ("label", "confidence", "probabilities", "tags", "error")
 # What loading and running this pyfunc imports from roomclf (paths in the package): shipped as code/roomclf.
 PYFUNC_CODE = ("__init__.py", "errors.py", "photos.py", "storage.py", "taxonomy.py", "taxonomy.yaml",
-               "models/__init__.py", "models/onnx_file.py", "models/pyfunc.py")
+               "settings.py", "models/__init__.py", "models/onnx_file.py", "models/pyfunc.py")
 
 
 class PyfuncError(RoomclfError):
@@ -116,8 +116,9 @@ class RoomclfPyfunc(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context):
         from roomclf.models.onnx_file import OnnxModel
+        from roomclf.settings import cpus
 
-        threads = int(os.environ.get("ROOMCLF_PYFUNC_THREADS", "0")) or max(1, min(4, os.cpu_count() or 1))
+        threads = int(os.environ.get("ROOMCLF_PYFUNC_THREADS", "0")) or min(4, cpus())
         self.model = OnnxModel(context.artifacts[ONNX_ARTIFACT], threads=threads)
 
     def predict(self, context, model_input, params=None):

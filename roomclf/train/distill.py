@@ -17,6 +17,7 @@ import numpy as np
 
 from roomclf import storage
 from roomclf.labels.sources import LabelSource
+from roomclf.settings import cpus
 from roomclf.taxonomy import CLASSES
 from roomclf.train.config import TrainingError
 from roomclf.train.data import TrainData
@@ -45,7 +46,7 @@ def teacher_outputs(uri: str, root: str | os.PathLike, paths: list[str], batch_s
     from roomclf.models.registry import local_onnx, resolve
 
     ref = resolve(uri)
-    model = OnnxModel(local_onnx(ref), threads=os.cpu_count() or 1)
+    model = OnnxModel(local_onnx(ref), threads=cpus())
     name = f"{ref.name} v{ref.version}" if ref.version else Path(str(ref.location)).name
     teacher = Teacher(uri, name, str(ref.version) if ref.version else None,
                       attribute_keys=list(model.attribute_keys), thresholds=dict(model.thresholds))

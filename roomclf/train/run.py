@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from roomclf import storage
+from roomclf.settings import cpus
 from roomclf.taxonomy import CLASSES
 from roomclf.train.config import SURE_PRECISIONS, TrainConfig, TrainingError, check_config, sure_key
 from roomclf.train.data import TrainData, check_validation_size, class_weights, drop_broken, drop_leaks, select_data
@@ -308,10 +309,12 @@ def _log_inputs(run, cfg: TrainConfig, data: TrainData, root: Path, prep_s: floa
 def _fit(cfg: TrainConfig, data: TrainData, root: Path, spec, echo):
     """The fast.ai learner, trained frozen then unfrozen (learning rate from the config or lr_find)."""
     import mlflow
+    import torch
     from fastai.torch_core import set_seed
 
     from roomclf.train.report import epoch_logger
 
+    torch.set_num_threads(min(torch.get_num_threads(), cpus()))     # torch's own default: the physical cores
     set_seed(cfg.seed, reproducible=True)
     dls = build_dls(root, data, cfg.image_size, cfg.batch_size, spec.mean, spec.std, cfg.seed, cfg.workers,
                     recipe=cfg.recipe)
