@@ -30,9 +30,9 @@ demo: $(STAMP)
 
 # Two pytest workers, each taking whole test files (their module fixtures: servers, clusters, trained models,
 # are built once): run one file at a time, the suite leaves a core idle while a test waits on its servers and
-# subprocesses.
+# subprocesses. Files go out in collection order, the longest first (tests/conftest.py, LONG_FILES).
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The quick lane while working: no end-to-end (slow) or browser tests.
 test-fast: $(STAMP)
