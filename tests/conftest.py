@@ -27,7 +27,8 @@ def _share_the_cores() -> None:
     spinning threads on oversubscribed cores slow everything down. Set before torch is imported."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
-        share = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        share = str(max(1, cores // workers))
         os.environ.setdefault("ROOMCLF_CPUS", share)
         os.environ.setdefault("OMP_NUM_THREADS", share)
 
