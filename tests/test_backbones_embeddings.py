@@ -198,6 +198,16 @@ def test_onnxruntime_embeddings_agree_with_torch(corpus_root, home):
     assert (ours.argmax(1) == logits.argmax(1)).all()
 
 
+def test_the_embedding_session_is_sized_to_roomclf_cpus(home, monkeypatch):
+    """The one cores setting (settings.cpus: $ROOMCLF_CPUS, else the affinity mask) sizes the session's threads."""
+    from roomclf.models.embeddings import Embedder
+
+    for cores in ("1", "3"):
+        monkeypatch.setenv("ROOMCLF_CPUS", cores)
+        assert Embedder("efficientnet_lite0").session.get_session_options().intra_op_num_threads == int(cores)
+    assert Embedder("efficientnet_lite0", threads=2).session.get_session_options().intra_op_num_threads == 2
+
+
 def test_int8_and_fp32_vectors_never_share_a_cache(tmp_path, corpus_root, monkeypatch):
     """int8 vectors are computed and cached apart from fp32 ones: neither is ever returned for the other."""
     from roomclf.models.embeddings import Embedder
