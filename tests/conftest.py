@@ -25,10 +25,11 @@ def _share_the_cores() -> None:
     """Under pytest-xdist, each worker gets its share of the cores. Every thread pool (onnxruntime, torch,
     a local Ray) otherwise sizes itself to the whole machine in each worker and its subprocesses, and
     spinning threads on oversubscribed cores slow everything down. Set before torch is imported."""
+    from roomclf.settings import cpus      # light: os, pathlib and roomclf.errors only
+
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        share = str(max(1, cores // workers))
+        share = str(max(1, cpus() // workers))
         os.environ.setdefault("ROOMCLF_CPUS", share)
         os.environ.setdefault("OMP_NUM_THREADS", share)
 
