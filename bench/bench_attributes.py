@@ -49,6 +49,7 @@ from common import (  # noqa: E402
     save_result,
     split_summary,
     table,
+    write_by_eye_attributes,
     write_section,
 )
 
@@ -88,14 +89,6 @@ def split_parts(paths: list[str], split: dict) -> dict[str, np.ndarray]:
     return parts
 
 
-def _by_eye_csv(src: Path, dst: Path) -> None:
-    with open(src, newline="") as f, open(dst, "w", newline="") as out:
-        reader = csv.DictReader(f)
-        w = csv.DictWriter(out, fieldnames=reader.fieldnames)
-        w.writeheader()
-        w.writerows(r for r in reader if r.get("method") == "by_eye")
-
-
 def load(data: Path, backbone: str):
     """Features of every attribute-labelled photo, (Y, M) under each policy and by eye alone, the parts
     of the honest split, the import reports and the split's summary line."""
@@ -108,7 +101,7 @@ def load(data: Path, backbone: str):
     emb = embed(root, paths, backbone, normalize=False, progress=True)
     labels, reports = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        _by_eye_csv(data / "attributes.csv", Path(tmp) / "by_eye.csv")
+        write_by_eye_attributes(data / "attributes.csv", Path(tmp) / "by_eye.csv")
         for name, csv_path, policy in [*((p, data / "attributes.csv", p) for p in EVIDENCE_POLICIES),
                                        ("by_eye", Path(tmp) / "by_eye.csv", "as_is")]:
             store = LabelStore(Path(tmp) / f"{name}.sqlite")

@@ -71,12 +71,14 @@ from common import (
     split_summary,
     table,
     table_row,
+    write_by_eye_attributes,
     write_section,
 )
 
 sys.path.insert(0, str(PROJECT))
 SECTION = "train"
 ATTRIBUTE_TARGETS = ("kitchen.refrigerator", "living_room.fireplace", "living_room.tv")   # the issue's named tags
+MIN_TEST_POSITIVES = 10     # a tag joins the TEST attribute macro-F1 from this many TEST positives (the issue's rule)
 SEED_RESULTS = "the seed: 89% (ResNet-50), 90.1% (DenseNet-121), each on its own validation batches"
 RESULTS = PROJECT / "var" / "bench"
 
@@ -201,21 +203,26 @@ def add_pseudo_labels(root: Path, split: dict, unlabelled: list[str], teacher: P
 
 # --------------------------------------------------------------------------- attribute tags
 
-def attribute_labels(data_dir: Path, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def attribute_labels(data_dir: Path, paths: list[str], by_eye: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(Y, M) of ``paths`` (``attribute_targets``) from ../shared/data's attributes.csv under the product's
     default evidence policy, judged within each photo's labels.csv class: what the label store would give
-    `roomclf train` after ``roomclf import-labels --attributes``."""
+    `roomclf train` after ``roomclf import-labels --attributes``. ``by_eye``: only the rows a person labelled
+    by eye (fireplace, TV, refrigerator, kitchen island), every one of them kept."""
     import tempfile
 
     from roomclf.labels.store import LabelStore
-    from roomclf.train.attributes import attribute_targets, import_attributes
+    from roomclf.train.attributes import DEFAULT_EVIDENCE, attribute_targets, import_attributes
 
     truth = ground_truth(data_dir)
     rooms = [(p, truth[p]) for p in paths if p in truth]
     with tempfile.TemporaryDirectory() as tmp:
+        source = data_dir / "attributes.csv"
+        if by_eye:
+            source = write_by_eye_attributes(source, Path(tmp) / "by_eye.csv")
         store = LabelStore(Path(tmp) / "labels.sqlite")
         store.set_labels(rooms, "imported")
-        import_attributes(store, data_dir / "attributes.csv", data_dir / "listings", paths=[p for p, _ in rooms])
+        import_attributes(store, source, data_dir / "listings", paths=[p for p, _ in rooms],
+                          evidence="as_is" if by_eye else DEFAULT_EVIDENCE)
         return attribute_targets(paths, store, truth)
 
 
@@ -256,6 +263,68 @@ def attribute_scores(net, data_dir: Path, split: dict, size: int, seed: int):
     judged = [k for k, v in keys.items() if v["support"] >= MIN_VAL_POSITIVES]
     macro = float(np.mean([keys[k]["f1"] for k in judged])) if judged else None
     return {"keys": keys, "macro_f1": macro, "macro_keys": judged}, fit
+
+
+def test_attribute_scores(model_path: Path, data_dir: Path, split: dict) -> dict:
+    """``--score-attributes RUN``: the attribute scores of a saved run's model.onnx through onnxruntime, as
+    infer-all computes them (its preprocessing, its thresholds, picked on TUNE when it was trained), on every
+    TEST photo with an attribute label. Each tag is judged within the photo's true class (labels.csv), as in
+    bench_attributes.py; against the default evidence (``reliable``) and against the by-eye labels alone. A
+    tag the model does not emit counts as F1 0. The macro-F1 is over the tags with >= 10 TEST positives."""
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.settings import cpus
+    from roomclf.train.attributes import scores_metrics
+
+    with open(data_dir / "attributes.csv", newline="") as f:
+        labelled = {r["path"] for r in csv.DictReader(f)}
+    paths = [p for p, _ in split["test"] if p in labelled]
+    model = OnnxModel(model_path, threads=cpus())
+    if "attributes" not in model.output_names:
+        sys.exit(f"{model_path}: the model has no attribute output (train it with --attributes)")
+    S = np.full((len(paths), len(model.attribute_keys)), np.nan, dtype=np.float32)
+    for idx, out, _ in model.run_sources([data_dir / "listings" / p for p in paths]):
+        if idx:
+            S[idx] = out["attributes"]
+    readable = ~np.isnan(S).any(1)
+    keys = {}
+    for name, (Y, M) in (("reliable", attribute_labels(data_dir, paths)),
+                         ("by_eye", attribute_labels(data_dir, paths, by_eye=True))):
+        for j, key in enumerate(model.attribute_keys):
+            rows = M[:, j] & readable
+            y = Y[rows, j]
+            if not (y == 1).any():
+                continue
+            thr = model.thresholds.get(key)
+            found = scores_metrics(S[rows, j], y, thr) if thr is not None else \
+                {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+            keys.setdefault(key, {"emitted": thr is not None})[name] = {
+                **found, "positives": int((y == 1).sum()), "negatives": int((y == 0).sum())}
+    judged = [k for k, v in keys.items() if v.get("reliable", {}).get("positives", 0) >= MIN_TEST_POSITIVES]
+    return {"photos": int(readable.sum()), "unreadable": int((~readable).sum()), "keys": keys,
+            "macro_keys": judged, "macro_f1": float(np.mean([keys[k]["reliable"]["f1"] for k in judged]))
+            if judged else None}
+
+
+def test_attribute_table(found: dict) -> str:
+    """``test_attribute_scores``' figures as the run's section shows them: the issue's named tags first."""
+    def cell(e, k):
+        return "-" if e is None else f"{e[k]:.2f}"
+
+    order = [k for k in ATTRIBUTE_TARGETS if k in found["keys"]] + sorted(set(found["keys"]) - set(ATTRIBUTE_TARGETS))
+    rows = []
+    for key in order:
+        e = found["keys"][key]
+        r, b = e.get("reliable"), e.get("by_eye")
+        rows.append([key, f"{r['positives']}/{r['negatives']}" if r else "-", cell(r, "precision"), cell(r, "recall"),
+                     f"**{cell(r, 'f1')}**", f"{b['positives']}/{b['negatives']}" if b else "-", cell(b, "f1"),
+                     "yes" if e["emitted"] else "no" + (" (counts as F1 0)" if key in found["macro_keys"] else "")])
+    macro = "-" if found["macro_f1"] is None else f"{found['macro_f1']:.3f}"
+    return "\n".join([
+        f"Attribute tags on TEST ({found['photos']} photos with attribute labels; the model.onnx's own scores and "
+        f"thresholds, picked on TUNE; each tag judged within the photo's true class): macro-F1 **{macro}** over the "
+        f"{len(found['macro_keys'])} tags with >= {MIN_TEST_POSITIVES} TEST positives.", "",
+        table(["tag", "TEST pos/neg", "precision", "recall", "F1", "by-eye pos/neg", "F1 on by-eye labels",
+               "emitted"], rows)])
 
 
 def attribute_line(found: dict) -> str:
@@ -431,7 +500,11 @@ def run_parts(r: dict) -> dict:
     text the section had for it; any other is rendered from its figures."""
     if "carried" in r:
         return {part: r["carried"].get(part) for part in ("row", "note", "section")}
-    return {"row": run_row(r), "note": run_note(r), "section": run_section(r) if r.get("test") else None}
+    section = run_section(r) if r.get("test") else None
+    if r.get("test_attributes"):
+        section = "\n\n".join([section or f"### `{r['name']}`: {recipe_text(r['recipe'])}",
+                                test_attribute_table(r["test_attributes"])])
+    return {"row": run_row(r), "note": run_note(r), "section": section}
 
 
 def render_result(data: dict) -> str:
@@ -506,6 +579,9 @@ def main() -> None:
     ap.add_argument("--ensemble", help="comma-separated names of saved runs: instead of training, combine their "
                                        "model.onnx as `roomclf combine` does and score that model")
     ap.add_argument("--from-saved", help="score a saved run folder (no training); with --test scores TEST")
+    ap.add_argument("--score-attributes", metavar="RUN",
+                    help="score a saved run folder's model.onnx attribute tags on TEST (its thresholds were picked on "
+                         "TUNE; for the runs chosen on TUNE only), keep the figures in its result.json, render")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0,
@@ -521,6 +597,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.report:
         return finish(split_key_of(args), None, args)
+    if args.score_attributes:
+        return score_attributes(Path(args.score_attributes), args)
 
     import torch
     from fastai.torch_core import set_seed
@@ -697,6 +775,20 @@ def main() -> None:
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(f"saved {out}", flush=True)
     finish(split_key, split_line, args)
+
+
+def score_attributes(saved: Path, args) -> None:
+    """``--score-attributes``: a saved run's attribute tags on TEST, kept in its result file, then the section."""
+    result = json.loads((saved / "result.json").read_text())
+    data_dir = Path(args.data)
+    split = honest_split(data_dir, args.train, args.tune, args.test_batches, backbone="efficientnet_lite0",
+                         check_size=result["recipe"]["image_size"])
+    t = time.perf_counter()
+    result["test_attributes"] = test_attribute_scores(saved / "model.onnx", data_dir, split)
+    print(f"TEST attributes of {result['name']} ({time.perf_counter() - t:.0f}s):", flush=True)
+    print(test_attribute_table(result["test_attributes"]), flush=True)
+    (saved / "result.json").write_text(json.dumps(result, indent=1))
+    finish(result["split_key"], None, args)
 
 
 def split_key_of(args) -> str:

@@ -140,6 +140,19 @@ def ground_truth(data: Path | None = None) -> dict[str, str]:
     return read_ground_truth(Path(data or default_data()) / "labels.csv")
 
 
+def write_by_eye_attributes(src: Path, dst: Path) -> Path:
+    """A copy of the attributes CSV ``src`` holding only the rows a person labelled by eye (fireplace, TV,
+    refrigerator, kitchen island), the labels the attribute targets are judged on; returns ``dst``."""
+    import csv
+
+    with open(src, newline="") as f, open(dst, "w", newline="") as out:
+        reader = csv.DictReader(f)
+        writer = csv.DictWriter(out, fieldnames=reader.fieldnames)
+        writer.writeheader()
+        writer.writerows(r for r in reader if r.get("method") == "by_eye")
+    return dst
+
+
 def honest_split(data: Path | None = None, train: str = TRAIN_BATCHES, tune: str = TUNE_BATCHES,
                  test: str = TEST_BATCHES, backbone: str = "efficientnet_lite0", check_size: int | None = None,
                  near: bool = True) -> dict:

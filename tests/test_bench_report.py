@@ -405,3 +405,41 @@ def test_the_tradeoff_bench_reads_a_gone_runs_test_figure_from_train_json(tmp_pa
                                                   "input_size": 224}
     assert bench_tradeoff.written_test("tune-only") is None and bench_tradeoff.written_test("untested") is None
     assert bench_tradeoff.written_test("absent") is None
+
+
+def test_bench_train_scores_a_saved_models_attribute_tags_on_test_photos_at_its_own_thresholds(
+        quick_onnx, shared_data, tmp_path):
+    """``--score-attributes``: the model's attribute output cut at the thresholds in its metadata, judged
+    within each photo's true class, against the reliable labels and the by-eye ones alone. The fixture's
+    model outputs 0 for every attribute, so a threshold of 0 tags every photo of the class (recall 1,
+    precision = the share of positives) and 0.5 tags none (emitted, F1 0); a key without a threshold is
+    not emitted."""
+    import csv
+
+    import onnx
+
+    from roomclf.models.onnx_file import read_meta, save_onnx
+
+    model = onnx.load(str(quick_onnx))
+    path = save_onnx(model, tmp_path / "model.onnx", {**read_meta(model), "attribute_thresholds": {
+        "kitchen.refrigerator": 0.0, "living_room.tv": 0.5}})
+    truth = common.ground_truth(shared_data)
+    with open(shared_data / "attributes.csv", newline="") as f:
+        eye = [r for r in csv.DictReader(f) if r["method"] == "by_eye" and r["path"].startswith("batch_19/")]
+    photos = sorted({r["path"] for r in eye} & set(truth))
+    found = bench_train.test_attribute_scores(path, shared_data, {"test": [(p, truth[p]) for p in photos]})
+
+    fridge = [int(r["value"]) for r in eye if r["attribute"] == "refrigerator" and truth.get(r["path"]) == "kitchen"]
+    got = found["keys"]["kitchen.refrigerator"]
+    assert got["emitted"] and sum(fridge) > 0
+    assert got["by_eye"]["positives"] == sum(fridge) and got["by_eye"]["negatives"] == len(fridge) - sum(fridge)
+    assert got["by_eye"]["recall"] == 1.0
+    assert got["by_eye"]["precision"] == pytest.approx(sum(fridge) / len(fridge))
+    tv = found["keys"]["living_room.tv"]
+    assert tv["emitted"] and tv["by_eye"]["positives"] > 0 and tv["by_eye"]["f1"] == 0.0
+    assert not found["keys"]["living_room.fireplace"]["emitted"]
+    assert found["keys"]["living_room.fireplace"]["by_eye"]["f1"] == 0.0
+    assert found["photos"] == len(photos) and found["unreadable"] == 0
+    text = bench_train.test_attribute_table(found)
+    assert text.splitlines()[4].startswith("| kitchen.refrigerator |")      # the issue's named tags first
+    assert f"| **{got['reliable']['f1']:.2f}** |" in text
