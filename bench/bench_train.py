@@ -491,6 +491,7 @@ def run_note(r: dict) -> str | None:
     its attribute tags where it was run with --attributes."""
     said = [r["note"]] if r.get("note") else []
     said += [attribute_line(r["tune_attributes"])] if r.get("tune_attributes") else []
+    said += [pooling_line(r["pooling_probe"])] if r.get("pooling_probe") else []
     return f"- `{r['name']}`: " + "; ".join(said) if said else None
 
 
@@ -582,6 +583,10 @@ def main() -> None:
     ap.add_argument("--score-attributes", metavar="RUN",
                     help="score a saved run folder's model.onnx attribute tags on TEST (its thresholds were picked on "
                          "TUNE; for the runs chosen on TUNE only), keep the figures in its result.json, render")
+    ap.add_argument("--probe-pooling", metavar="RUN",
+                    help="read a saved run folder's body with each pooling (avg, max, GeM) and score the linear "
+                         "attribute heads fitted on those features on TUNE, without training (kept in its "
+                         "result.json, render)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0,
@@ -599,6 +604,8 @@ def main() -> None:
         return finish(split_key_of(args), None, args)
     if args.score_attributes:
         return score_attributes(Path(args.score_attributes), args)
+    if args.probe_pooling:
+        return probe_pooling(Path(args.probe_pooling), args)
 
     import torch
     from fastai.torch_core import set_seed
@@ -638,9 +645,7 @@ def main() -> None:
     t0 = time.perf_counter()
     split = honest_split(data_dir, args.train, args.tune, args.test_batches, backbone="efficientnet_lite0",
                          check_size=args.image_size)
-    if args.limit:
-        for k in ("train", "tune", "test"):
-            split[k] = split[k][::max(1, len(split[k]) // args.limit)][:args.limit]
+    limit_split(split, args.limit)
     split_line = split_summary(split)      # the whole split; a run on part of TRAIN says so in its recipe
     split_key = split_key_of(args)
     pseudo = None
@@ -789,6 +794,58 @@ def score_attributes(saved: Path, args) -> None:
     print(test_attribute_table(result["test_attributes"]), flush=True)
     (saved / "result.json").write_text(json.dumps(result, indent=1))
     finish(result["split_key"], None, args)
+
+
+def limit_split(split: dict, limit: int) -> None:
+    """``--limit N`` (smoke runs): at most N photos of each part, spread over it."""
+    if limit:
+        for k in ("train", "tune", "test"):
+            split[k] = split[k][::max(1, len(split[k]) // limit)][:limit]
+
+
+def probe_pooling(saved: Path, args) -> None:
+    """``--probe-pooling RUN``: would a pooling that keeps small objects let the heads read the attributes
+    better, without training the body again? The saved run's body (its roomnet.pt) is read with each pooling
+    of ``POOLINGS`` (GeM at its initial exponent), and the linear attribute heads `roomclf train` fits on a
+    body's features (``attribute_scores``; a head trained with the body is left out, it learnt one pooling)
+    are scored on TUNE. Kept in the run's result file as ``pooling_probe``; a line under the table."""
+    import torch
+
+    from roomclf.models.network import POOLINGS, RoomNet
+
+    result = json.loads((saved / "result.json").read_text())
+    rec, data_dir = result["recipe"], Path(args.data)
+    split = honest_split(data_dir, args.train, args.tune, args.test_batches, backbone="efficientnet_lite0",
+                         check_size=rec["image_size"])
+    limit_split(split, args.limit)
+    state = {k: v for k, v in torch.load(saved / "roomnet.pt").items()
+             if not k.startswith(("pool.", "attribute_head."))}
+    probe = {}
+    for pooling in POOLINGS:
+        net = RoomNet(rec["backbone"], pretrained=False, pooling=pooling)
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("pool.") for k in missing):
+            sys.exit(f"{saved}: roomnet.pt does not fit {rec['backbone']} ({len(missing)} missing, "
+                     f"{len(unexpected)} unexpected weights)")
+        t = time.perf_counter()
+        probe[pooling], _ = attribute_scores(net.eval(), data_dir, split, rec["image_size"], args.seed)
+        print(f"{pooling}: {attribute_line(probe[pooling])} ({time.perf_counter() - t:.0f}s)", flush=True)
+    if args.limit:       # a smoke run: printed, nothing kept
+        return print(pooling_line(probe))
+    result["pooling_probe"] = probe
+    (saved / "result.json").write_text(json.dumps(result, indent=1))
+    finish(result["split_key"], None, args)
+
+
+def pooling_line(probe: dict) -> str:
+    """``probe_pooling``'s figures in one line: TUNE macro-F1 and fireplace AUC per pooling."""
+    def num(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    return ("its body read with each pooling, linear attribute heads fitted on TRAIN (`--probe-pooling`), TUNE "
+            "macro-F1 / fireplace AUC / TV AUC: " + "; ".join(
+                f"{p} {num(f['macro_f1'])} / {num(f['keys'].get('living_room.fireplace', {}).get('auc'))} / "
+                f"{num(f['keys'].get('living_room.tv', {}).get('auc'))}" for p, f in probe.items()))
 
 
 def split_key_of(args) -> str:
