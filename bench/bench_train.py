@@ -42,6 +42,8 @@ runs it.
     python bench/bench_train.py --name lite0-distil-192 --image-size 192 --distill var/bench/train-lite2-300-teacher --recipe temperature=2
     python bench/bench_train.py --name lite2-300-mt-gem --backbone efficientnet_lite2 --attributes \
         --recipe attribute_loss_weight=1,pooling=gem   # multi-task + GeM; attribute tags scored on TUNE
+    python bench/bench_train.py --probe-pooling var/bench/train-lite2-300-mt   # its body read with avg/max/GeM (TUNE)
+    python bench/bench_train.py --score-attributes var/bench/train-lite2-300-mt   # the TUNE winner's tags on TEST
     python bench/bench_train.py --name labels1k-lite1-self --backbone efficientnet_lite1 --image-size 240 \
         --hand-labels 1000 --pseudo var/bench/train-labels1k-lite1          # self-training at 1,000 hand labels
 """
@@ -265,7 +267,7 @@ def attribute_scores(net, data_dir: Path, split: dict, size: int, seed: int):
     return {"keys": keys, "macro_f1": macro, "macro_keys": judged}, fit
 
 
-def test_attribute_scores(model_path: Path, data_dir: Path, split: dict) -> dict:
+def attribute_scores_on_test(model_path: Path, data_dir: Path, split: dict) -> dict:
     """``--score-attributes RUN``: the attribute scores of a saved run's model.onnx through onnxruntime, as
     infer-all computes them (its preprocessing, its thresholds, picked on TUNE when it was trained), on every
     TEST photo with an attribute label. Each tag is judged within the photo's true class (labels.csv), as in
@@ -305,8 +307,8 @@ def test_attribute_scores(model_path: Path, data_dir: Path, split: dict) -> dict
             if judged else None}
 
 
-def test_attribute_table(found: dict) -> str:
-    """``test_attribute_scores``' figures as the run's section shows them: the issue's named tags first."""
+def attribute_table_on_test(found: dict) -> str:
+    """``attribute_scores_on_test``' figures as the run's section shows them: the issue's named tags first."""
     def cell(e, k):
         return "-" if e is None else f"{e[k]:.2f}"
 
@@ -504,7 +506,7 @@ def run_parts(r: dict) -> dict:
     section = run_section(r) if r.get("test") else None
     if r.get("test_attributes"):
         section = "\n\n".join([section or f"### `{r['name']}`: {recipe_text(r['recipe'])}",
-                                test_attribute_table(r["test_attributes"])])
+                                attribute_table_on_test(r["test_attributes"])])
     return {"row": run_row(r), "note": run_note(r), "section": section}
 
 
@@ -789,9 +791,9 @@ def score_attributes(saved: Path, args) -> None:
     split = honest_split(data_dir, args.train, args.tune, args.test_batches, backbone="efficientnet_lite0",
                          check_size=result["recipe"]["image_size"])
     t = time.perf_counter()
-    result["test_attributes"] = test_attribute_scores(saved / "model.onnx", data_dir, split)
+    result["test_attributes"] = attribute_scores_on_test(saved / "model.onnx", data_dir, split)
     print(f"TEST attributes of {result['name']} ({time.perf_counter() - t:.0f}s):", flush=True)
-    print(test_attribute_table(result["test_attributes"]), flush=True)
+    print(attribute_table_on_test(result["test_attributes"]), flush=True)
     (saved / "result.json").write_text(json.dumps(result, indent=1))
     finish(result["split_key"], None, args)
 

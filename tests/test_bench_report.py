@@ -427,7 +427,7 @@ def test_bench_train_scores_a_saved_models_attribute_tags_on_test_photos_at_its_
     with open(shared_data / "attributes.csv", newline="") as f:
         eye = [r for r in csv.DictReader(f) if r["method"] == "by_eye" and r["path"].startswith("batch_19/")]
     photos = sorted({r["path"] for r in eye} & set(truth))
-    found = bench_train.test_attribute_scores(path, shared_data, {"test": [(p, truth[p]) for p in photos]})
+    found = bench_train.attribute_scores_on_test(path, shared_data, {"test": [(p, truth[p]) for p in photos]})
 
     fridge = [int(r["value"]) for r in eye if r["attribute"] == "refrigerator" and truth.get(r["path"]) == "kitchen"]
     got = found["keys"]["kitchen.refrigerator"]
@@ -440,6 +440,10 @@ def test_bench_train_scores_a_saved_models_attribute_tags_on_test_photos_at_its_
     assert not found["keys"]["living_room.fireplace"]["emitted"]
     assert found["keys"]["living_room.fireplace"]["by_eye"]["f1"] == 0.0
     assert found["photos"] == len(photos) and found["unreadable"] == 0
-    text = bench_train.test_attribute_table(found)
+    text = bench_train.attribute_table_on_test(found)
     assert text.splitlines()[4].startswith("| kitchen.refrigerator |")      # the named tags first
     assert f"| **{got['reliable']['f1']:.2f}** |" in text
+    # a run scored on TEST for its tags only gets a section of its own, headed by its name
+    section = bench_train.run_parts({**result("tags-only", 0.9), "test_attributes": found})["section"]
+    assert section.startswith("### `tags-only`: ") and text in section
+    assert bench_train.run_parts(result("plain", 0.9))["section"] is None
