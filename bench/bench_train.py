@@ -504,9 +504,13 @@ def run_parts(r: dict) -> dict:
     if "carried" in r:
         return {part: r["carried"].get(part) for part in ("row", "note", "section")}
     section = run_section(r) if r.get("test") else None
-    if r.get("test_attributes"):
-        section = "\n\n".join([section or f"### `{r['name']}`: {recipe_text(r['recipe'])}",
-                                attribute_table_on_test(r["test_attributes"])])
+    tables = ([attribute_table_on_test(r["test_attributes"])] if r.get("test_attributes") else []) + (
+        [f"The same body read with {r['pooling_probe_test']['pooling']} pooling, the TUNE winner of its pooling "
+         "probe (`--probe-pooling RUN --test`: linear heads fitted on TRAIN, thresholds on TUNE; the room head "
+         "is not part of it):\n\n" + attribute_table_on_test(r["pooling_probe_test"])]
+        if r.get("pooling_probe_test") else [])
+    if tables:
+        section = "\n\n".join([section or f"### `{r['name']}`: {recipe_text(r['recipe'])}", *tables])
     return {"row": run_row(r), "note": run_note(r), "section": section}
 
 
@@ -822,19 +826,37 @@ def probe_pooling(saved: Path, args) -> None:
     limit_split(split, args.limit)
     state = {k: v for k, v in torch.load(saved / "roomnet.pt").items()
              if not k.startswith(("pool.", "attribute_head."))}
-    probe = {}
-    for pooling in POOLINGS:
+
+    def body_with(pooling: str):
         net = RoomNet(rec["backbone"], pretrained=False, pooling=pooling)
         missing, unexpected = net.load_state_dict(state, strict=False)
         if unexpected or any(not k.startswith("pool.") for k in missing):
             sys.exit(f"{saved}: roomnet.pt does not fit {rec['backbone']} ({len(missing)} missing, "
                      f"{len(unexpected)} unexpected weights)")
-        t = time.perf_counter()
-        probe[pooling], _ = attribute_scores(net.eval(), data_dir, split, rec["image_size"], args.seed)
-        print(f"{pooling}: {attribute_line(probe[pooling])} ({time.perf_counter() - t:.0f}s)", flush=True)
-    if args.limit:       # a smoke run: printed, nothing kept
-        return print(pooling_line(probe))
-    result["pooling_probe"] = probe
+        return net.eval()
+
+    if args.test:        # the TUNE winner of a probe already kept: its heads again, exported, scored on TEST
+        from roomclf.models.network import ExportNet
+        from roomclf.models.onnx_file import export_onnx
+
+        kept = result.get("pooling_probe") or sys.exit(f"{saved}: no pooling probe kept yet (run without --test)")
+        best = max(kept, key=lambda p: kept[p]["macro_f1"] or 0.0)
+        net = body_with(best)
+        found, tags = attribute_scores(net, data_dir, split, rec["image_size"], args.seed)
+        path = export_onnx(ExportNet(net, tags.head), saved / f"attributes-{best}.onnx",
+                           {"input_size": rec["image_size"], "attribute_thresholds": tags.thresholds,
+                            "note": f"bench/bench_train.py --probe-pooling {saved.name}: attribute tags only"})
+        result["pooling_probe_test"] = {"pooling": best, **attribute_scores_on_test(path, data_dir, split)}
+        print(attribute_table_on_test(result["pooling_probe_test"]), flush=True)
+    else:
+        probe = {}
+        for pooling in POOLINGS:
+            t = time.perf_counter()
+            probe[pooling], _ = attribute_scores(body_with(pooling), data_dir, split, rec["image_size"], args.seed)
+            print(f"{pooling}: {attribute_line(probe[pooling])} ({time.perf_counter() - t:.0f}s)", flush=True)
+        if args.limit:       # a smoke run: printed, nothing kept
+            return print(pooling_line(probe))
+        result["pooling_probe"] = probe
     (saved / "result.json").write_text(json.dumps(result, indent=1))
     finish(result["split_key"], None, args)
 

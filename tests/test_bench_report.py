@@ -447,3 +447,9 @@ def test_bench_train_scores_a_saved_models_attribute_tags_on_test_photos_at_its_
     section = bench_train.run_parts({**result("tags-only", 0.9), "test_attributes": found})["section"]
     assert section.startswith("### `tags-only`: ") and text in section
     assert bench_train.run_parts(result("plain", 0.9))["section"] is None
+    probed = bench_train.run_parts({**result("probed", 0.9), "pooling_probe_test": {"pooling": "max", **found}})
+    assert probed["section"].startswith("### `probed`: ") and "read with max pooling" in probed["section"]
+    assert text in probed["section"]
+    line = bench_train.pooling_line({"avg": {"macro_f1": 0.5, "keys": {"living_room.fireplace": {"auc": 0.6}}},
+                                     "max": {"macro_f1": None, "keys": {}}})
+    assert line.endswith("avg 0.500 / 0.600 / -; max - / - / -")
