@@ -592,7 +592,7 @@ def main() -> None:
     ap.add_argument("--probe-pooling", metavar="RUN",
                     help="read a saved run folder's body with each pooling (avg, max, GeM) and score the linear "
                          "attribute heads fitted on those features on TUNE, without training (kept in its "
-                         "result.json, render)")
+                         "result.json, render); with --test, the kept TUNE winner's heads exported and scored on TEST")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0,
@@ -649,9 +649,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    split = honest_split(data_dir, args.train, args.tune, args.test_batches, backbone="efficientnet_lite0",
-                         check_size=args.image_size)
-    limit_split(split, args.limit)
+    split = split_of(args, args.image_size)
     split_line = split_summary(split)      # the whole split; a run on part of TRAIN says so in its recipe
     split_key = split_key_of(args)
     pseudo = None
@@ -792,21 +790,26 @@ def score_attributes(saved: Path, args) -> None:
     """``--score-attributes``: a saved run's attribute tags on TEST, kept in its result file, then the section."""
     result = json.loads((saved / "result.json").read_text())
     data_dir = Path(args.data)
-    split = honest_split(data_dir, args.train, args.tune, args.test_batches, backbone="efficientnet_lite0",
-                         check_size=result["recipe"]["image_size"])
+    split = split_of(args, result["recipe"]["image_size"])
     t = time.perf_counter()
     result["test_attributes"] = attribute_scores_on_test(saved / "model.onnx", data_dir, split)
     print(f"TEST attributes of {result['name']} ({time.perf_counter() - t:.0f}s):", flush=True)
     print(attribute_table_on_test(result["test_attributes"]), flush=True)
+    if args.limit:       # a smoke run: printed, nothing kept
+        return
     (saved / "result.json").write_text(json.dumps(result, indent=1))
     finish(result["split_key"], None, args)
 
 
-def limit_split(split: dict, limit: int) -> None:
-    """``--limit N`` (smoke runs): at most N photos of each part, spread over it."""
-    if limit:
+def split_of(args, image_size: int) -> dict:
+    """The honest split of ``args``' batches (photos checked at ``image_size``), cut to ``--limit N`` photos
+    per part, spread over it, for a smoke run."""
+    split = honest_split(Path(args.data), args.train, args.tune, args.test_batches, backbone="efficientnet_lite0",
+                         check_size=image_size)
+    if args.limit:
         for k in ("train", "tune", "test"):
-            split[k] = split[k][::max(1, len(split[k]) // limit)][:limit]
+            split[k] = split[k][::max(1, len(split[k]) // args.limit)][:args.limit]
+    return split
 
 
 def probe_pooling(saved: Path, args) -> None:
@@ -821,9 +824,7 @@ def probe_pooling(saved: Path, args) -> None:
 
     result = json.loads((saved / "result.json").read_text())
     rec, data_dir = result["recipe"], Path(args.data)
-    split = honest_split(data_dir, args.train, args.tune, args.test_batches, backbone="efficientnet_lite0",
-                         check_size=rec["image_size"])
-    limit_split(split, args.limit)
+    split = split_of(args, rec["image_size"])
     state = {k: v for k, v in torch.load(saved / "roomnet.pt").items()
              if not k.startswith(("pool.", "attribute_head."))}
 
@@ -862,7 +863,7 @@ def probe_pooling(saved: Path, args) -> None:
 
 
 def pooling_line(probe: dict) -> str:
-    """``probe_pooling``'s figures in one line: TUNE macro-F1 and fireplace AUC per pooling."""
+    """``probe_pooling``'s figures in one line: TUNE macro-F1, fireplace AUC and TV AUC per pooling."""
     def num(v):
         return "-" if v is None else f"{v:.3f}"
 
