@@ -198,14 +198,44 @@ def test_onnxruntime_embeddings_agree_with_torch(corpus_root, home):
     assert (ours.argmax(1) == logits.argmax(1)).all()
 
 
-def test_the_embedding_session_is_sized_to_roomclf_cpus(home, monkeypatch):
-    """The one cores setting (settings.cpus: $ROOMCLF_CPUS, else the affinity mask) sizes the session's threads."""
+def test_embedding_runs_a_batch_per_roomclf_cpu_and_keeps_the_order(tmp_path, corpus_root, monkeypatch):
+    """The one cores setting (settings.cpus: $ROOMCLF_CPUS) sizes how many batches run at once through the
+    embedder's one-thread session; the vectors come back in input order, the same as one batch at a time."""
+    import threading
+    import time
+
     from roomclf.models.embeddings import Embedder
 
-    for cores in ("1", "3"):
-        monkeypatch.setenv("ROOMCLF_CPUS", cores)
-        assert Embedder("efficientnet_lite0").session.get_session_options().intra_op_num_threads == int(cores)
-    assert Embedder("efficientnet_lite0", threads=2).session.get_session_options().intra_op_num_threads == 2
+    monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(tmp_path / "cache"))
+    paths = [p.relative_to(corpus_root).as_posix() for p in sorted((corpus_root / "batch_02").rglob("*.jpg"))[:24]]
+
+    class Watched(Embedder):
+        """The real embedder, noting how many of its runs overlap."""
+        def __init__(self):
+            super().__init__("efficientnet_lite0")
+            self.lock, self.now, self.most = threading.Lock(), 0, 0
+
+        def __call__(self, batch):
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            time.sleep(0.2)              # long enough that the batches started together overlap
+            try:
+                return super().__call__(batch)
+            finally:
+                with self.lock:
+                    self.now -= 1
+
+    assert Embedder("efficientnet_lite0").session.get_session_options().intra_op_num_threads == 1
+    monkeypatch.setenv("ROOMCLF_CPUS", "3")
+    watched = Watched()
+    three = embed(corpus_root, paths, batch_size=4, progress=False, embedder=watched)
+    assert watched.most == 3 and three.paths == paths
+    monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(tmp_path / "cache1"))
+    monkeypatch.setenv("ROOMCLF_CPUS", "1")
+    watched = Watched()
+    one = embed(corpus_root, paths, batch_size=4, progress=False, embedder=watched)
+    assert watched.most == 1 and np.allclose(one.vectors, three.vectors, atol=1e-5)
 
 
 def test_int8_and_fp32_vectors_never_share_a_cache(tmp_path, corpus_root, monkeypatch):

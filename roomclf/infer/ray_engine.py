@@ -1,7 +1,9 @@
 """The Ray side of infer-all: connecting to a cluster and the Ray Data pipeline.
 
-Decode tasks (the shared photo loader) feed an actor pool with one onnxruntime
-session per actor. The model travels to the actors as bytes through Ray's
+An actor pool with one single-threaded onnxruntime session per actor: each actor
+reads and decodes its batch (the shared photo loader, ``decode_batch``) and runs it,
+as the loop engine's threads do, so no pixels travel between processes and each
+actor keeps one core busy (bench/bench_crawl.py: infer-all, ray, vs its floor). The model travels to the actors as bytes through Ray's
 object store, so workers on other machines need neither the registry nor the
 driver's disk; the code travels through ``runtime_env``. The corpus root must
 be storage every node sees: a shared folder, or an ``s3://`` URI whose photos
@@ -26,17 +28,21 @@ from roomclf.storage import StorageError
 
 class Predictor:
     """The Ray actor: one onnxruntime session, loaded from the model's bytes (Ray ships them
-    through its object store, so a worker on another machine needs neither the registry nor our disk)."""
+    through its object store, so a worker on another machine needs neither the registry nor our disk);
+    each call reads, decodes and predicts one batch of photos under ``root``."""
 
-    def __init__(self, model_blob: bytes, model_name: str, model_version: str, with_embedding: bool, threads: int = 1):
+    def __init__(self, model_blob: bytes, model_name: str, model_version: str, with_embedding: bool, root: str,
+                 threads: int = 1):
         import ray
 
         self.model = load_model_bytes(model_blob, threads=threads)
+        self.root = root
         self.args = (model_name, model_version, with_embedding)
         self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict):
-        return predict_batch(self.model, batch, *self.args, node=self.node)
+        decoded = decode_batch(batch, self.root, self.model.input_size)
+        return predict_batch(self.model, decoded, *self.args, node=self.node)
 
 
 def _quiet_ray() -> None:
@@ -108,8 +114,9 @@ def connect_ray(address: str | None, cpus: int | None = None, object_store_mb: i
 
 
 def run_ray(root: Path, items: list[dict], model_ref, with_embedding: bool, batch_size: int = 32,
-            actors: int | None = None, input_size: int = 224, actor_resource: str | None = None):
-    """The Ray Data engine: decode tasks -> actor pool -> rows streamed back to the driver.
+            actors: int | None = None, actor_resource: str | None = None):
+    """The Ray Data engine: batches of photo paths -> actor pool (read, decode, predict) -> rows streamed
+    back to the driver.
     ``model_ref``: infer-all's resolved model (``.path``, ``.name``, ``.version``).
 
     ``actor_resource``: a custom Ray resource (``ray start --resources '{"NAME": N}'``) the
@@ -130,12 +137,11 @@ def run_ray(root: Path, items: list[dict], model_ref, with_embedding: bool, batc
     size = actors or max(1, cpus)
     blob = model_ref.path.read_bytes()
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 4 * size * 8)))
-    ds = ds.map_batches(decode_batch, fn_kwargs={"root": str(root), "size": input_size}, batch_size=batch_size,
-                        batch_format="numpy", num_cpus=0.25)
-    # fractional CPUs: actors at num_cpus=1 on a 2-core box take every CPU, the decode tasks never run: a hang
+    # fractional CPUs: an actor at num_cpus=1 would need a whole free core to start, and the driver and
+    # Ray's own processes share the cores with the actors
     ds = ds.map_batches(Predictor, fn_constructor_kwargs={"model_blob": blob, "model_name": model_ref.name,
                                                           "model_version": model_ref.version,
-                                                          "with_embedding": with_embedding},
+                                                          "with_embedding": with_embedding, "root": str(root)},
                         batch_size=batch_size, batch_format="numpy", num_cpus=0.5,
                         resources={actor_resource: 0.01} if actor_resource else None,
                         compute=ray.data.ActorPoolStrategy(size=size))

@@ -96,34 +96,23 @@ def resolve_model(uri: str = DEFAULT_ONNX_URI, quantized: bool = False) -> Model
 
 # --------------------------------------------------------------------------- the engines
 
-LOOP_PREFETCH = 2      # chunks decoded ahead of the model (bench/bench_crawl.py: infer-all, loop, vs its floor)
-
-
 def run_loop(root: Path | str, items: list[dict], model_ref: ModelFile, with_embedding: bool, batch_size: int = 32,
-             threads: int | None = None):
-    """The in-process engine: yields a DataFrame of rows per chunk of ``batch_size`` photos. Decoding runs
-    in a thread pool ``LOOP_PREFETCH`` chunks ahead, so it overlaps the model instead of waiting for it."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
+             cpus: int | None = None):
+    """The in-process engine: yields a DataFrame of rows per chunk of ``batch_size`` photos, in order. Chunks
+    are decoded and predicted one per core at a time (``cpus``, default ``settings.cpus()``), each in its own
+    thread over one single-threaded session (``roomclf.parallel`` says why)."""
     from roomclf.models.onnx_file import OnnxModel
+    from roomclf.parallel import ordered_map
 
-    model = OnnxModel(model_ref.path, threads=threads or min(4, settings.cpus()))
+    model = OnnxModel(model_ref.path, threads=1)
     chunks = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
 
-    def decode(chunk: list[dict]) -> dict:
+    def one(chunk: list[dict]):
         cols = {k: [it[k] for it in chunk] for k in ("path", "batch", "listing")}
-        return decode_batch(cols, str(root), model.input_size)
+        decoded = decode_batch(cols, str(root), model.input_size)
+        return predict_batch(model, decoded, model_ref.name, model_ref.version, with_embedding)
 
-    with ThreadPoolExecutor(max_workers=LOOP_PREFETCH, thread_name_prefix="infer-all-decode") as pool:
-        pending = deque(pool.submit(decode, chunk) for chunk in chunks[:LOOP_PREFETCH])
-        later = iter(chunks[LOOP_PREFETCH:])
-        while pending:
-            decoded = pending.popleft().result()
-            ahead = next(later, None)
-            if ahead is not None:
-                pending.append(pool.submit(decode, ahead))
-            yield predict_batch(model, decoded, model_ref.name, model_ref.version, with_embedding)
+    yield from ordered_map(one, chunks, cpus or settings.cpus())
 
 
 def with_stall_timeout(stream, seconds: float):
@@ -293,7 +282,7 @@ def _predict(root: Path | str, out: Path | str, todo: list[BatchPlan], model_ref
 
     from roomclf.models.onnx_file import OnnxModel
 
-    input_size = OnnxModel(model_ref.path).input_size
+    OnnxModel(model_ref.path)     # a file that is no roomclf model fails here, in one line, before any engine starts
     items = [it for plan in todo for it in plan.photos]
     by_name = {p.name: p for p in todo}
     frames: dict[str, list] = {p.name: [] for p in todo}
@@ -321,7 +310,7 @@ def _predict(root: Path | str, out: Path | str, todo: list[BatchPlan], model_ref
             from roomclf.infer.ray_engine import connect_ray, run_ray
 
             started_ray = connect_ray(address, cpus, object_store_mb)
-            stream = run_ray(root, items, model_ref, with_embedding, batch_size, actors, input_size, actor_resource)
+            stream = run_ray(root, items, model_ref, with_embedding, batch_size, actors, actor_resource)
         else:
             stream = run_loop(root, items, model_ref, with_embedding, batch_size, cpus)
         stream = with_stall_timeout(stream, stall_timeout_s)

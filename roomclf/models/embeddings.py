@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 from roomclf import storage
 from roomclf.errors import RoomclfError
+from roomclf.parallel import ordered_map, workers_for
 from roomclf.photos import PhotoError, model_input
 from roomclf.settings import EMBEDDING_BACKBONE, cpus, embedding_dir
 
@@ -172,14 +172,16 @@ class Embedder:
     """One onnxruntime session over a backbone's embedding graph: features for photos, and the ImageNet
     head for raw feature vectors."""
 
-    def __init__(self, backbone: str = EMBEDDING_BACKBONE, precision: str = "fp32", threads: int | None = None,
+    def __init__(self, backbone: str = EMBEDDING_BACKBONE, precision: str = "fp32", threads: int = 1,
                  root: str | os.PathLike | None = None, calibration: list[str] = ()):
+        """``threads``: the session's intra-op threads; one suits ``embed``, which runs a batch per core."""
         from roomclf.models.backbones import get_spec
 
         self.spec = get_spec(backbone)
         self.precision = precision
         self.path = embedder_file(backbone, precision, root, calibration)
-        self.session = _session(self.path, threads or cpus())
+        self.threads = threads
+        self.session = _session(self.path, threads)
         self._head: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -259,8 +261,8 @@ def store(root: str | os.PathLike, backbone: str, precision: str,
 def embed(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_BACKBONE,
           batch_size: int = 32, normalize: bool = True, progress: bool = True,
           embedder: Embedder | None = None, precision: str = "fp32") -> Embeddings:
-    """Embeddings of ``paths`` (relative to ``root``), computing only what the cache lacks. Decoding of
-    the next batch overlaps the model's run on this one."""
+    """Embeddings of ``paths`` (relative to ``root``), computing only what the cache lacks: a batch per
+    core at a time (``roomclf.parallel``), the cache written as each batch finishes, in order."""
     root = storage.resolve(root)
     if embedder is not None:
         backbone, precision = embedder.spec.name, embedder.precision
@@ -275,30 +277,23 @@ def embed(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_B
             size = embedder.spec.weights_size
             parts = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
             bar = _progress(len(todo), f"embedding ({backbone}, {precision})", progress)
-            with ThreadPoolExecutor(max_workers=cpus()) as pool:
-                def decode(part):
-                    return [pool.submit(_load_one, (storage.join(root, p), size)) for p in part]
 
-                ahead = decode(parts[0])
-                for i, part in enumerate(parts):
-                    loaded = [f.result() for f in ahead]
-                    if i + 1 < len(parts):
-                        ahead = decode(parts[i + 1])
-                    ok = [(p, a) for p, a in zip(part, loaded) if not isinstance(a, str)]
-                    rows = []
-                    for p, a in zip(part, loaded):
-                        if isinstance(a, str):
-                            errors[p] = a
-                            rows.append((p, *stamps[p], None, a))
-                    if ok:
-                        vecs = embedder(np.stack([a for _, a in ok]))
-                        for (p, _), v in zip(ok, vecs):
-                            found[p] = v
-                            rows.append((p, *stamps[p], v.tobytes(), None))
-                    db.executemany("INSERT OR REPLACE INTO emb VALUES (?,?,?,?,?)", rows)
-                    db.commit()
-                    computed += len(part)
-                    bar.update(len(part))
+            def one(part: list[str]):
+                loaded = [_load_one((storage.join(root, p), size)) for p in part]
+                ok = [(p, a) for p, a in zip(part, loaded) if not isinstance(a, str)]
+                vecs = embedder(np.stack([a for _, a in ok])) if ok else []
+                return [(p, a) for p, a in zip(part, loaded) if isinstance(a, str)], [
+                    (p, v) for (p, _), v in zip(ok, vecs)]
+
+            for part, (bad, good) in zip(parts, ordered_map(one, parts, workers_for(embedder.threads, cpus()))):
+                errors.update(bad)
+                found.update(good)
+                db.executemany("INSERT OR REPLACE INTO emb VALUES (?,?,?,?,?)",
+                               [(p, *stamps[p], None, why) for p, why in bad]
+                               + [(p, *stamps[p], v.tobytes(), None) for p, v in good])
+                db.commit()
+                computed += len(part)
+                bar.update(len(part))
             bar.close()
     have = [p for p in paths if p in found]
     dim = next(iter(found.values())).shape[0] if found else 0

@@ -137,9 +137,12 @@ class OnnxModel:
     """One onnxruntime session over an exported room network."""
 
     def __init__(self, location: str | os.PathLike, threads: int = 1):
+        """``threads``: the session's intra-op threads. One (the default) suits bulk work, where
+        ``run_sources`` runs a batch per core; more suit one request at a time (serving)."""
         import onnxruntime as ort
 
         self.path = find_onnx(location)
+        self.threads = threads
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -193,10 +196,16 @@ class OnnxModel:
                 results[j] = self.decode(out["probs"][k], None if attrs is None else attrs[k])
         return results  # type: ignore[return-value]
 
-    def run_sources(self, sources: list, batch_size: int = 32):
+    def run_sources(self, sources: list, batch_size: int = 32, workers: int | None = None):
         """Paths or bytes through the shared loader and the model, a batch at a time: yields (indices of the
-        readable sources, their outputs as ``run`` gives them, {index: PhotoError} of the others)."""
-        for start in range(0, len(sources), batch_size):
+        readable sources, their outputs as ``run`` gives them, {index: PhotoError} of the others), in order.
+        ``workers``: batches decoded and run at once, each in its own thread (``roomclf.parallel``); by default
+        as many as fill the cores with this session's intra-op threads, so a one-thread session runs one
+        batch per core."""
+        from roomclf.parallel import ordered_map, workers_for
+        from roomclf.settings import cpus
+
+        def one(start: int):
             arrays, idx, unreadable = [], [], {}
             for j, src in enumerate(sources[start:start + batch_size], start):
                 try:
@@ -204,4 +213,6 @@ class OnnxModel:
                     idx.append(j)
                 except PhotoError as exc:
                     unreadable[j] = exc
-            yield idx, (self.run(np.stack(arrays)) if arrays else {}), unreadable
+            return idx, (self.run(np.stack(arrays)) if arrays else {}), unreadable
+
+        yield from ordered_map(one, range(0, len(sources), batch_size), workers or workers_for(self.threads, cpus()))

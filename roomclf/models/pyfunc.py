@@ -46,7 +46,7 @@ MODEL_NAME_IN_RUN = "pyfunc-model"
 OUTPUT_COLUMNS = ("label", "confidence", "probabilities", "tags", "error")
 # What loading and running this pyfunc imports from roomclf (paths in the package): shipped as code/roomclf.
 PYFUNC_CODE = ("__init__.py", "errors.py", "photos.py", "storage.py", "taxonomy.py", "taxonomy.yaml",
-               "settings.py", "models/__init__.py", "models/onnx_file.py", "models/pyfunc.py")
+               "settings.py", "parallel.py", "models/__init__.py", "models/onnx_file.py", "models/pyfunc.py")
 
 
 class PyfuncError(RoomclfError):

@@ -17,7 +17,6 @@ import numpy as np
 
 from roomclf import storage
 from roomclf.labels.sources import LabelSource
-from roomclf.settings import cpus
 from roomclf.taxonomy import CLASSES
 from roomclf.train.config import TrainingError
 from roomclf.train.data import TrainData
@@ -46,7 +45,7 @@ def teacher_outputs(uri: str, root: str | os.PathLike, paths: list[str], batch_s
     from roomclf.models.registry import local_onnx, resolve
 
     ref = resolve(uri)
-    model = OnnxModel(local_onnx(ref), threads=cpus())
+    model = OnnxModel(local_onnx(ref))         # one-thread session: run_sources runs a batch per core
     name = f"{ref.name} v{ref.version}" if ref.version else Path(str(ref.location)).name
     teacher = Teacher(uri, name, str(ref.version) if ref.version else None,
                       attribute_keys=list(model.attribute_keys), thresholds=dict(model.thresholds))
