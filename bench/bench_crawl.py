@@ -307,7 +307,7 @@ def int8_twin(fp32: Path, work: Path, rows: list[dict]) -> Path:
     return out
 
 
-def floor(model: Path, work: Path, rows: list[dict], n: int = 200) -> dict:
+def floor(model: Path, work: Path, rows: list[dict], n: int = 320) -> dict:
     """Decode and model milliseconds per photo (one thread each, medians over batches of 32) and the
     photos/s they allow on the cores roomclf uses (settings.cpus): the most infer-all can reach."""
     import numpy as np
@@ -409,20 +409,24 @@ def labelled_steps(work: Path, rows: list[dict], total: int, logs: Path) -> list
 
 def infer_steps(work: Path, rows: list[dict], total: int, logs: Path, backbone: str, model: Path | None,
                 engines: list[str]) -> list[dict]:
-    """infer-all with each engine, fp32 and int8, each beside the floor measured for its model now."""
+    """infer-all with each engine, fp32 and int8, each beside the floor of its model measured just before
+    and just after it (their mean: this shared machine's speed drifts by tens of percent within the hour)."""
     fp32 = model or speed_model(work, backbone)
     forms = {"fp32": fp32, "int8": int8_twin(fp32, work, rows)}
-    floors = {form: floor(path, work, rows) for form, path in forms.items()}
     env = step_env(work, "home-infer")
     steps = []
     for engine in engines:
         for form, path in forms.items():
             out = work / f"infer-{engine}-{form}"
             shutil.rmtree(out, ignore_errors=True)
+            before = floor(path, work, rows)
             step = timed(f"infer-all, {engine}, {form}",
                          [*ROOMCLF, "infer-all", "--batch", "batch_01", "--model", str(path), "--engine", engine,
                           "--out", str(out), "--no-progress"], env, total, logs / f"infer-{engine}-{form}.log")
-            step.update(floor_photos_per_s=floors[form]["photos_per_s"], form=form, floor=floors[form])
+            after = floor(path, work, rows)
+            both = {k: (before[k] + after[k]) / 2 for k in before}
+            step.update(floor_photos_per_s=both["photos_per_s"], form=form, floor=both,
+                        floor_before_after=[before["photos_per_s"], after["photos_per_s"]])
             steps.append(step)
             print(steps[-1], flush=True)
     return steps
@@ -434,7 +438,7 @@ def merged(earlier: dict | None, now: dict) -> dict:
     if not earlier:
         return now
     fresh = {s["step"]: s for s in now["steps"]}
-    steps = [fresh.pop(s["step"], s) for s in earlier["steps"]] + list(fresh.values())
+    steps = [fresh.pop(s["step"], {"when": earlier["date"], **s}) for s in earlier["steps"]] + list(fresh.values())
     return {**now, "steps": steps, "floors": {**earlier.get("floors", {}), **now["floors"]}}
 
 
@@ -448,6 +452,9 @@ def render(result: dict) -> str:
     rows = []
     for s in result["steps"]:
         ratio = f"{s['photos_per_s'] / s['floor_photos_per_s']:.2f}" if s.get("floor_photos_per_s") else "-"
+        if s.get("floor_before_after"):      # the spread the machine's drift puts on the ratio
+            lo, hi = sorted(s["photos_per_s"] / f for f in s["floor_before_after"])
+            ratio += f" ({lo:.2f}–{hi:.2f})"
         rows.append([s["step"], f"{s['seconds']:.0f}", f"{s['photos_per_s']:.1f}", ratio,
                      f"{s['peak_mb']:.0f} / {s['tree_peak_mb']:.0f}", s.get("when", result["date"]).replace("T", " "),
                      *[extrapolate(s, k) for k in NODES]])
@@ -461,7 +468,9 @@ def render(result: dict) -> str:
          f"included); peak memory is sampled from /proc every half second: the largest single process of the "
          f"step's tree, and the whole tree's resident total. {result['machine']}; each step measured when its "
          f"row says (`--only` measures some steps again). infer-all's model: {result['model']}; its floor "
-         f"(one thread each, medians; divided over the CPUs): {fl}."), "",
+         f"(one thread each, medians; divided over the CPUs) is measured just before and just after each "
+         f"infer-all row, and the row is compared with their mean (in brackets: with each of the two); "
+         f"the last ones: {fl}."), "",
         table(["step", "seconds", "photos/s", "vs floor", "peak MB: largest process / all", "measured",
                *[f"whole crawl, {k} node{'s' if k > 1 else ''}" for k in NODES]], rows), "",
         (f"The whole crawl is {CRAWL_BATCHES} batches of {CRAWL_PHOTOS:,} photos; N nodes assume the per-node rate "

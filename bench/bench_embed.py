@@ -30,15 +30,18 @@ sys.path.insert(0, str(PROJECT))
 
 
 class TorchEager:
-    """The embedder roomclf used before onnxruntime: the registry's network in torch eager mode."""
+    """The embedder roomclf used before onnxruntime: the registry's network in torch eager mode, with
+    ``threads`` torch threads per batch (``embed`` runs cores / threads batches at once, as for onnxruntime)."""
 
     precision = "fp32"
 
-    def __init__(self, backbone: str):
+    def __init__(self, backbone: str, threads: int):
         import torch
 
         from roomclf.models.backbones import build_backbone, get_spec, normalizer, split_backbone
 
+        self.threads = threads
+        torch.set_num_threads(threads)        # torch's setting is the process's: TORCH_SHAPES set it in turn
         self.spec = get_spec(backbone)
         body, pool, _ = split_backbone(backbone, build_backbone(backbone, pretrained=True))
         self.net = torch.nn.Sequential(normalizer(self.spec), body, pool).eval()
@@ -46,6 +49,8 @@ class TorchEager:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         with torch.inference_mode():
             return self.net(torch.from_numpy(batch)).numpy()
 
@@ -59,7 +64,7 @@ def cosines(a, b) -> np.ndarray:
 
 
 def render(result: dict) -> str:
-    base = result["variants"][0]["photos_per_s"]
+    base = max(v["photos_per_s"] for v in result["variants"] if v["name"].startswith("torch eager") and v["runs"])
     rows = [[v["name"], f"{v['photos_per_s']:.1f}", f"{v['photos_per_s'] / base:.1f}x",
              "-" if v["cosine_min"] is None else f"{v['cosine_min']:.4f} / {v['cosine_median']:.5f}"]
             for v in result["variants"] if v["runs"]]
@@ -70,8 +75,11 @@ def render(result: dict) -> str:
          f"empty cache each round ({result['backbone']}, {result['input_size']} px, batches of "
          f"{result['batch_size']}): decoding, preprocessing, the network and the cache writes. "
          f"{result['rounds']} interleaved rounds, median; {result['machine']}, load average "
-         f"{result['load']:.1f} at the end; {result['date']}."), "",
-        table(["embedder", "photos/s", "vs torch eager", "cosine to torch: min / median"], rows),
+         f"{result['load']:.1f} at the end; {result['date']}. `embed` runs as many batches at once as fill the "
+         f"cores with the embedder's threads: one-thread sessions run a batch per core (roomclf's), sessions "
+         f"with a thread per core one batch at a time. torch eager is measured both ways, and the ratio is to "
+         f"the faster of them."), "",
+        table(["embedder", "photos/s", "vs the faster torch eager", "cosine to torch: min / median"], rows),
         *([""] + notes if notes else [])])
 
 
@@ -96,7 +104,12 @@ def main() -> None:
     batches = parse_batches(args.batches, root)
     paths = [p for b in batches for p in discover(root, b).paths]
     paths = paths[:args.limit] if args.limit else paths
-    embedders = {"torch eager": TorchEager(backbone), "onnxruntime fp32": Embedder(backbone, "fp32")}
+    from roomclf.settings import cpus
+
+    embedders = {"torch eager": TorchEager(backbone, cpus()),
+                 "torch eager, a batch per core": TorchEager(backbone, 1),
+                 "onnxruntime fp32": Embedder(backbone, "fp32"),
+                 "onnxruntime fp32, one batch at a time on every core": Embedder(backbone, "fp32", threads=cpus())}
     notes = {}
     try:
         embedders["onnxruntime int8"] = Embedder(backbone, "int8", root=root, calibration=paths)
@@ -114,7 +127,7 @@ def main() -> None:
     os.environ.pop("ROOMCLF_EMBEDDING_DIR")
     variants = []
     for name in embedders:
-        cos = None if name == "torch eager" else cosines(vectors["torch eager"], vectors[name])
+        cos = None if name.startswith("torch eager") else cosines(vectors["torch eager"], vectors[name])
         variants.append({"name": name, "photos_per_s": statistics.median(times[name]), "runs": times[name],
                          "cosine_min": None if cos is None else float(cos.min()),
                          "cosine_median": None if cos is None else float(np.median(cos))})

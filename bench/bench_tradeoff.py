@@ -54,6 +54,7 @@ MODELS = {
     "lite2-300-teacher": "`roomclf train`'s default: efficientnet_lite2, 300 px",
     "lite2-300-teacher:int8": "the same, static int8 (`roomclf train --quantize`)",
     "lite0-distil-192": "efficientnet_lite0, 192 px, distilled from it (`roomclf distill`)",
+    "lite0-distil-224": "efficientnet_lite0, 224 px, distilled from it (`roomclf distill`)",
     "default": "efficientnet_lite0, 224 px, trained on the labels (the demo's)",
 }
 

@@ -46,9 +46,9 @@ def sample_data(out, source, manifest, jobs, timeout, retries):
               help="The onnxruntime graph that embeds. int8 is calibrated on these photos and used only where its "
                    "vectors agree with fp32's; each precision has its own cache (bench/bench_embed.py compares them).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: one process on this machine (onnxruntime already uses every core). ray: decode tasks "
-                   "and onnxruntime actors on a Ray cluster, for many batches on many machines (the corpus must "
-                   "be storage every node sees).")
+              help="local: one process on this machine (a batch per core at once). ray: onnxruntime actors "
+                   "on a Ray cluster, each reading its own batches, for many batches on many machines (the corpus "
+                   "must be storage every node sees).")
 @click.option("--address", default=None,
               help="With --engine ray: the cluster to join (auto, or HOST:PORT of the head). "
                    "Default: $RAY_ADDRESS if set, else start a local Ray.")

@@ -1,11 +1,12 @@
 """Embeddings of many batches at once, on a Ray cluster.
 
 The same embedding graph as ``roomclf.models.embeddings`` (one per backbone, size and precision) runs in a
-pool of Ray actors, one onnxruntime session each, fed by decode tasks (``decode_batch``, infer-all's shared
-loader), so a crawl's batches are embedded by every node of the cluster together. The vectors come back to
-the driver, which keeps them in the one embedding cache chunk by chunk: a killed run keeps every finished
-chunk and a rerun computes only the rest. On one machine the local engine (``embed``) is as fast, since
-onnxruntime already uses every core there; Ray pays when there are more machines.
+pool of Ray actors, one single-threaded onnxruntime session each; each actor reads and decodes its own batches
+(``decode_batch``, infer-all's shared loader), as infer-all's actors do, so a crawl's batches are embedded by
+every node of the cluster together. The vectors come back to the driver, which keeps them in the one
+embedding cache chunk by chunk: a killed run keeps every finished chunk and a rerun computes only the rest.
+On one machine the local engine (``embed``) is as fast, since it already runs a batch per core; Ray pays when
+there are more machines.
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from roomclf.settings import EMBEDDING_BACKBONE
 
 class GraphActor:
     """The Ray actor: one onnxruntime session over the embedding graph, loaded from its bytes (shipped
-    through Ray's object store, so a worker needs nothing of this machine's disk)."""
+    through Ray's object store, so a worker needs nothing of this machine's disk); each call reads and
+    decodes a batch of photos under ``root`` at ``size`` px, then embeds it."""
 
-    def __init__(self, graph: bytes, threads: int = 1):
+    def __init__(self, graph: bytes, root: str, size: int, threads: int = 1):
         import onnxruntime as ort
 
         from roomclf.models.onnx_file import execution_providers
@@ -31,8 +33,10 @@ class GraphActor:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(graph, opts, providers=execution_providers())
+        self.root, self.size = root, size
 
     def __call__(self, batch: dict) -> dict:
+        batch = decode_batch(batch, self.root, self.size)
         ok = batch["error"] == ""
         vectors = np.zeros((len(ok), 0), np.float32)
         if ok.any():
@@ -63,11 +67,11 @@ def embed_on_ray(root: str | os.PathLike, paths: list[str], backbone: str = EMBE
             size = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
             items = [{"path": p, "batch": p.split("/", 1)[0], "listing": p.rsplit("/", 1)[0]} for p in todo]
             ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 32 * size)))
-            ds = ds.map_batches(decode_batch, fn_kwargs={"root": str(root), "size": get_spec(backbone).weights_size},
-                                batch_size=batch_size, batch_format="numpy", num_cpus=0.25)
-            # fractional CPUs, as infer-all's actors: whole ones would leave the decode tasks no core
-            ds = ds.map_batches(GraphActor, fn_constructor_kwargs={"graph": graph}, batch_size=batch_size,
-                                batch_format="numpy", num_cpus=0.5, compute=ray.data.ActorPoolStrategy(size=size))
+            # fractional CPUs, as infer-all's actors: the driver and Ray's own processes share the cores
+            ds = ds.map_batches(GraphActor, fn_constructor_kwargs={"graph": graph, "root": str(root),
+                                                                   "size": get_spec(backbone).weights_size},
+                                batch_size=batch_size, batch_format="numpy", num_cpus=0.5,
+                                compute=ray.data.ActorPoolStrategy(size=size))
             with tqdm(total=len(todo), desc=f"embedding on Ray ({backbone}, {precision})", unit="photo",
                       disable=not progress, dynamic_ncols=True) as bar:
                 for out in ds.iter_batches(batch_size=None, batch_format="numpy"):

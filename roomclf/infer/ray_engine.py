@@ -3,13 +3,13 @@
 An actor pool with one single-threaded onnxruntime session per actor: each actor
 reads and decodes its batch (the shared photo loader, ``decode_batch``) and runs it,
 as the loop engine's threads do, so no pixels travel between processes and each
-actor keeps one core busy (bench/bench_crawl.py: infer-all, ray, vs its floor). The model travels to the actors as bytes through Ray's
-object store, so workers on other machines need neither the registry nor the
-driver's disk; the code travels through ``runtime_env``. The corpus root must
-be storage every node sees: a shared folder, or an ``s3://`` URI whose photos
-each worker reads itself (so every node needs the S3 endpoint and credentials
-in its own environment, or an instance role: they are never shipped). The
-output is written by the driver.
+actor keeps one core busy (bench/bench_crawl.py: infer-all, ray, vs its floor).
+The model travels to the actors as bytes through Ray's object store, so workers
+on other machines need neither the registry nor the driver's disk; the code
+travels through ``runtime_env``. The corpus root must be storage every node
+sees: a shared folder, or an ``s3://`` URI whose photos each worker reads itself
+(so every node needs the S3 endpoint and credentials in its own environment, or
+an instance role: they are never shipped). The output is written by the driver.
 """
 from __future__ import annotations
 
@@ -137,8 +137,8 @@ def run_ray(root: Path, items: list[dict], model_ref, with_embedding: bool, batc
     size = actors or max(1, cpus)
     blob = model_ref.path.read_bytes()
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 4 * size * 8)))
-    # fractional CPUs: an actor at num_cpus=1 would need a whole free core to start, and the driver and
-    # Ray's own processes share the cores with the actors
+    # half a CPU each: one actor per core still starts where something else holds part of a core (each
+    # runs one thread, so they never take more than their core's worth)
     ds = ds.map_batches(Predictor, fn_constructor_kwargs={"model_blob": blob, "model_name": model_ref.name,
                                                           "model_version": model_ref.version,
                                                           "with_embedding": with_embedding, "root": str(root)},
