@@ -3,7 +3,7 @@
 Each batch is decoded and run through a single-threaded onnxruntime session in one thread, and as many
 batches run at once as there are cores. Decoding (Pillow) and the session both release the GIL, so the
 cores stay busy with no handoff between a decode pool and the model's own thread pool; the earlier shape
-(decode threads feeding one session with an intra-op thread per core) left a quarter of the cores idle
+(decode threads feeding one session with an intra-op thread per core) left the cores partly idle
 (bench/bench_crawl.py: infer-all, loop, vs its floor). An onnxruntime session may run from several
 threads at once, so the batches share one session.
 """

@@ -61,7 +61,8 @@ def classify(loaded: LoadedModel, uploads: list[tuple[str, bytes]], max_bytes: i
             todo.append(i)
         except UploadError as exc:
             results[i] = {"filename": name, "status": exc.status, "error": exc.message}
-    predictions = loaded.model.predict_sources([uploads[i][1] for i in todo]) if todo else []
+    # one batch at a time: the server's slots are its concurrency (docs/deploy.md: Concurrency)
+    predictions = loaded.model.predict_sources([uploads[i][1] for i in todo], workers=1) if todo else []
     for i, p in zip(todo, predictions):
         name = uploads[i][0]
         if p.error:

@@ -156,8 +156,9 @@ def run_ray(root: Path, items: list[dict], model_ref, with_embedding: bool, batc
 
 
 def storage_cause(exc: BaseException) -> StorageError | None:
-    """The ``StorageError`` a decode task raised on a worker (credentials, a bucket: the worker's own
-    environment), unwrapped from Ray's errors as one line that says where it happened; None if there is none."""
+    """The ``StorageError`` a model actor raised on a worker while reading photos (credentials, a bucket: the
+    worker's own environment), unwrapped from Ray's errors as one line that says where it happened; None if
+    there is none."""
     seen = set()
     todo = [exc]
     while todo:

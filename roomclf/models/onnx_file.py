@@ -180,14 +180,16 @@ class OnnxModel:
                     tags[name] = round(float(p), 4)
         return Prediction(label, float(probs[i]), {c: float(v) for c, v in zip(self.classes, probs)}, tags)
 
-    def predict_sources(self, sources: list, batch_size: int = 32, progress: str | None = None) -> list[Prediction]:
+    def predict_sources(self, sources: list, batch_size: int = 32, progress: str | None = None,
+                        workers: int | None = None) -> list[Prediction]:
         """Paths or bytes -> Predictions; a photo that cannot be read gets an error, not an exception.
-        ``progress``: a label for a progress bar (shown on a terminal), or None for none."""
+        ``progress``: a label for a progress bar (shown on a terminal), or None for none; ``workers``: as for
+        ``run_sources``."""
         from tqdm import tqdm
 
         results: list[Prediction | None] = [None] * len(sources)
-        batches = tqdm(self.run_sources(sources, batch_size), total=-(-len(sources) // batch_size), desc=progress,
-                       unit="batch", disable=None if progress else True, leave=False)
+        batches = tqdm(self.run_sources(sources, batch_size, workers), total=-(-len(sources) // batch_size),
+                       desc=progress, unit="batch", disable=None if progress else True, leave=False)
         for idx, out, unreadable in batches:
             for j, exc in unreadable.items():
                 results[j] = Prediction(None, None, error=exc.reason, error_kind=exc.kind)
@@ -215,4 +217,5 @@ class OnnxModel:
                     unreadable[j] = exc
             return idx, (self.run(np.stack(arrays)) if arrays else {}), unreadable
 
-        yield from ordered_map(one, range(0, len(sources), batch_size), workers or workers_for(self.threads, cpus()))
+        starts = range(0, len(sources), batch_size)
+        yield from ordered_map(one, starts, min(len(starts), workers or workers_for(self.threads, cpus())))
