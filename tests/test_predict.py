@@ -75,3 +75,24 @@ def test_bad_model_is_one_line_exit_2(champion, corpus_root, tmp_path):
         assert res.output.strip().splitlines() == [res.output.strip().splitlines()[-1]]
         assert res.output.startswith("Error:") and needle in res.output and "Traceback" not in res.output
     assert CliRunner().invoke(main, ["predict"]).exit_code == 2          # no photo: a usage error
+
+
+def test_a_model_folder_means_its_model_onnx_and_several_others_are_refused(champion, corpus_root, quick_onnx,
+                                                                            tmp_path):
+    """A training run's folder can hold other .onnx files beside model.onnx (a probe's export): the folder
+    means model.onnx, whatever sorts first; a folder of several other files is refused in one line."""
+    import shutil
+
+    from roomclf.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(quick_onnx, run / "model.onnx")
+    (run / "attributes-max.onnx").write_bytes(b"not a graph")      # sorts first; reading it would fail
+    photo = str(corpus_root / GOOD[0])
+    ok = CliRunner().invoke(main, ["predict", "--json", "--model", str(run), photo])
+    assert ok.exit_code == 0, ok.output
+    (run / "model.onnx").rename(run / "other.onnx")
+    refused = CliRunner().invoke(main, ["predict", "--model", str(run), photo])
+    assert refused.exit_code == 2 and "2 .onnx files and no model.onnx" in refused.output
+    assert "Traceback" not in refused.output and len(refused.output.strip().splitlines()) == 1

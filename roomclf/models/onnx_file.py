@@ -105,14 +105,21 @@ def save_onnx(model, path: str | os.PathLike, meta: dict) -> Path:
 
 
 def find_onnx(location: str | os.PathLike) -> Path:
-    """A .onnx file, or a folder (e.g. a downloaded MLflow model) holding one."""
+    """A .onnx file, or a folder (e.g. a downloaded MLflow model, a training run's output) holding one: its only
+    .onnx file, else its top-level ``model.onnx`` (the name MLflow and training give the model); a folder
+    with several and no ``model.onnx`` is refused rather than guessed at."""
     p = Path(location)
     if p.is_file():
         return p
     found = sorted(p.rglob("*.onnx")) if p.is_dir() else []
     if not found:
         raise FileNotFoundError(f"no .onnx model at {location}")
-    return found[0]
+    if len(found) == 1:
+        return found[0]
+    if (p / "model.onnx").is_file():
+        return p / "model.onnx"
+    raise FileNotFoundError(f"{location} holds {len(found)} .onnx files and no model.onnx "
+                            f"({', '.join(f.name for f in found[:4])}): name the file")
 
 
 @dataclass
