@@ -31,7 +31,7 @@ from roomclf.models.registry import DEFAULT_ONNX_URI
 @click.option("--stall-timeout", default=600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Stop (keeping finished batches) when no prediction arrives for this many seconds.")
 @click.option("--cpus", type=click.IntRange(min=1), default=None,
-              help="CPUs of a local Ray (default: all); with --engine loop, onnxruntime threads.")
+              help="CPUs of a local Ray (default: all); with --engine loop, batches run at once (one per core).")
 @click.option("--object-store-mb", default=512, show_default=True, type=click.IntRange(min=100),
               help="Object store size of a local Ray.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
