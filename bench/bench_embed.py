@@ -40,8 +40,7 @@ class TorchEager:
 
         from roomclf.models.backbones import build_backbone, get_spec, normalizer, split_backbone
 
-        self.threads = threads
-        torch.set_num_threads(threads)        # a process-wide setting: each variant sets its own again per call
+        self.threads = threads                # torch's threads are a process-wide setting: set per call
         self.spec = get_spec(backbone)
         body, pool, _ = split_backbone(backbone, build_backbone(backbone, pretrained=True))
         self.net = torch.nn.Sequential(normalizer(self.spec), body, pool).eval()

@@ -178,6 +178,19 @@ def model_input(src: str | os.PathLike | bytes | Image.Image, size: int) -> np.n
     return to_array(model_pixels(src, size))
 
 
+def model_inputs(sources: list, size: int) -> tuple[list[np.ndarray], list[int], dict[int, PhotoError]]:
+    """``model_input`` over a batch of sources: (the arrays of the readable ones, their indices in
+    ``sources``, {index: PhotoError} of the others). A photo that cannot be read never stops the batch."""
+    arrays, readable, unreadable = [], [], {}
+    for i, src in enumerate(sources):
+        try:
+            arrays.append(model_input(src, size))
+            readable.append(i)
+        except PhotoError as exc:
+            unreadable[i] = exc
+    return arrays, readable, unreadable
+
+
 def thumbnail(src: str | os.PathLike | bytes, size: int = 256) -> Image.Image:
     """An upright RGB thumbnail whose longer side is at most ``size``."""
     img = open_photo(src, target=size)

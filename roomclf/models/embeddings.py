@@ -30,7 +30,7 @@ import numpy as np
 from roomclf import storage
 from roomclf.errors import RoomclfError
 from roomclf.parallel import ordered_map, workers_for
-from roomclf.photos import PhotoError, model_input
+from roomclf.photos import model_inputs
 from roomclf.settings import EMBEDDING_BACKBONE, cpus, embedding_dir
 
 PRECISIONS = ("fp32", "int8")
@@ -138,7 +138,7 @@ def _quantize_checked(fp32: Path, int8: Path, root: Path | str, calibration: lis
     with tempfile.TemporaryDirectory(dir=int8.parent) as tmp:
         candidate = quantize_static_int8(fp32, Path(tmp) / int8.name, root, sample)
         size = _input_size(fp32)
-        arrays = [a for a in (_load_one((storage.join(root, p), size)) for p in sample) if not isinstance(a, str)]
+        arrays = model_inputs([storage.join(root, p) for p in sample], size)[0]
         batch = np.stack(arrays)
         a, b = _session(fp32, 1).run(["features"], {"image": batch})[0], _session(candidate, 1).run(
             ["features"], {"image": batch})[0]
@@ -201,14 +201,6 @@ def _cache(backbone: str, precision: str) -> sqlite3.Connection:
     db.execute("CREATE TABLE IF NOT EXISTS emb (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
                "vec BLOB, error TEXT)")
     return db
-
-
-def _load_one(args: tuple[Path | str, int]) -> np.ndarray | str:
-    path, size = args
-    try:
-        return model_input(path, size)
-    except PhotoError as exc:
-        return exc.reason
 
 
 def _stamps(root: Path | str, paths: list[str]) -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
@@ -279,11 +271,10 @@ def embed(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_B
             bar = _progress(len(todo), f"embedding ({backbone}, {precision})", progress)
 
             def one(part: list[str]):
-                loaded = [_load_one((storage.join(root, p), size)) for p in part]
-                ok = [(p, a) for p, a in zip(part, loaded) if not isinstance(a, str)]
-                vecs = embedder(np.stack([a for _, a in ok])) if ok else []
-                return [(p, a) for p, a in zip(part, loaded) if isinstance(a, str)], [
-                    (p, v) for (p, _), v in zip(ok, vecs)]
+                arrays, readable, unreadable = model_inputs([storage.join(root, p) for p in part], size)
+                vecs = embedder(np.stack(arrays)) if arrays else []
+                return ([(part[i], exc.reason) for i, exc in unreadable.items()],
+                        [(part[i], v) for i, v in zip(readable, vecs)])
 
             for part, (bad, good) in zip(parts, ordered_map(one, parts, workers_for(embedder.threads, cpus()))):
                 errors.update(bad)

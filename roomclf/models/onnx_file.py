@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from roomclf.errors import RoomclfError
-from roomclf.photos import PhotoError, model_input
+from roomclf.photos import model_inputs
 from roomclf.taxonomy import ATTRIBUTE_KEYS, CLASSES
 
 META_KEY = "roomclf"
@@ -215,13 +215,9 @@ class OnnxModel:
         from roomclf.settings import cpus
 
         def one(start: int):
-            arrays, idx, unreadable = [], [], {}
-            for j, src in enumerate(sources[start:start + batch_size], start):
-                try:
-                    arrays.append(model_input(src, self.input_size))
-                    idx.append(j)
-                except PhotoError as exc:
-                    unreadable[j] = exc
+            arrays, idx, unreadable = model_inputs(sources[start:start + batch_size], self.input_size)
+            idx = [start + i for i in idx]
+            unreadable = {start + i: exc for i, exc in unreadable.items()}
             return idx, (self.run(np.stack(arrays)) if arrays else {}), unreadable
 
         starts = range(0, len(sources), batch_size)
