@@ -179,8 +179,11 @@ def model_input(src: str | os.PathLike | bytes | Image.Image, size: int) -> np.n
 
 
 def model_inputs(sources: list, size: int) -> tuple[list[np.ndarray], list[int], dict[int, PhotoError]]:
-    """``model_input`` over a batch of sources: (the arrays of the readable ones, their indices in
-    ``sources``, {index: PhotoError} of the others). A photo that cannot be read never stops the batch."""
+    """``model_input`` over a batch of sources, the one batch loader of every bulk path (embeddings,
+    ``OnnxModel.run_sources``, infer-all's engines): (the arrays of the readable ones, their indices in
+    ``sources``, {index: PhotoError} of the others). No photo stops the batch: whatever one photo raises
+    becomes its PhotoError, except ``storage.StorageError`` (storage that cannot be used as configured fails
+    every photo alike, so it stops the run with its one-line message)."""
     arrays, readable, unreadable = [], [], {}
     for i, src in enumerate(sources):
         try:
@@ -188,6 +191,12 @@ def model_inputs(sources: list, size: int) -> tuple[list[np.ndarray], list[int],
             readable.append(i)
         except PhotoError as exc:
             unreadable[i] = exc
+        except storage.StorageError:
+            raise
+        except Exception as exc:
+            unreadable[i] = PhotoError(f"cannot read photo ({type(exc).__name__}: {exc})"[:300],
+                                       "<bytes>" if isinstance(src, (bytes, bytearray, memoryview)) else str(src),
+                                       PhotoError.UNREADABLE)
     return arrays, readable, unreadable
 
 

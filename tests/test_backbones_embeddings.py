@@ -272,7 +272,7 @@ def test_int8_embedder_that_disagrees_with_fp32_is_refused(tmp_path, corpus_root
 
 @pytest.mark.slow
 def test_ray_engine_embeds_many_batches_as_the_local_one_does(tmp_path, corpus_root, monkeypatch):
-    """`roomclf embed --engine ray`: decode tasks and onnxruntime actors on a real local Ray fill the same
+    """`roomclf embed --engine ray`: onnxruntime actors reading their own photos on a real local Ray fill the same
     cache with the same vectors and errors as the local engine; a rerun computes nothing."""
     from click.testing import CliRunner
 

@@ -113,15 +113,34 @@ def _gt_batch(ground_truth, batch):
 # --------------------------------------------------------------------------- pure functions
 
 
-def test_decode_matches_model_input_bitwise(corpus_root, ground_truth):
-    from roomclf.infer.batch import decode, to_model_input
+def test_decode_batch_is_the_shared_loader_with_an_error_per_bad_photo(corpus_root, ground_truth):
+    """infer-all's batches go through ``photos.model_inputs``: the readable photos' inputs equal
+    ``model_input``'s bitwise, in order, and every planted broken file (and a path that is a folder) is a row
+    with its reason, not a crash."""
+    from roomclf.infer.batch import decode_batch
     from roomclf.photos import model_input
 
-    odd = [p for p, r in ground_truth.items() if r["subtype"].startswith("odd_")]
-    for rel in odd[:4] + ["batch_01/listing_0439/photo_01.jpg"]:
-        ours = to_model_input(decode(corpus_root / rel, 224)[None])[0]
-        assert ours.dtype == np.float32 and ours.shape == (3, 224, 224)
-        assert np.array_equal(ours, model_input(corpus_root / rel, 224)), rel
+    odd = [p for p, r in ground_truth.items() if r["subtype"].startswith("odd_")][:4]
+    good = "batch_01/listing_0439/photo_01.jpg"
+    bad = [p for p, r in ground_truth.items() if r["subtype"].startswith("corrupt")][:2] + ["batch_01"]
+    paths = [odd[0], bad[0], good, bad[1], *odd[1:], bad[2]]
+    out = decode_batch({"path": paths, "batch": ["b"] * len(paths), "listing": ["l"] * len(paths)},
+                       str(corpus_root), 224)
+    readable = [p for p in paths if p not in bad]
+    assert [p for p, e in zip(out["path"], out["error"]) if not e] == readable
+    assert all(out["error"][paths.index(p)] for p in bad)
+    assert out["inputs"].dtype == np.float32 and out["inputs"].shape == (len(readable), 3, 224, 224)
+    for k, rel in enumerate(readable):
+        assert np.array_equal(out["inputs"][k], model_input(corpus_root / rel, 224)), rel
+
+
+def test_model_inputs_turns_any_per_photo_failure_into_that_photos_error(corpus_root):
+    """Whatever one source raises (here: not a path at all) is that photo's PhotoError; the batch goes on."""
+    from roomclf.photos import PhotoError, model_inputs
+
+    arrays, readable, unreadable = model_inputs([corpus_root / "batch_01/listing_0439/photo_01.jpg", 7], 224)
+    assert readable == [0] and len(arrays) == 1
+    assert isinstance(unreadable[1], PhotoError) and unreadable[1].reason.startswith("cannot read photo (TypeError")
 
 
 def test_listing_summary_prefers_front_exterior():

@@ -1,14 +1,15 @@
 """The plain functions both infer-all engines share, one batch of photos at a time.
 
-* ``decode_batch``: relative paths -> uint8 pixels (the shared photo loader's
-  preprocessing: upright RGB, shorter side to the input size, centre crop) and
-  an error per photo that cannot be read;
-* ``predict_batch``: pixels -> one row per photo (class, probabilities, tags,
-  optional embedding, model name/version, node, error), via ``OnnxModel``;
+* ``decode_batch``: relative paths -> the model inputs of the readable photos
+  (``photos.model_inputs``, the one batch loader) and an error per photo that
+  cannot be read;
+* ``predict_batch``: a decoded batch -> one row per photo (class, probabilities,
+  tags, optional embedding, model name/version, node, error), via ``OnnxModel``;
 * ``row_schema``: the Parquet schema of those rows.
 
-The loop engine calls them in-process; the Ray engine as map_batches tasks and
-actors (``roomclf.infer.ray_engine``). Neither imports the other.
+Both run where the photos are read: the loop engine calls them in its threads,
+the Ray engine in its actors (``roomclf.infer.ray_engine``), so no pixels travel
+between processes. Neither engine imports the other.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from roomclf.errors import RoomclfError
-from roomclf.photos import PhotoError, model_pixels, to_array
-from roomclf.storage import StorageError, join
+from roomclf.photos import model_inputs
+from roomclf.storage import join
 from roomclf.taxonomy import CLASSES
 
 LOCAL_NODE = "local"
@@ -29,32 +30,17 @@ class InferError(RoomclfError):
     """Bad input to infer-all (model, engine, cluster address)."""
 
 
-# The shared preprocessing, in two halves: decode to compact uint8 pixels (shipped between Ray
-# tasks), then float conversion right before the model.
-decode = model_pixels
-to_model_input = to_array
-
-
 def decode_batch(batch: dict, root: str, size: int) -> dict:
-    """{'path', 'batch', 'listing'} columns -> the same plus 'pixels' (uint8) and 'error' ('' when fine).
-    ``root``: a local folder or an ``s3://`` URI; the photos are read where this runs (on a Ray worker, there).
-    Object storage that cannot be used as configured (credentials, bucket) stops the run: ``StorageError``."""
+    """{'path', 'batch', 'listing'} columns -> the same plus 'error' (per photo, '' when fine) and 'inputs'
+    (float32 N x 3 x size x size: the readable photos only, in order). ``root``: a local folder or an ``s3://``
+    URI; the photos are read where this runs (on a Ray worker, there). Object storage that cannot be used as
+    configured (credentials, bucket) stops the run: ``StorageError``."""
     paths = list(batch["path"])
-    pixels = np.zeros((len(paths), size, size, 3), np.uint8)
-    errors = []
-    for i, rel in enumerate(paths):
-        try:
-            pixels[i] = decode(join(root, rel), size)
-            errors.append("")
-        except PhotoError as exc:
-            errors.append(exc.reason)
-        except StorageError:      # not this photo's fault: every photo would fail the same way
-            raise
-        except Exception as exc:  # never let one photo stop a run
-            errors.append(f"cannot read photo ({type(exc).__name__}: {exc})"[:300])
+    arrays, _, unreadable = model_inputs([join(root, rel) for rel in paths], size)
+    errors = [unreadable[i].reason if i in unreadable else "" for i in range(len(paths))]
     return {"path": np.asarray(paths, dtype=object), "batch": np.asarray(list(batch["batch"]), dtype=object),
-            "listing": np.asarray(list(batch["listing"]), dtype=object), "pixels": pixels,
-            "error": np.asarray(errors, dtype=object)}
+            "listing": np.asarray(list(batch["listing"]), dtype=object), "error": np.asarray(errors, dtype=object),
+            "inputs": np.stack(arrays) if arrays else np.zeros((0, 3, size, size), np.float32)}
 
 
 def row_columns(with_embedding: bool) -> list[str]:
@@ -80,7 +66,7 @@ def predict_batch(model, batch: dict, model_name: str, model_version: str, with_
 
     errors = [str(e) for e in batch["error"]]
     ok = [i for i, e in enumerate(errors) if not e]
-    out = model.run(to_model_input(np.asarray(batch["pixels"])[ok])) if ok else {}
+    out = model.run(batch["inputs"]) if ok else {}
     rows = []
     for i, rel in enumerate(batch["path"]):
         row = {"batch": str(batch["batch"][i]), "listing": str(batch["listing"][i]), "path": str(rel),

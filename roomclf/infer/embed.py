@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from roomclf.infer.batch import decode_batch, to_model_input
+from roomclf.infer.batch import decode_batch
 from roomclf.models.embeddings import Embeddings, embed, embedder_file, pending, store
 from roomclf.settings import EMBEDDING_BACKBONE
 
@@ -25,14 +25,9 @@ class GraphActor:
     decodes a batch of photos under ``root`` at ``size`` px, then embeds it."""
 
     def __init__(self, graph: bytes, root: str, size: int, threads: int = 1):
-        import onnxruntime as ort
+        from roomclf.models.onnx_file import open_session
 
-        from roomclf.models.onnx_file import execution_providers
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(graph, opts, providers=execution_providers())
+        self.session = open_session(graph, threads)
         self.root, self.size = root, size
 
     def __call__(self, batch: dict) -> dict:
@@ -40,7 +35,7 @@ class GraphActor:
         ok = batch["error"] == ""
         vectors = np.zeros((len(ok), 0), np.float32)
         if ok.any():
-            feats = self.session.run(["features"], {"image": to_model_input(batch["pixels"][ok])})[0]
+            feats = self.session.run(["features"], {"image": batch["inputs"]})[0]
             vectors = np.zeros((len(ok), feats.shape[1]), np.float32)
             vectors[ok] = feats
         return {"path": batch["path"], "error": batch["error"], "vector": vectors}

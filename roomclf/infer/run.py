@@ -97,14 +97,15 @@ def resolve_model(uri: str = DEFAULT_ONNX_URI, quantized: bool = False) -> Model
 # --------------------------------------------------------------------------- the engines
 
 def run_loop(root: Path | str, items: list[dict], model_ref: ModelFile, with_embedding: bool, batch_size: int = 32,
-             cpus: int | None = None):
+             cpus: int | None = None, model=None):
     """The in-process engine: yields a DataFrame of rows per chunk of ``batch_size`` photos, in order. Chunks
     are decoded and predicted one per core at a time (``cpus``, default ``settings.cpus()``), each in its own
-    thread over one single-threaded session (``roomclf.parallel`` says why)."""
+    thread over one single-threaded session (``roomclf.parallel`` says why): ``model``, an ``OnnxModel`` of
+    ``model_ref`` already open, or one opened here."""
     from roomclf.models.onnx_file import OnnxModel
     from roomclf.parallel import ordered_map
 
-    model = OnnxModel(model_ref.path, threads=1)
+    model = model or OnnxModel(model_ref.path, threads=1)
     chunks = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
 
     def one(chunk: list[dict]):
@@ -282,7 +283,9 @@ def _predict(root: Path | str, out: Path | str, todo: list[BatchPlan], model_ref
 
     from roomclf.models.onnx_file import OnnxModel
 
-    OnnxModel(model_ref.path)     # a file that is no roomclf model fails here, in one line, before any engine starts
+    # A file that is no roomclf model fails here, in one line, before any engine starts; the loop engine runs
+    # on this session (one thread: it runs a batch per core), Ray's actors load their own from the file's bytes.
+    model = OnnxModel(model_ref.path, threads=1)
     items = [it for plan in todo for it in plan.photos]
     by_name = {p.name: p for p in todo}
     frames: dict[str, list] = {p.name: [] for p in todo}
@@ -312,7 +315,7 @@ def _predict(root: Path | str, out: Path | str, todo: list[BatchPlan], model_ref
             started_ray = connect_ray(address, cpus, object_store_mb)
             stream = run_ray(root, items, model_ref, with_embedding, batch_size, actors, actor_resource)
         else:
-            stream = run_loop(root, items, model_ref, with_embedding, batch_size, cpus)
+            stream = run_loop(root, items, model_ref, with_embedding, batch_size, cpus, model)
         stream = with_stall_timeout(stream, stall_timeout_s)
         with tqdm(total=len(items), unit="photo", disable=not progress, desc="infer-all",
                   dynamic_ncols=True) as bar:

@@ -29,6 +29,7 @@ import numpy as np
 
 from roomclf import storage
 from roomclf.errors import RoomclfError
+from roomclf.models.onnx_file import open_session
 from roomclf.parallel import ordered_map, workers_for
 from roomclf.photos import model_inputs
 from roomclf.settings import EMBEDDING_BACKBONE, cpus, embedding_dir
@@ -140,7 +141,7 @@ def _quantize_checked(fp32: Path, int8: Path, root: Path | str, calibration: lis
         size = _input_size(fp32)
         arrays = model_inputs([storage.join(root, p) for p in sample], size)[0]
         batch = np.stack(arrays)
-        a, b = _session(fp32, 1).run(["features"], {"image": batch})[0], _session(candidate, 1).run(
+        a, b = open_session(fp32, 1).run(["features"], {"image": batch})[0], open_session(candidate, 1).run(
             ["features"], {"image": batch})[0]
         cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).clip(1e-12)
         if float(cos.min()) < INT8_MIN_COSINE:
@@ -157,17 +158,6 @@ def _input_size(path: Path) -> int:
     return int(read_meta(onnx.load(str(path)))["input_size"])
 
 
-def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    from roomclf.models.onnx_file import execution_providers
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=execution_providers())
-
-
 class Embedder:
     """One onnxruntime session over a backbone's embedding graph: features for photos, and the ImageNet
     head for raw feature vectors."""
@@ -181,7 +171,7 @@ class Embedder:
         self.precision = precision
         self.path = embedder_file(backbone, precision, root, calibration)
         self.threads = threads
-        self.session = _session(self.path, threads)
+        self.session = open_session(self.path, threads)
         self._head: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:

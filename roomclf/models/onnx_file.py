@@ -36,6 +36,19 @@ def execution_providers() -> list[str]:
     return list(_providers())
 
 
+def open_session(model: str | os.PathLike | bytes, threads: int = 1):
+    """An onnxruntime session over an ONNX file or its bytes, the one way roomclf opens one: ``threads``
+    intra-op threads, one inter-op thread, on ``execution_providers()``. One thread suits bulk work, which
+    runs a batch per core (``roomclf.parallel``)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
+                                providers=execution_providers())
+
+
 @functools.lru_cache(maxsize=1)
 def _providers() -> tuple[str, ...]:
     import onnxruntime as ort
@@ -146,15 +159,10 @@ class OnnxModel:
     def __init__(self, location: str | os.PathLike, threads: int = 1):
         """``threads``: the session's intra-op threads. One (the default) suits bulk work, where
         ``run_sources`` runs a batch per core; more suit one request at a time (serving)."""
-        import onnxruntime as ort
-
         self.path = find_onnx(location)
         self.threads = threads
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=execution_providers())
+            self.session = open_session(self.path, threads)
         except Exception as exc:      # onnxruntime's own errors: a damaged or foreign file
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise NotARoomclfModel(f"{self.path} is not a readable ONNX model ({first})") from None
