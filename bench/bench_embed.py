@@ -6,6 +6,10 @@ writes: what `roomclf embed`, a cold prelabel, propagation and training's near-d
 photo. Rounds are interleaved (the machine is shared and noisy); the table gives median photos/s and
 the ratio to torch eager, plus how close each variant's vectors are to torch's (cosine per photo).
 
+Then the int8 probe: why there is no int8 embedder. The int8 embedding graph made as roomclf makes it, and
+with the quantiser's two choices varied, each against fp32: how close its vectors are, and how much model
+time it saves.
+
     .venv/bin/python bench/bench_embed.py                       # batch_18, 3 rounds
     .venv/bin/python bench/bench_embed.py --batches batch_18 --rounds 5 --no-write
 
@@ -17,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -54,6 +57,62 @@ class TorchEager:
             return self.net(torch.from_numpy(batch)).numpy()
 
 
+# The int8 probe: what an int8 embedding graph would buy as roomclf.models.quantize's two choices vary,
+# (reduce_range, fp32 first convolutions, fp32 last convolutions). The first is roomclf's own.
+INT8_PROBE = [(True, 6, 2), (False, 6, 2), (False, 4, 2), (False, 2, 2), (False, 0, 2), (False, 0, 0), (True, 0, 0)]
+
+
+def int8_probe(backbone: str, root, paths: list[str], rounds: int) -> dict:
+    """For each INT8_PROBE variant, quantised by the product's ``quantize_static_int8`` and calibrated as
+    ``embed`` calibrates (``calibration_sample`` of the photos embedded): the cosine of its vectors to fp32's
+    over ``paths`` (lowest, 1st percentile, median) and its model time per photo on one thread (a batch of 32
+    of these photos, decoding excluded), timed in interleaved rounds against fp32, median."""
+    from roomclf import storage
+    from roomclf.models.embeddings import INT8_CALIBRATION_PHOTOS, INT8_MIN_COSINE, embedder_file
+    from roomclf.models.onnx_file import open_session
+    from roomclf.models.quantize import calibration_sample, quantize_static_int8
+    from roomclf.photos import model_inputs
+
+    fp32 = embedder_file(backbone, "fp32")
+    X = np.stack(model_inputs([storage.join(root, p) for p in paths], int(_input_size(fp32)))[0])
+    calib = calibration_sample(paths, INT8_CALIBRATION_PHOTOS)
+    with tempfile.TemporaryDirectory(prefix="bench-embed-int8-") as tmp:
+        files = {"fp32": fp32}
+        for rr, first, last in INT8_PROBE:
+            files[(rr, first, last)] = quantize_static_int8(fp32, f"{tmp}/{int(rr)}-{first}-{last}.onnx", root, calib,
+                                                            reduce_range=rr, fp32_convs=(first, last))
+        sessions = {k: open_session(f, 1) for k, f in files.items()}
+
+        def vectors(sess) -> np.ndarray:      # 32 at a time: a session's memory grows with its largest batch
+            return np.concatenate([sess.run(["features"], {"image": X[i:i + 32]})[0] for i in range(0, len(X), 32)])
+
+        got = {k: vectors(sess) for k, sess in sessions.items()}      # every session warm before timing
+        ms: dict = {k: [] for k in sessions}
+        for _ in range(rounds):
+            for k, sess in sessions.items():
+                t = time.perf_counter()
+                sess.run(["features"], {"image": X[:32]})
+                ms[k].append((time.perf_counter() - t) * 1000 / 32)
+    base = statistics.median(ms["fp32"])
+    rows = []
+    for key in INT8_PROBE:
+        a, b = got["fp32"], got[key]
+        cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).clip(1e-12)
+        rows.append({"reduce_range": key[0], "fp32_first": key[1], "fp32_last": key[2],
+                     "ms_per_photo": statistics.median(ms[key]), "cosine_min": float(cos.min()),
+                     "cosine_p1": float(np.percentile(cos, 1)), "cosine_median": float(np.median(cos))})
+    return {"photos": len(X), "calibration": len(calib), "min_cosine": INT8_MIN_COSINE, "fp32_ms_per_photo": base,
+            "rounds": rounds, "variants": rows}
+
+
+def _input_size(path) -> int:
+    import onnx
+
+    from roomclf.models.onnx_file import read_meta
+
+    return int(read_meta(onnx.load(str(path)))["input_size"])
+
+
 def cosines(a, b) -> np.ndarray:
     """Per photo cosine of two Embeddings over the photos both have."""
     ib = b.index()
@@ -68,6 +127,23 @@ def render(result: dict) -> str:
              "-" if v["cosine_min"] is None else f"{v['cosine_min']:.4f} / {v['cosine_median']:.5f}"]
             for v in result["variants"] if v["runs"]]
     notes = [f"- {v['name']}: {v['note']}" for v in result["variants"] if v.get("note")]
+    probe = result.get("int8_probe")
+    probe_part = []
+    if probe:
+        base_ms = probe["fp32_ms_per_photo"]
+        prow = [["yes" if v["reduce_range"] else "no", f"{v['fp32_first']} + {v['fp32_last']}",
+                 f"{v['ms_per_photo']:.2f}", f"{base_ms / v['ms_per_photo']:.2f}x",
+                 f"{v['cosine_min']:.4f} / {v['cosine_p1']:.4f} / {v['cosine_median']:.4f}",
+                 "yes" if v["cosine_min"] >= probe["min_cosine"] else "no"] for v in probe["variants"]]
+        prow[0][0] += " (roomclf's)"
+        probe_part = ["", "What an int8 embedding graph would buy, as the two choices of `roomclf.models.quantize` vary "
+                      f"(its `quantize_static_int8`, calibrated as `embed` calibrates, on {probe['calibration']} of "
+                      f"these photos): cosine of its vectors to fp32's over the {probe['photos']} photos, and model "
+                      f"time per photo on one thread (a batch of 32 of them, decoding excluded; fp32 "
+                      f"{base_ms:.2f} ms), {probe['rounds']} interleaved rounds against fp32, median. An int8 "
+                      f"embedder is used only where the lowest cosine is at least {probe['min_cosine']}.", "",
+                      table(["reduce_range", "convolutions kept fp32 (first + last)", "model ms/photo",
+                             "vs fp32", "cosine to fp32: min / 1st percentile / median", "usable"], prow)]
     return "\n".join([
         "## Embeddings: torch eager vs onnxruntime (`bench/bench_embed.py`)", "",
         (f"{result['photos']} photos of {result['batches']} through `roomclf.models.embeddings.embed` with an "
@@ -79,7 +155,7 @@ def render(result: dict) -> str:
          f"with a thread per core one batch at a time. torch eager is measured both ways, and the ratio is to "
          f"the faster of them."), "",
         table(["embedder", "photos/s", "vs the faster torch eager", "cosine to torch: min / median"], rows),
-        *([""] + notes if notes else [])])
+        *([""] + notes if notes else []), *probe_part])
 
 
 def main() -> None:
@@ -88,6 +164,8 @@ def main() -> None:
     ap.add_argument("--backbone", default=None, help="default: the embedding backbone (settings)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--limit", type=int, default=0, help="at most this many photos (0: all of the batches)")
+    ap.add_argument("--no-int8-probe", action="store_true",
+                    help="skip the int8 probe (quantisation choices against agreement and model time)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave the result file and docs alone")
     ap.add_argument("--report", action="store_true", help="render the section again from bench/results/embed.json")
     args = ap.parse_args()
@@ -133,11 +211,13 @@ def main() -> None:
     variants += [{"name": name, "photos_per_s": None, "runs": [], "cosine_min": None,
                   "cosine_median": None, "note": f"not measured: {why}"} for name, why in notes.items()]
     from roomclf.models.backbones import get_spec
+    from roomclf.models.timing import machine
 
     result = {"batches": args.batches, "photos": len(paths), "backbone": backbone,
               "input_size": get_spec(backbone).weights_size, "batch_size": 32, "rounds": args.rounds,
-              "machine": f"{os.cpu_count()} CPUs ({platform.machine()})", "load": os.getloadavg()[0],
-              "date": datetime.date.today().isoformat(), "variants": variants}
+              "machine": machine(), "load": os.getloadavg()[0],
+              "date": datetime.date.today().isoformat(), "variants": variants,
+              "int8_probe": None if args.no_int8_probe else int8_probe(backbone, root, paths, max(args.rounds, 5))}
     publish("embed", result, render, write=not args.no_write)
 
 

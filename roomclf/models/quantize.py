@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from roomclf import storage
-from roomclf.photos import PhotoError, model_input
+from roomclf.photos import model_inputs
 
 # Chosen by measurement on the fast.ai-trained efficientnet_lite0 of bench/bench_train.py (validation photos
 # of batch_11-13): plain U8S8 per channel lost the most accuracy and agreement with fp32; reduce_range
@@ -30,8 +30,8 @@ REDUCE_RANGE = True
 FP32_FIRST_CONVS, FP32_LAST_CONVS = 6, 2
 
 
-def _convs_kept_fp32(graph) -> list[str]:
-    """The first and last convolutions of each network in the graph: one network, or each member of an
+def _convs_kept_fp32(graph, first: int = FP32_FIRST_CONVS, last: int = FP32_LAST_CONVS) -> list[str]:
+    """The ``first`` and ``last`` convolutions of each network in the graph: one network, or each member of an
     ensemble (``roomclf.models.ensemble`` prefixes member ``i``'s nodes with ``m<i>/``)."""
     from roomclf.models.ensemble import member_of
 
@@ -40,7 +40,7 @@ def _convs_kept_fp32(graph) -> list[str]:
         if node.op_type == "Conv":
             networks.setdefault(member_of(node.name), []).append(node.name)
     return [name for convs in networks.values()
-            for name in convs[:FP32_FIRST_CONVS] + convs[len(convs) - FP32_LAST_CONVS:]]
+            for name in convs[:first] + convs[len(convs) - last:]]
 
 
 def _pad_arithmetic(graph) -> list[str]:
@@ -62,12 +62,12 @@ def _pad_arithmetic(graph) -> list[str]:
     return sorted(kept)
 
 
-def _nodes_kept_fp32(model_path: str | os.PathLike) -> list[str]:
+def _nodes_kept_fp32(model_path: str | os.PathLike, fp32_convs: tuple[int, int]) -> list[str]:
     """The names of the nodes of ``model_path`` that the int8 copy leaves in fp32."""
     import onnx
 
     graph = onnx.load(str(model_path)).graph
-    return _convs_kept_fp32(graph) + _pad_arithmetic(graph)
+    return _convs_kept_fp32(graph, *fp32_convs) + _pad_arithmetic(graph)
 
 
 def calibration_sample(paths: list[str], n: int) -> list[str]:
@@ -77,9 +77,12 @@ def calibration_sample(paths: list[str], n: int) -> list[str]:
 
 
 def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, root: str | os.PathLike,
-                         calib_paths: list[str]) -> Path:
+                         calib_paths: list[str], reduce_range: bool = REDUCE_RANGE,
+                         fp32_convs: tuple[int, int] = (FP32_FIRST_CONVS, FP32_LAST_CONVS)) -> Path:
     """Write a static-int8 QDQ copy of ``src`` at ``dst`` (atomically), calibrated on ``calib_paths``
-    (relative to ``root``) at the input size in ``src``'s own metadata; returns ``dst``."""
+    (relative to ``root``) at the input size in ``src``'s own metadata; returns ``dst``. ``reduce_range``
+    and ``fp32_convs`` (how many first and last convolutions stay fp32) are the choices above; other
+    values are for benches that measure them (bench/bench_embed.py's int8 probe)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -95,12 +98,7 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, root: s
     if meta is None:
         raise ValueError(f"{src} has no roomclf metadata")
     size = int(meta["input_size"])
-    arrays = []
-    for p in calib_paths:
-        try:
-            arrays.append(model_input(storage.join(root, p), size)[None])
-        except PhotoError:
-            continue
+    arrays = [x[None] for x in model_inputs([storage.join(root, p) for p in calib_paths], size)[0]]
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -115,7 +113,7 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, root: s
         quant_pre_process(str(src), str(pre))
         out = Path(tmp) / "int8.onnx"
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=REDUCE_RANGE, nodes_to_exclude=_nodes_kept_fp32(pre),
+                        reduce_range=reduce_range, nodes_to_exclude=_nodes_kept_fp32(pre, fp32_convs),
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         return save_onnx(onnx.load(str(out)), dst, meta)
 
