@@ -262,8 +262,10 @@ def test_int8_embedder_that_disagrees_with_fp32_is_refused(tmp_path, corpus_root
 
     monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(embeddings, "INT8_MIN_COSINE", 1.01)      # no int8 copy can be this close
+    monkeypatch.setattr(embeddings, "INT8_CALIBRATION_PHOTOS", 4)
     paths = _batch_paths(corpus_root, "batch_03", 6)
-    with pytest.raises(embeddings.EmbeddingError, match="disagrees with fp32"):
+    # calibrated on 4 of the 6 photos, judged on the other 2
+    with pytest.raises(embeddings.EmbeddingError, match="disagrees with fp32 .* on 2 photos it was not calibrated on"):
         embeddings.embed(corpus_root, paths, precision="int8", progress=False)
     assert not list((tmp_path / "cache" / "onnx").glob("*int8*"))      # nothing half-made is kept
     with pytest.raises(embeddings.EmbeddingError, match="unknown embedding precision"):

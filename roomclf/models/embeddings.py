@@ -6,7 +6,7 @@ embedding) and ``logits`` (the ImageNet head), so every consumer feeds plain [0,
 ``roomclf.photos.model_input``. Why not torch eager: bench/bench_embed.py runs both on the same photos.
 
 ``int8`` is a static-int8 copy of that graph, calibrated on the photos being embedded; it is kept only
-when its vectors agree with fp32's on those photos (cosine of every photo at least ``INT8_MIN_COSINE``),
+when its vectors agree with fp32's on others of those photos (cosine of every photo at least ``INT8_MIN_COSINE``),
 otherwise ``EmbeddingError`` says so and fp32 is what to use. On efficientnet_lite0 it is refused, and
 bench/bench_embed.py's int8 probe says why none is offered in its place: the variants of the quantiser that
 agree save almost no model time, and those that save it (up to ~1.6x) do not agree.
@@ -37,7 +37,7 @@ from roomclf.photos import model_inputs
 from roomclf.settings import EMBEDDING_BACKBONE, cpus, embedding_dir
 
 PRECISIONS = ("fp32", "int8")
-INT8_MIN_COSINE = 0.99          # an int8 embedder is used only where every calibration vector is this close
+INT8_MIN_COSINE = 0.99          # an int8 embedder is used only where every checked vector is this close
 INT8_CALIBRATION_PHOTOS = 64
 _OUTPUTS = ("features", "logits")
 
@@ -119,7 +119,7 @@ def embedder_file(backbone: str = EMBEDDING_BACKBONE, precision: str = "fp32",
                   root: str | os.PathLike | None = None, calibration: list[str] = ()) -> Path:
     """The exported embedding graph for ``backbone`` at its weights' size (``BackboneSpec.weights_size``), made on first use. ``int8``
     needs ``calibration`` photos (relative to ``root``) the first time, and is refused (``EmbeddingError``)
-    when its vectors disagree with fp32's on them."""
+    when its vectors disagree with fp32's on them (on those it was not calibrated on, where there are any)."""
     folder = embedding_dir() / "onnx"
     fp32 = folder / f"{_stem(backbone, 'fp32')}.onnx"
     if not fp32.is_file():
@@ -138,17 +138,22 @@ def _quantize_checked(fp32: Path, int8: Path, root: Path | str, calibration: lis
     sample = calibration_sample(calibration, INT8_CALIBRATION_PHOTOS)
     if not sample:
         raise EmbeddingError("an int8 embedder is calibrated on photos, and none were given")
+    # Agreement is judged on photos it was not calibrated on, where there are any: the quantiser fitted its
+    # ranges to the calibration photos, so they are the ones it represents best.
+    calibrated = set(sample)
+    check = calibration_sample([p for p in calibration if p not in calibrated], INT8_CALIBRATION_PHOTOS) or sample
     with tempfile.TemporaryDirectory(dir=int8.parent) as tmp:
         candidate = quantize_static_int8(fp32, Path(tmp) / int8.name, root, sample)
         size = _input_size(fp32)
-        arrays = model_inputs([storage.join(root, p) for p in sample], size)[0]
+        arrays = model_inputs([storage.join(root, p) for p in check], size)[0]
         batch = np.stack(arrays)
         a, b = open_session(fp32, 1).run(["features"], {"image": batch})[0], open_session(candidate, 1).run(
             ["features"], {"image": batch})[0]
         cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).clip(1e-12)
         if float(cos.min()) < INT8_MIN_COSINE:
             raise EmbeddingError(f"int8 {int8.stem} disagrees with fp32 (lowest cosine {cos.min():.4f} on "
-                                 f"{len(arrays)} photos, needs {INT8_MIN_COSINE}): use fp32")
+                                 f"{len(arrays)} photos{'' if check is sample else ' it was not calibrated on'}, "
+                                 f"needs {INT8_MIN_COSINE}): use fp32")
         os.replace(candidate, int8)
 
 
