@@ -68,13 +68,14 @@ def int8_probe(backbone: str, root, paths: list[str], rounds: int) -> dict:
     over ``paths`` (lowest, 1st percentile, median) and its model time per photo on one thread (a batch of 32
     of these photos, decoding excluded), timed in interleaved rounds against fp32, median."""
     from roomclf import storage
+    from roomclf.models.backbones import get_spec
     from roomclf.models.embeddings import INT8_CALIBRATION_PHOTOS, INT8_MIN_COSINE, embedder_file
     from roomclf.models.onnx_file import open_session
     from roomclf.models.quantize import calibration_sample, quantize_static_int8
     from roomclf.photos import model_inputs
 
     fp32 = embedder_file(backbone, "fp32")
-    X = np.stack(model_inputs([storage.join(root, p) for p in paths], int(_input_size(fp32)))[0])
+    X = np.stack(model_inputs([storage.join(root, p) for p in paths], get_spec(backbone).weights_size)[0])
     calib = calibration_sample(paths, INT8_CALIBRATION_PHOTOS)
     with tempfile.TemporaryDirectory(prefix="bench-embed-int8-") as tmp:
         files = {"fp32": fp32}
@@ -103,14 +104,6 @@ def int8_probe(backbone: str, root, paths: list[str], rounds: int) -> dict:
                      "cosine_p1": float(np.percentile(cos, 1)), "cosine_median": float(np.median(cos))})
     return {"photos": len(X), "calibration": len(calib), "min_cosine": INT8_MIN_COSINE, "fp32_ms_per_photo": base,
             "rounds": rounds, "variants": rows}
-
-
-def _input_size(path) -> int:
-    import onnx
-
-    from roomclf.models.onnx_file import read_meta
-
-    return int(read_meta(onnx.load(str(path)))["input_size"])
 
 
 def cosines(a, b) -> np.ndarray:

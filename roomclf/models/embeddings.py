@@ -9,7 +9,7 @@ embedding) and ``logits`` (the ImageNet head), so every consumer feeds plain [0,
 when its vectors agree with fp32's on others of those photos (cosine of every photo at least ``INT8_MIN_COSINE``),
 otherwise ``EmbeddingError`` says so and fp32 is what to use. On efficientnet_lite0 it is refused, and
 bench/bench_embed.py's int8 probe says why none is offered in its place: the variants of the quantiser that
-agree save almost no model time, and those that save it (up to ~1.6x) do not agree.
+agree save almost no model time, and those that save it do not agree.
 
 The cache is one SQLite file per backbone, input size and precision (so an fp32 vector and an int8
 vector never mix, nor two sizes), keyed by (photo path, file size, mtime) as ``roomclf.storage.cache_keys``
