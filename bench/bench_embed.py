@@ -205,9 +205,10 @@ def main() -> None:
                   "cosine_median": None, "note": f"not measured: {why}"} for name, why in notes.items()]
     from roomclf.models.backbones import get_spec
     from roomclf.models.timing import machine
+    from roomclf.parallel import BATCH_PHOTOS      # what embed() runs at by default
 
     result = {"batches": args.batches, "photos": len(paths), "backbone": backbone,
-              "input_size": get_spec(backbone).weights_size, "batch_size": 32, "rounds": args.rounds,
+              "input_size": get_spec(backbone).weights_size, "batch_size": BATCH_PHOTOS, "rounds": args.rounds,
               "machine": machine(), "load": os.getloadavg()[0],
               "date": datetime.date.today().isoformat(), "variants": variants,
               "int8_probe": None if args.no_int8_probe else int8_probe(backbone, root, paths, max(args.rounds, 5))}

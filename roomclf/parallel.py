@@ -17,6 +17,13 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 AHEAD_PER_WORKER = 2     # batches in flight per worker: one running, one ready to start
+# Photos per model call. With a batch per core running at once, this sets how many activations are alive
+# together. The bulk paths that only run the model (embed, prelabel, the gate, distill's teacher pass) use 16:
+# it ran as fast as 32 on clearly less peak memory. infer-all also builds its output rows a batch at a time;
+# at 16 it ran a little slower than at 32, and over a crawl that speed is worth the memory, so it keeps 32.
+# Both from bench/bench_batch.py (docs/benchmarks.md: photos per model call).
+BATCH_PHOTOS = 16
+INFER_BATCH_PHOTOS = 32
 
 
 def workers_for(session_threads: int, cores: int) -> int:

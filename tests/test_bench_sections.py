@@ -36,6 +36,7 @@ RENDERERS = {
     "crawl": ("bench_crawl", "render"),
     "attribute_curve": ("bench_attribute_curve", "render"),
     "tradeoff": ("bench_tradeoff", "render"),
+    "batch": ("bench_batch", "render"),
 }
 # the calls whose first argument names the section a bench writes (or keeps the result of)
 WRITERS = {"write_section", "publish", "save_result"}

@@ -59,3 +59,26 @@ def test_roomclf_train_reads_train_config():
         if f.name in cli and f.name != "recipe" and f.default is not MISSING:
             want = getattr(TrainConfig, f.name)
             assert cli[f.name] == (",".join(want) if isinstance(want, tuple) else want), f.name
+
+
+def test_the_bulk_paths_read_their_batch_size_from_one_place():
+    """Photos per model call: roomclf.parallel.BATCH_PHOTOS for the paths that only run the model,
+    INFER_BATCH_PHOTOS for infer-all's engines; the commands' --batch-size and every function's default
+    (bench/bench_batch.py chose them)."""
+    from roomclf.commands.data import embed as embed_command
+    from roomclf.commands.infer import infer_all as infer_command
+    from roomclf.infer.embed import embed_on_ray
+    from roomclf.infer.ray_engine import run_ray
+    from roomclf.infer.run import infer_all, run_loop
+    from roomclf.labels.prelabel import champion
+    from roomclf.models.embeddings import embed
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.parallel import BATCH_PHOTOS, INFER_BATCH_PHOTOS
+    from roomclf.train.distill import teacher_outputs
+
+    assert _cli_defaults(embed_command)["batch_size"] == BATCH_PHOTOS
+    assert _cli_defaults(infer_command)["batch_size"] == INFER_BATCH_PHOTOS
+    for fn in (embed_on_ray, champion, embed, OnnxModel.run_sources, OnnxModel.predict_sources, teacher_outputs):
+        assert inspect.signature(fn).parameters["batch_size"].default == BATCH_PHOTOS, fn.__qualname__
+    for fn in (run_ray, infer_all, run_loop):
+        assert inspect.signature(fn).parameters["batch_size"].default == INFER_BATCH_PHOTOS, fn.__qualname__

@@ -3,8 +3,9 @@ import time
 
 import click
 
-from roomclf.commands.options import backbone_option, batches_option, data_option
+from roomclf.commands.options import backbone_option, batch_size_option, batches_option, data_option
 from roomclf.labels.sources import SOURCES, LabelSource
+from roomclf.parallel import BATCH_PHOTOS
 from roomclf.train.config import DEFAULT_SOURCES
 
 
@@ -41,7 +42,7 @@ def sample_data(out, source, manifest, jobs, timeout, retries):
 @data_option
 @batches_option(default="batch_01")
 @backbone_option
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Photos per model call.")
+@batch_size_option(BATCH_PHOTOS)
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
               help="The onnxruntime graph that embeds. int8 is calibrated on these photos and used only where its "
                    "vectors agree with fp32's; each precision has its own cache (bench/bench_embed.py compares them).")

@@ -1,8 +1,9 @@
 """`roomclf infer-all`: predict every photo of the corpus with the registered ONNX model."""
 import click
 
-from roomclf.commands.options import batches_option, data_option
+from roomclf.commands.options import batch_size_option, batches_option, data_option
 from roomclf.models.registry import DEFAULT_ONNX_URI
+from roomclf.parallel import INFER_BATCH_PHOTOS
 
 
 @click.command("infer-all")
@@ -22,8 +23,7 @@ from roomclf.models.registry import DEFAULT_ONNX_URI
                    "supported. Data root and --out must be storage every node sees (a shared folder or s3://).")
 @click.option("--force", is_flag=True, help="Redo batches already finished with this model.")
 @click.option("--with-embedding", is_flag=True, help="Also store each photo's L2-normalised embedding.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
-              help="Photos per model call.")
+@batch_size_option(INFER_BATCH_PHOTOS)
 @click.option("--actors", type=click.IntRange(min=1), default=None, help="Model actors in the Ray pool [default: cluster CPUs].")
 @click.option("--actor-resource", default=None, metavar="NAME",
               help="Run the model actors only on nodes with this custom Ray resource "

@@ -23,6 +23,12 @@ def backbone_option(f):
                         help="Backbone name from the registry (efficientnet_lite0/1/2, resnet50, densenet121).")(f)
 
 
+def batch_size_option(default: int):
+    return click.option("--batch-size", default=default, show_default=True, type=click.IntRange(min=1),
+                        help="Photos per model call. A batch per core runs at once, so this sets peak memory "
+                             "more than speed (bench/bench_batch.py).")
+
+
 def allow_host_option(f):
     from roomclf.hosts import ENV_VAR
 

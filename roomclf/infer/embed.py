@@ -16,6 +16,7 @@ import numpy as np
 
 from roomclf.infer.batch import decode_batch
 from roomclf.models.embeddings import Embeddings, embed, embedder_file, pending, store
+from roomclf.parallel import BATCH_PHOTOS
 from roomclf.settings import EMBEDDING_BACKBONE
 
 
@@ -42,7 +43,7 @@ class GraphActor:
 
 
 def embed_on_ray(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_BACKBONE,
-                 precision: str = "fp32", address: str | None = None, batch_size: int = 32,
+                 precision: str = "fp32", address: str | None = None, batch_size: int = BATCH_PHOTOS,
                  actors: int | None = None, progress: bool = True) -> Embeddings:
     """``embed``'s result for ``paths``, the photos the cache lacks computed on Ray (``address``: a cluster,
     as infer-all joins one; None starts a local Ray)."""

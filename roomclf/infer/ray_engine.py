@@ -23,6 +23,7 @@ from roomclf.infer.batch import (
     load_model_bytes,
     predict_batch,
 )
+from roomclf.parallel import INFER_BATCH_PHOTOS
 from roomclf.storage import StorageError
 
 
@@ -113,8 +114,8 @@ def connect_ray(address: str | None, cpus: int | None = None, object_store_mb: i
     return not address
 
 
-def run_ray(root: Path, items: list[dict], model_ref, with_embedding: bool, batch_size: int = 32,
-            actors: int | None = None, actor_resource: str | None = None):
+def run_ray(root: Path, items: list[dict], model_ref, with_embedding: bool,
+            batch_size: int = INFER_BATCH_PHOTOS, actors: int | None = None, actor_resource: str | None = None):
     """The Ray Data engine: batches of photo paths -> actor pool (read, decode, predict) -> rows streamed
     back to the driver.
     ``model_ref``: infer-all's resolved model (``.path``, ``.name``, ``.version``).

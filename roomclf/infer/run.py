@@ -35,6 +35,7 @@ from roomclf.models.registry import (
     local_onnx,
     resolve,
 )
+from roomclf.parallel import INFER_BATCH_PHOTOS
 
 ENGINES = ("ray", "loop")
 
@@ -96,8 +97,8 @@ def resolve_model(uri: str = DEFAULT_ONNX_URI, quantized: bool = False) -> Model
 
 # --------------------------------------------------------------------------- the engines
 
-def run_loop(root: Path | str, items: list[dict], model_ref: ModelFile, with_embedding: bool, batch_size: int = 32,
-             cpus: int | None = None, model=None):
+def run_loop(root: Path | str, items: list[dict], model_ref: ModelFile, with_embedding: bool,
+             batch_size: int = INFER_BATCH_PHOTOS, cpus: int | None = None, model=None):
     """The in-process engine: yields a DataFrame of rows per chunk of ``batch_size`` photos, in order. Chunks
     are decoded and predicted one per core at a time (``cpus``, default ``settings.cpus()``), each in its own
     thread over one single-threaded session (``roomclf.parallel`` says why): ``model``, an ``OnnxModel`` of
@@ -223,7 +224,7 @@ def _commit(out: Path | str, plan: BatchPlan, frames: list, model_ref: ModelFile
 
 def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, model: str = DEFAULT_ONNX_URI,
               quantized: bool = False, engine: str = "ray", address: str | None = None, force: bool = False,
-              with_embedding: bool = False, batch_size: int = 32, actors: int | None = None,
+              with_embedding: bool = False, batch_size: int = INFER_BATCH_PHOTOS, actors: int | None = None,
               cpus: int | None = None, progress: bool = True, object_store_mb: int = 512,
               actor_resource: str | None = None, stall_timeout_s: float = 600.0, track: bool = True,
               warn=None) -> Summary:

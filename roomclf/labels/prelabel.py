@@ -23,6 +23,7 @@ from roomclf.labels.queue import margin_order, margins, value_order
 from roomclf.labels.sources import HUMAN_SOURCES, LabelSource
 from roomclf.labels.store import LabelStore
 from roomclf.models.registry import DEFAULT_ONNX_URI, ModelNotFound
+from roomclf.parallel import BATCH_PHOTOS
 from roomclf.settings import EMBEDDING_BACKBONE
 from roomclf.taxonomy import CLASSES, UnknownName, canonical_class
 
@@ -82,7 +83,7 @@ def zero_shot(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDI
 
 
 def champion(root: str | os.PathLike, paths: list[str], uri: str = DEFAULT_ONNX_URI,
-             batch_size: int = 32, progress: bool = True) -> Predictions:
+             batch_size: int = BATCH_PHOTOS, progress: bool = True) -> Predictions:
     """Room probabilities and embeddings from the registered ONNX model; ModelNotFound if none."""
     from tqdm.auto import tqdm
 

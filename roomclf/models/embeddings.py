@@ -32,7 +32,7 @@ import numpy as np
 from roomclf import storage
 from roomclf.errors import RoomclfError
 from roomclf.models.onnx_file import open_session
-from roomclf.parallel import ordered_map, workers_for
+from roomclf.parallel import BATCH_PHOTOS, ordered_map, workers_for
 from roomclf.photos import model_inputs
 from roomclf.settings import EMBEDDING_BACKBONE, cpus, embedding_dir
 
@@ -248,7 +248,7 @@ def store(root: str | os.PathLike, backbone: str, precision: str,
 
 
 def embed(root: str | os.PathLike, paths: list[str], backbone: str = EMBEDDING_BACKBONE,
-          batch_size: int = 32, normalize: bool = True, progress: bool = True,
+          batch_size: int = BATCH_PHOTOS, normalize: bool = True, progress: bool = True,
           embedder: Embedder | None = None, precision: str = "fp32") -> Embeddings:
     """Embeddings of ``paths`` (relative to ``root``), computing only what the cache lacks: a batch per
     core at a time (``roomclf.parallel``), the cache written as each batch finishes, in order."""

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from roomclf.errors import RoomclfError
+from roomclf.parallel import BATCH_PHOTOS
 from roomclf.photos import model_inputs
 from roomclf.taxonomy import ATTRIBUTE_KEYS, CLASSES
 
@@ -195,7 +196,7 @@ class OnnxModel:
                     tags[name] = round(float(p), 4)
         return Prediction(label, float(probs[i]), {c: float(v) for c, v in zip(self.classes, probs)}, tags)
 
-    def predict_sources(self, sources: list, batch_size: int = 32, progress: str | None = None,
+    def predict_sources(self, sources: list, batch_size: int = BATCH_PHOTOS, progress: str | None = None,
                         workers: int | None = None) -> list[Prediction]:
         """Paths or bytes -> Predictions; a photo that cannot be read gets an error, not an exception.
         ``progress``: a label for a progress bar (shown on a terminal), or None for none; ``workers``: as for
@@ -213,7 +214,7 @@ class OnnxModel:
                 results[j] = self.decode(out["probs"][k], None if attrs is None else attrs[k])
         return results  # type: ignore[return-value]
 
-    def run_sources(self, sources: list, batch_size: int = 32, workers: int | None = None):
+    def run_sources(self, sources: list, batch_size: int = BATCH_PHOTOS, workers: int | None = None):
         """Paths or bytes through the shared loader and the model, a batch at a time: yields (indices of the
         readable sources, their outputs as ``run`` gives them, {index: PhotoError} of the others), in order.
         ``workers``: batches decoded and run at once, each in its own thread (``roomclf.parallel``); by default

@@ -17,6 +17,7 @@ import numpy as np
 
 from roomclf import storage
 from roomclf.labels.sources import LabelSource
+from roomclf.parallel import BATCH_PHOTOS
 from roomclf.taxonomy import CLASSES
 from roomclf.train.config import TrainingError
 from roomclf.train.data import TrainData
@@ -36,7 +37,7 @@ class Teacher:
     errors: dict[str, str] = field(default_factory=dict)              # photos it could not read
 
 
-def teacher_outputs(uri: str, root: str | os.PathLike, paths: list[str], batch_size: int = 32,
+def teacher_outputs(uri: str, root: str | os.PathLike, paths: list[str], batch_size: int = BATCH_PHOTOS,
                     progress: bool = True) -> Teacher:
     """The teacher's room probabilities and attribute scores for ``paths`` (relative to ``root``)."""
     from tqdm.auto import tqdm
