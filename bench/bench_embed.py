@@ -69,7 +69,7 @@ def int8_probe(backbone: str, root, paths: list[str], rounds: int) -> dict:
     of these photos, decoding excluded), timed in interleaved rounds against fp32, median."""
     from roomclf import storage
     from roomclf.models.backbones import get_spec
-    from roomclf.models.embeddings import INT8_CALIBRATION_PHOTOS, INT8_MIN_COSINE, embedder_file
+    from roomclf.models.embeddings import INT8_CALIBRATION_PHOTOS, INT8_MIN_COSINE, embedder_file, row_cosines
     from roomclf.models.onnx_file import open_session
     from roomclf.models.quantize import calibration_sample, quantize_static_int8
     from roomclf.photos import model_inputs
@@ -97,8 +97,7 @@ def int8_probe(backbone: str, root, paths: list[str], rounds: int) -> dict:
     base = statistics.median(ms["fp32"])
     rows = []
     for key in INT8_PROBE:
-        a, b = got["fp32"], got[key]
-        cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).clip(1e-12)
+        cos = row_cosines(got["fp32"], got[key])
         rows.append({"reduce_range": key[0], "fp32_first": key[1], "fp32_last": key[2],
                      "ms_per_photo": statistics.median(ms[key]), "cosine_min": float(cos.min()),
                      "cosine_p1": float(np.percentile(cos, 1)), "cosine_median": float(np.median(cos))})
@@ -108,10 +107,11 @@ def int8_probe(backbone: str, root, paths: list[str], rounds: int) -> dict:
 
 def cosines(a, b) -> np.ndarray:
     """Per photo cosine of two Embeddings over the photos both have."""
+    from roomclf.models.embeddings import row_cosines
+
     ib = b.index()
     common = [(i, ib[p]) for i, p in enumerate(a.paths) if p in ib]
-    x, y = a.vectors[[i for i, _ in common]], b.vectors[[j for _, j in common]]
-    return np.sum(x * y, axis=1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)).clip(1e-12)
+    return row_cosines(a.vectors[[i for i, _ in common]], b.vectors[[j for _, j in common]])
 
 
 def render(result: dict) -> str:

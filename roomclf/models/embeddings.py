@@ -149,12 +149,17 @@ def _quantize_checked(fp32: Path, int8: Path, root: Path | str, calibration: lis
         batch = np.stack(arrays)
         a, b = open_session(fp32, 1).run(["features"], {"image": batch})[0], open_session(candidate, 1).run(
             ["features"], {"image": batch})[0]
-        cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).clip(1e-12)
+        cos = row_cosines(a, b)
         if float(cos.min()) < INT8_MIN_COSINE:
             raise EmbeddingError(f"int8 {int8.stem} disagrees with fp32 (lowest cosine {cos.min():.4f} on "
                                  f"{len(arrays)} photos{'' if check is sample else ' it was not calibrated on'}, "
                                  f"needs {INT8_MIN_COSINE}): use fp32")
         os.replace(candidate, int8)
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The cosine of each row of ``a`` with the same row of ``b``: how close two embedders' vectors are."""
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).clip(1e-12)
 
 
 def _input_size(path: Path) -> int:
