@@ -252,9 +252,31 @@ def test_int8_and_fp32_vectors_never_share_a_cache(tmp_path, corpus_root, monkey
     assert embed(corpus_root, paths, precision="int8", progress=False).computed == 0
     again = embed(corpus_root, paths, progress=False)
     assert again.computed == 0 and np.array_equal(again.vectors, fp32.vectors)
-    assert Embedder("efficientnet_lite0", "int8").path.name == "efficientnet_lite0-224px-int8.onnx"
+    assert Embedder("efficientnet_lite0", "int8").path.name == f"efficientnet_lite0-224px-int8{_vnni()}.onnx"
     caches = sorted(p.name for p in (tmp_path / "cache").glob("*.sqlite"))
     assert caches == ["efficientnet_lite0-224px-fp32.sqlite", "efficientnet_lite0-224px-int8.sqlite"]
+
+
+def _vnni() -> str:
+    from roomclf.models.quantize import cpu_has_vnni
+
+    return "-vnni" if cpu_has_vnni() else ""
+
+
+def test_the_int8_embedder_is_quantised_for_the_cpu_it_runs_on(tmp_path, corpus_root, monkeypatch):
+    """Full-range int8 weights where the CPU has VNNI, reduced range elsewhere: two files, never one for both."""
+    from roomclf.models import embeddings, quantize
+
+    monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(embeddings, "INT8_MIN_COSINE", -1.0)      # this test is about which file, not agreement
+    paths = _batch_paths(corpus_root, "batch_03", 8)
+    made = {}
+    for vnni in (True, False):
+        monkeypatch.setattr(quantize, "cpu_has_vnni", lambda vnni=vnni: vnni)
+        made[vnni] = embeddings.embedder_file(precision="int8", root=corpus_root, calibration=paths)
+    assert (made[True].name, made[False].name) == ("efficientnet_lite0-224px-int8-vnni.onnx",
+                                                  "efficientnet_lite0-224px-int8.onnx")
+    assert made[True].read_bytes() != made[False].read_bytes()        # 8-bit against 7-bit weights
 
 
 def test_int8_embedder_that_disagrees_with_fp32_is_refused(tmp_path, corpus_root, monkeypatch):

@@ -7,9 +7,10 @@ embedding) and ``logits`` (the ImageNet head), so every consumer feeds plain [0,
 
 ``int8`` is a static-int8 copy of that graph, calibrated on the photos being embedded; it is kept only
 when its vectors agree with fp32's on others of those photos (cosine of every photo at least ``INT8_MIN_COSINE``),
-otherwise ``EmbeddingError`` says so and fp32 is what to use. On efficientnet_lite0 it is refused, and
-bench/bench_embed.py's int8 probe says why none is offered in its place: the variants of the quantiser that
-agree save almost no model time, and those that save it do not agree.
+otherwise ``EmbeddingError`` says so and fp32 is what to use. It is made and checked on the host that embeds,
+so where that CPU has VNNI its weights use the full int8 range (``roomclf.models.quantize.cpu_has_vnni``), and
+the file says so in its name (``-vnni``): bench/bench_embed.py's int8 probe shows that with reduced-range
+weights efficientnet_lite0's int8 vectors disagree with fp32's, and with full-range ones they agree.
 
 The cache is one SQLite file per backbone, input size and precision (so an fp32 vector and an int8
 vector never mix, nor two sizes), keyed by (photo path, file size, mtime) as ``roomclf.storage.cache_keys``
@@ -39,6 +40,9 @@ from roomclf.settings import EMBEDDING_BACKBONE, cpus, embedding_dir
 PRECISIONS = ("fp32", "int8")
 INT8_MIN_COSINE = 0.99          # an int8 embedder is used only where every checked vector is this close
 INT8_CALIBRATION_PHOTOS = 64
+# Which export an embedding graph on disk came from: one made before padding was fixed and folded
+# (roomclf.models.export_graph) computes the same vectors more slowly, so it is exported again.
+GRAPH_VERSION = "fixed-padding"
 _OUTPUTS = ("features", "logits")
 
 
@@ -66,13 +70,14 @@ def _stem(backbone: str, precision: str) -> str:
     return f"{backbone}-{get_spec(backbone).weights_size}px-{precision}"
 
 
-def export_embedder(backbone: str, path: str | os.PathLike) -> Path:
+def export_embedder(backbone: str, path: str | os.PathLike, fixed_padding: bool = True) -> Path:
     """Write ``backbone``'s pretrained network as an embedding graph at ``path`` (atomically):
-    input ``image`` (N x 3 x S x S in [0, 1]), outputs ``features`` and ``logits``."""
-    import onnx
+    input ``image`` (N x 3 x S x S in [0, 1]), outputs ``features`` and ``logits``. ``fixed_padding``:
+    ``roomclf.models.export_graph.export_graph``'s (off only to measure what it buys)."""
     import torch
 
     from roomclf.models.backbones import build_backbone, get_spec, normalizer, split_backbone
+    from roomclf.models.export_graph import export_graph
     from roomclf.models.onnx_file import save_onnx
 
     spec = get_spec(backbone)
@@ -89,14 +94,10 @@ def export_embedder(backbone: str, path: str | os.PathLike) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        raw = Path(tmp) / "export.onnx"
-        with torch.no_grad():
-            torch.onnx.export(EmbedNet().eval(), (torch.rand(2, 3, spec.weights_size, spec.weights_size),), str(raw),
-                              dynamo=False, input_names=["image"], output_names=list(_OUTPUTS),
-                              dynamic_axes={n: {0: "batch"} for n in ("image", *_OUTPUTS)}, opset_version=17)
-        meta = {"backbone": backbone, "input_size": spec.weights_size, "kind": "embedder", "precision": "fp32"}
-        return save_onnx(onnx.load(str(raw)), path, meta)
+    graph = export_graph(EmbedNet(), spec.weights_size, list(_OUTPUTS), path.parent, fixed_padding=fixed_padding)
+    meta = {"backbone": backbone, "input_size": spec.weights_size, "kind": "embedder", "precision": "fp32",
+            "graph": GRAPH_VERSION if fixed_padding else "timm"}
+    return save_onnx(graph, path, meta)
 
 
 def _head_of(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -120,19 +121,32 @@ def embedder_file(backbone: str = EMBEDDING_BACKBONE, precision: str = "fp32",
     """The exported embedding graph for ``backbone`` at its weights' size (``BackboneSpec.weights_size``), made on first use. ``int8``
     needs ``calibration`` photos (relative to ``root``) the first time, and is refused (``EmbeddingError``)
     when its vectors disagree with fp32's on them (on those it was not calibrated on, where there are any)."""
+    from roomclf.models.quantize import cpu_has_vnni
+
     folder = embedding_dir() / "onnx"
     fp32 = folder / f"{_stem(backbone, 'fp32')}.onnx"
-    if not fp32.is_file():
+    vnni = cpu_has_vnni()          # this host makes, checks and runs the int8 copy: full range is safe on VNNI
+    int8 = folder / f"{_stem(backbone, 'int8')}{'-vnni' if vnni else ''}.onnx"
+    if not fp32.is_file() or _graph_version(fp32) != GRAPH_VERSION:
         export_embedder(backbone, fp32)
+        for old in folder.glob(f"{_stem(backbone, 'int8')}*.onnx"):
+            old.unlink(missing_ok=True)       # quantised from the graph it replaces
     if precision == "fp32":
         return fp32
-    int8 = folder / f"{_stem(backbone, precision)}.onnx"
     if not int8.is_file():
-        _quantize_checked(fp32, int8, storage.resolve(root or "."), list(calibration))
+        _quantize_checked(fp32, int8, storage.resolve(root or "."), list(calibration), reduce_range=not vnni)
     return int8
 
 
-def _quantize_checked(fp32: Path, int8: Path, root: Path | str, calibration: list[str]) -> None:
+def _graph_version(path: Path) -> str | None:
+    import onnx
+
+    from roomclf.models.onnx_file import read_meta
+
+    return (read_meta(onnx.load(str(path), load_external_data=False)) or {}).get("graph")
+
+
+def _quantize_checked(fp32: Path, int8: Path, root: Path | str, calibration: list[str], reduce_range: bool) -> None:
     from roomclf.models.quantize import calibration_sample, quantize_static_int8
 
     sample = calibration_sample(calibration, INT8_CALIBRATION_PHOTOS)
@@ -143,7 +157,7 @@ def _quantize_checked(fp32: Path, int8: Path, root: Path | str, calibration: lis
     calibrated = set(sample)
     check = calibration_sample([p for p in calibration if p not in calibrated], INT8_CALIBRATION_PHOTOS) or sample
     with tempfile.TemporaryDirectory(dir=int8.parent) as tmp:
-        candidate = quantize_static_int8(fp32, Path(tmp) / int8.name, root, sample)
+        candidate = quantize_static_int8(fp32, Path(tmp) / int8.name, root, sample, reduce_range=reduce_range)
         size = _input_size(fp32)
         arrays = model_inputs([storage.join(root, p) for p in check], size)[0]
         batch = np.stack(arrays)

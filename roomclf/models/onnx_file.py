@@ -69,10 +69,8 @@ def gpu_present() -> bool:
 
 def export_onnx(export_net, path: str | os.PathLike, meta: dict, opset: int | None = None) -> Path:
     """Write ``export_net`` (a ``roomclf.models.network.ExportNet``) as a single-file ONNX with metadata."""
-    import onnx
-    import torch
-
     from roomclf.models.backbones import get_spec
+    from roomclf.models.export_graph import export_graph
 
     spec = get_spec(export_net.net.backbone)
     size = int(meta.get("input_size") or spec.train_size)
@@ -81,17 +79,7 @@ def export_onnx(export_net, path: str | os.PathLike, meta: dict, opset: int | No
             "pooling": getattr(export_net.net, "pooling", "avg"), **meta}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.export{os.getpid()}")    # torch's file, before the metadata
-    export_net = export_net.eval()
-    with torch.no_grad():
-        torch.onnx.export(export_net, (torch.rand(2, 3, size, size),), str(tmp), dynamo=False,
-                          input_names=["image"], output_names=list(OUTPUTS),
-                          dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"} for o in OUTPUTS}},
-                          opset_version=opset or 17)
-    try:
-        return save_onnx(onnx.load(str(tmp)), path, full)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return save_onnx(export_graph(export_net, size, list(OUTPUTS), path.parent, opset=opset), path, full)
 
 
 def read_meta(model) -> dict | None:

@@ -28,6 +28,18 @@ from roomclf.photos import model_inputs
 # and `lite2-300:int8` against fp32, bench/bench_ensemble.py, docs/benchmarks.md, ensemble).
 REDUCE_RANGE = True
 FP32_FIRST_CONVS, FP32_LAST_CONVS = 6, 2
+_VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU multiplies int8 with VNNI (AVX512-VNNI, AVX-VNNI or AMX), whose int32 accumulation
+    has none of the int16 saturation that ``reduce_range`` guards against: full-range weights are safe on it.
+    False where it cannot tell (no /proc/cpuinfo)."""
+    try:
+        flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in _VNNI_FLAGS)
 
 
 def _convs_kept_fp32(graph, first: int = FP32_FIRST_CONVS, last: int = FP32_LAST_CONVS) -> list[str]:
