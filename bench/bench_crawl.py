@@ -284,15 +284,18 @@ def prepare_training_data(root: str, valid_batch: str) -> None:
 
 # ---- infer-all and its floor -------------------------------------------------------------------------
 
-def speed_model(work: Path, backbone: str) -> Path:
+def speed_model(work: Path, backbone: str, size: int | None = None, meta: dict | None = None) -> Path:
     """An ONNX room model of ``backbone``'s architecture as training exports it (pretrained body,
-    untrained heads), at the registry's size: the same model time per photo as a trained one."""
-    out = work / f"speed-{backbone}.onnx"
+    untrained heads), at ``size`` (default: the registry's): the same model time per photo as a trained one.
+    ``meta``: more metadata (e.g. the batches a trained one would name as its training photos)."""
+    out = work / (f"speed-{backbone}.onnx" if size is None else f"speed-{backbone}-{size}.onnx")
     if not out.exists():
         from roomclf.models.network import ExportNet, RoomNet
         from roomclf.models.onnx_file import export_onnx
 
-        export_onnx(ExportNet(RoomNet(backbone).eval()), out, {"note": "bench_crawl: speed only, untrained heads"})
+        export_onnx(ExportNet(RoomNet(backbone).eval()), out,
+                    {"note": "bench_crawl: speed only, untrained heads", **({"input_size": size} if size else {}),
+                     **(meta or {})})
     return out
 
 

@@ -37,6 +37,7 @@ from common import (
     PROJECT,
     SPLIT_NOTE,
     TEST_BATCHES,
+    TRAIN_BATCHES,
     default_data,
     honest_split,
     load_result,
@@ -98,17 +99,26 @@ def written_test(name: str) -> dict | None:
     return {"test_accuracy": float(test[1]), "backbone": net[1], "input_size": int(net[2])}
 
 
-def stand_in(name: str, work: Path) -> tuple[Path, dict] | None:
-    """(an ONNX file of the run's network for timing, what the section says of it) for a run gone from this
-    machine, or None."""
+def stand_in(name: str, work: Path, earlier: dict) -> tuple[Path, dict] | None:
+    """(an ONNX file of the run's network for timing, its TEST accuracy as written before) for a run gone from
+    this machine, or None. ``NAME``: its network at its size, the accuracy bench_train's section gives it;
+    ``NAME:int8``: that network's static-int8 copy, quantised as `roomclf train --quantize` does (calibrated on
+    TRAIN photos), the accuracy this bench measured for the run's own int8 copy (``earlier``: name -> row)."""
     from bench_crawl import speed_model
 
-    from roomclf.models.backbones import get_spec
-
-    said = None if ":" in name else written_test(name)
-    if said is None or get_spec(said["backbone"]).train_size != said["input_size"]:
+    run, _, variant = name.partition(":")
+    said = written_test(run)
+    if said is None or variant not in ("", "int8"):
         return None
-    return speed_model(work, said["backbone"]), said
+    fp32 = speed_model(work, said["backbone"], said["input_size"], {"train_batches": list(TRAIN_BATCHES)})
+    if not variant:
+        return fp32, said
+    measured = earlier.get(name)          # the run's own int8 copy measured, or that figure carried since
+    if not measured or (measured.get("stand_in") and measured.get("accuracy_from") != "earlier"):
+        return None
+    from bench_ensemble import int8_model
+
+    return int8_model(fp32, work), {**said, "test_accuracy": measured["test_accuracy"], "accuracy_from": "earlier"}
 
 
 def test_accuracy(out: Path, test: dict[str, str]) -> tuple[float, int]:
@@ -121,7 +131,7 @@ def test_accuracy(out: Path, test: dict[str, str]) -> tuple[float, int]:
     return sum(hits) / len(hits), len(hits)
 
 
-def measure(names: list[str], rounds: int) -> dict:
+def measure(names: list[str], rounds: int, earlier: dict) -> dict:
     from roomclf.infer.run import infer_all
     from roomclf.models.onnx_file import OnnxModel
 
@@ -135,7 +145,7 @@ def measure(names: list[str], rounds: int) -> dict:
         for n in names:
             if (f := model_file(n, work)) is not None:
                 files[n] = f
-            elif found := stand_in(n, work):
+            elif found := stand_in(n, work, earlier):
                 files[n], said[n] = found
         speeds: dict[str, list[float]] = {n: [] for n in files}
         for r in range(rounds):
@@ -150,7 +160,8 @@ def measure(names: list[str], rounds: int) -> dict:
                                "input_size": model.input_size, "photos": summary.photos, "errors": summary.errors,
                                "stand_in": n in said}
                     if n in said:
-                        rows[n].update(test_accuracy=said[n]["test_accuracy"], test_photos=None)
+                        rows[n].update(test_accuracy=said[n]["test_accuracy"], test_photos=None,
+                                       accuracy_from=said[n].get("accuracy_from", "bench_train"))
                     else:
                         rows[n]["test_accuracy"], rows[n]["test_photos"] = test_accuracy(out, test)
                 print(f"{n}: round {r + 1} {summary.photos_per_s:.1f} photos/s", flush=True)
@@ -172,17 +183,27 @@ def render(result: dict) -> str:
              table(["model", "network", "TEST accuracy", "infer-all photos/s", "vs first"],
                    [[f"`{r['name']}`", r["what"],
                      f"{r['test_accuracy']:.2%} " + (f"({r['test_photos']:,} photos)" if r["test_photos"] else
-                                                      "(bench_train's figure)"),
-                     f"{r['photos_per_s']:.1f}" + (" (stand-in)" if r.get("stand_in") else ""),
-                     f"{r['photos_per_s'] / first:.2f}x"] for r in rows])]
+                                                      ACCURACY_FROM[r.get("accuracy_from", "bench_train")]),
+                     f"{r['photos_per_s']:.1f}" + (" (stand-in)" if r.get("stand_in") else "")
+                     + (" (earlier run)" if r["name"] in result.get("kept", []) else ""),
+                     _ratio(r, first, result)] for r in rows])]
     if any(r.get("stand_in") for r in rows):
         lines += ["", "A row marked stand-in: the run's model is not on the machine that measured this table, so "
-                      "its TEST accuracy is the one the training section gives it, and its photos/s were measured "
+                      "its TEST accuracy is the one the training section gives it (for an int8 copy: the one this "
+                      "bench measured on the run's own int8 copy in an earlier run), and its photos/s were measured "
                       "on its network with untrained heads (the same computation per photo)."]
     if result.get("kept"):
         lines += ["", "Rows kept from an earlier run (their models were not on the machine that measured the "
-                      "rest): " + ", ".join(f"`{n}`" for n in result["kept"]) + "."]
+                      "rest, so they are not compared with it): " + ", ".join(f"`{n}`" for n in result["kept"]) + "."]
     return "\n".join(lines)
+
+
+ACCURACY_FROM = {"bench_train": "(bench_train's figure)", "earlier": "(this bench, an earlier run)"}
+
+
+def _ratio(row: dict, first: float, result: dict) -> str:
+    """Its photos/s against the first row's, for rows measured in the same run."""
+    return "-" if row["name"] in result.get("kept", []) else f"{row['photos_per_s'] / first:.2f}x"
 
 
 def headline(result: dict) -> str:
@@ -191,7 +212,7 @@ def headline(result: dict) -> str:
     first = rows[0]["photos_per_s"] if rows else 1.0
     return "\n".join([
         table(["model", "TEST accuracy", "infer-all photos/s", "vs first"],
-              [[r["what"], f"{r['test_accuracy']:.2%}", f"{r['photos_per_s']:.0f}", f"{r['photos_per_s'] / first:.2f}x"]
+              [[r["what"], f"{r['test_accuracy']:.2%}", f"{r['photos_per_s']:.0f}", _ratio(r, first, result)]
                for r in rows]),
         "",
         f"TEST = batch_14–19, never used to choose anything; photos/s = infer-all on one machine "
@@ -222,8 +243,8 @@ def main() -> None:
     from roomclf.models.timing import machine
 
     names = args.models.split(",")
-    measured = measure(names, args.rounds)
     earlier = {r["name"]: r for r in before.get("rows", [])}
+    measured = measure(names, args.rounds, earlier)
     kept = [n for n in names if n not in measured and n in earlier]
     gone = [n for n in names if n not in measured and n not in earlier]
     if gone:
