@@ -110,7 +110,10 @@ def stand_in(name: str, work: Path, earlier: dict) -> tuple[Path, dict] | None:
     said = written_test(run)
     if said is None or variant not in ("", "int8"):
         return None
-    fp32 = speed_model(work, said["backbone"], said["input_size"], {"train_batches": list(TRAIN_BATCHES)})
+    from roomclf.corpus import parse_batches
+
+    trained_on = parse_batches(TRAIN_BATCHES, default_data() / "listings")
+    fp32 = speed_model(work, said["backbone"], said["input_size"], {"train_batches": trained_on})
     if not variant:
         return fp32, said
     measured = earlier.get(name)          # the run's own int8 copy measured, or that figure carried since
