@@ -45,7 +45,9 @@ def sample_data(out, source, manifest, jobs, timeout, retries):
 @batch_size_option(BATCH_PHOTOS)
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
               help="The onnxruntime graph that embeds. int8 is calibrated on these photos and used only where its "
-                   "vectors agree with fp32's; each precision has its own cache (bench/bench_embed.py compares them).")
+                   "vectors agree with fp32's; it is made for this host's CPU (full-range weights where it has "
+                   "VNNI, which is what lets it agree), so make it on the kind of machine that embeds. Each "
+                   "precision has its own cache (bench/bench_embed.py compares them).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: one process on this machine (a batch per core at once). ray: onnxruntime actors "
                    "on a Ray cluster, each reading its own batches, for many batches on many machines (the corpus "
