@@ -36,7 +36,8 @@ def cpu_has_vnni() -> bool:
     has none of the int16 saturation that ``reduce_range`` guards against: full-range weights are safe on it.
     False where it cannot tell (no /proc/cpuinfo)."""
     try:
-        flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split()
+        with open("/proc/cpuinfo") as info:
+            flags = next((line for line in info if line.startswith("flags")), "").split()
     except OSError:
         return False
     return any(flag in flags for flag in _VNNI_FLAGS)
@@ -56,10 +57,11 @@ def _convs_kept_fp32(graph, first: int = FP32_FIRST_CONVS, last: int = FP32_LAST
 
 
 def _pad_arithmetic(graph) -> list[str]:
-    """The nodes that compute a Pad's amounts from tensor shapes. EfficientNet-Lite's TF-style "same"
-    padding exports as float arithmetic on ``Shape`` outputs ending in a ``Concat``; quantised, a pad of
-    1 pixel reads 0.996 and the cast to int64 makes it 0, so the feature map shifts by a pixel from that
-    layer on. Measured on efficientnet_lite0 (bench run `lite0-rerun`, all TUNE photos): int8 agreed with
+    """The nodes that compute a Pad's amounts from tensor shapes, in a graph exported before
+    ``roomclf.models.export_graph`` fixed the padding (a model registered earlier; none are left in one exported
+    now). There, EfficientNet-Lite's TF-style "same" padding is float arithmetic on ``Shape`` outputs ending in a
+    ``Concat``; quantised, a pad of 1 pixel reads 0.996 and the cast to int64 makes it 0, so the feature map
+    shifts by a pixel from that layer on. Measured on efficientnet_lite0 (bench run `lite0-rerun`, all TUNE photos): int8 agreed with
     fp32 on clearly more photos with these nodes kept in fp32 than quantised (the int8 cost of
     `ens-lite2-lite0-rerun` before and after this fix: docs/benchmarks.md, infer-accuracy)."""
     made_by = {out: node for node in graph.node for out in node.output}
