@@ -13,9 +13,11 @@ file of TEST batch_14–19, the corpus's planted bad files included) over the mo
 The models are saved ``bench/bench_train.py`` runs (``var/bench/train-NAME/model.onnx``); ``NAME:int8`` is the
 run's static-int8 copy, quantised now as `roomclf train --quantize` does. var/ is not committed, so a run may be
 gone from this machine: then its TEST accuracy is the one bench_train's section holds for it, and its photos/s
-are measured on a stand-in, its network exported as training exports it with the pretrained body and untrained
-heads (``bench_crawl.speed_model``): the time per photo depends on the network and the input size, not on the
-weights. The table says which rows were measured so. A run that is neither here nor in that section is left out.
+are measured on a stand-in, its network exported at its input size as training exports it with the pretrained
+body and untrained heads (``bench_crawl.speed_model``): the time per photo depends on the network and the input
+size, not on the weights. ``NAME:int8``'s stand-in is that network's int8 copy, its accuracy the one an earlier
+run of this bench measured on the run's own int8 copy. The table says which rows were measured so. A run that is
+neither here nor in that section is left out; one only an earlier run measured is kept, not compared.
 
 It writes its section of docs/benchmarks.md and the README's headline table, both from that result file:
 
