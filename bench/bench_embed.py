@@ -89,7 +89,13 @@ def int8_probe(backbone: str, root, paths: list[str], rounds: int) -> dict:
     from roomclf.models.backbones import get_spec
     from roomclf.models.embeddings import INT8_CALIBRATION_PHOTOS, INT8_MIN_COSINE, embedder_file, row_cosines
     from roomclf.models.onnx_file import open_session
-    from roomclf.models.quantize import calibration_sample, quantize_static_int8
+    from roomclf.models.quantize import (
+        FP32_FIRST_CONVS,
+        FP32_LAST_CONVS,
+        calibration_sample,
+        cpu_has_vnni,
+        quantize_static_int8,
+    )
     from roomclf.photos import model_inputs
 
     fp32 = embedder_file(backbone, "fp32")
@@ -119,10 +125,9 @@ def int8_probe(backbone: str, root, paths: list[str], rounds: int) -> dict:
         rows.append({"reduce_range": key[0], "fp32_first": key[1], "fp32_last": key[2],
                      "ms_per_photo": statistics.median(ms[key]), "cosine_min": float(cos.min()),
                      "cosine_p1": float(np.percentile(cos, 1)), "cosine_median": float(np.median(cos))})
-    from roomclf.models.quantize import cpu_has_vnni
-
     return {"photos": len(X), "calibration": len(calib), "min_cosine": INT8_MIN_COSINE, "fp32_ms_per_photo": base,
-            "rounds": rounds, "variants": rows, "embedder_reduce_range": not cpu_has_vnni()}
+            "rounds": rounds, "variants": rows,
+            "embedder_variant": [not cpu_has_vnni(), FP32_FIRST_CONVS, FP32_LAST_CONVS]}   # embed's int8, here
 
 
 def cosines(a, b) -> np.ndarray:
@@ -150,9 +155,9 @@ def render(result: dict) -> str:
                  f"{v['ms_per_photo']:.2f}", f"{base_ms / v['ms_per_photo']:.2f}x",
                  f"{v['cosine_min']:.4f} / {v['cosine_p1']:.4f} / {v['cosine_median']:.4f}",
                  "yes" if v["cosine_min"] >= probe["min_cosine"] else "no"] for v in probe["variants"]]
-        ours = (probe.get("embedder_reduce_range", True), 6, 2)     # what `embed --precision int8` made here
+        ours = probe.get("embedder_variant", [True, 6, 2])     # runs before it was recorded: roomclf's first
         for row, v in zip(prow, probe["variants"]):
-            if (v["reduce_range"], v["fp32_first"], v["fp32_last"]) == ours:
+            if [v["reduce_range"], v["fp32_first"], v["fp32_last"]] == ours:
                 row[0] += " (roomclf's embedder on this CPU)"
         probe_part = ["", "What an int8 embedding graph would buy, as the two choices of `roomclf.models.quantize` vary "
                       f"(its `quantize_static_int8`, calibrated as `embed` calibrates, on {probe['calibration']} of "

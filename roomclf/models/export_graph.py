@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 INPUT = "image"
@@ -141,21 +141,11 @@ def export_graph(net, size: int, outputs: list[str], workdir: str | os.PathLike 
     net = net.eval()
     with tempfile.TemporaryDirectory(dir=workdir, prefix=".export-") as tmp:
         raw, clean = Path(tmp) / "torch.onnx", Path(tmp) / "folded.onnx"
-        with torch.no_grad():
-            if fixed_padding:
-                with fixed_same_padding(net, size):
-                    _torch_export(net, size, outputs, raw, opset)
-            else:
-                _torch_export(net, size, outputs, raw, opset)
+        with torch.no_grad(), fixed_same_padding(net, size) if fixed_padding else nullcontext():
+            torch.onnx.export(net, (torch.rand(2, 3, size, size),), str(raw), dynamo=False, input_names=[INPUT],
+                              output_names=list(outputs), dynamic_axes={n: {0: "batch"} for n in (INPUT, *outputs)},
+                              opset_version=opset or OPSET)
         if not fixed_padding:
             return onnx.load(str(raw))
         _constants_folded(raw, clean)
         return fold_pads(onnx.load(str(clean)))
-
-
-def _torch_export(net, size: int, outputs: list[str], path: Path, opset: int | None) -> None:
-    import torch
-
-    torch.onnx.export(net, (torch.rand(2, 3, size, size),), str(path), dynamo=False, input_names=[INPUT],
-                      output_names=list(outputs), dynamic_axes={n: {0: "batch"} for n in (INPUT, *outputs)},
-                      opset_version=opset or OPSET)

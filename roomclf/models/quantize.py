@@ -61,9 +61,9 @@ def _pad_arithmetic(graph) -> list[str]:
     ``roomclf.models.export_graph`` fixed the padding (a model registered earlier; none are left in one exported
     now). There, EfficientNet-Lite's TF-style "same" padding is float arithmetic on ``Shape`` outputs ending in a
     ``Concat``; quantised, a pad of 1 pixel reads 0.996 and the cast to int64 makes it 0, so the feature map
-    shifts by a pixel from that layer on. Measured on efficientnet_lite0 (bench run `lite0-rerun`, all TUNE photos): int8 agreed with
-    fp32 on clearly more photos with these nodes kept in fp32 than quantised (the int8 cost of
-    `ens-lite2-lite0-rerun` before and after this fix: docs/benchmarks.md, infer-accuracy)."""
+    shifts by a pixel from that layer on. Measured on efficientnet_lite0 (bench run `lite0-rerun`, all TUNE
+    photos): int8 agreed with fp32 on clearly more photos with these nodes kept in fp32 than quantised (the
+    int8 cost of `ens-lite2-lite0-rerun` before and after this fix: docs/benchmarks.md, infer-accuracy)."""
     made_by = {out: node for node in graph.node for out in node.output}
     kept: set[str] = set()
     todo = [t for node in graph.node if node.op_type == "Pad" for t in node.input[1:] if t]
