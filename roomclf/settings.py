@@ -117,12 +117,42 @@ def setup_mlflow() -> str:
     would hand out presigned S3 URLs for downloads by default: hosts then download through the server
     instead (unless ``MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD`` says otherwise), so they need to reach only
     the server, and no S3 URL, which names the server's access key, passes through their logs."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
+    _mlflow_environment()
     import mlflow
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def _mlflow_environment() -> None:
+    """MLflow's variables that must be set before it is imported."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
+
+
+def import_mlflow_in_background():
+    """Start importing MLflow, and the SQL store module a local store needs, in a daemon thread; returns
+    the thread. Those imports take seconds of one core: a step that only logs once its real work has
+    started (infer-all) starts this first, so they run while the cores would otherwise wait on start-up
+    (decoding's first photos, Ray's processes), and ``setup_mlflow`` later finds them done (Python's import
+    lock makes a second import wait for the first, never run twice)."""
+    import threading
+
+    _mlflow_environment()
+    local = not is_remote_tracking()
+
+    def load() -> None:
+        try:
+            import mlflow  # noqa: F401
+
+            if local:
+                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        except Exception:   # whoever uses MLflow next meets the same error, in its own thread, and reports it
+            pass
+
+    thread = threading.Thread(target=load, daemon=True, name="roomclf-import-mlflow")
+    thread.start()
+    return thread

@@ -374,6 +374,22 @@ def test_sigkill_mid_run_then_rerun_is_exactly_once(env_home, ray_cluster, mini_
         [p for p in corpus.paths if p.startswith("batch_19/")])
 
 
+def test_listing_summary_cover_ties_go_to_the_first_photo():
+    """Two equally confident exteriors: the first row is the cover; an unreadable photo's row is never one."""
+    import pandas as pd
+
+    from roomclf.infer.listings import summarize
+
+    photos = pd.DataFrame({"batch": ["b"] * 4, "listing": ["l"] * 4,
+                           "path": ["b/l/3.jpg", "b/l/1.jpg", "b/l/2.jpg", "b/l/4.jpg"],
+                           "label": ["exterior", "exterior", "bedroom", "exterior"],
+                           "confidence": [0.8, 0.8, 0.9, 0.99],
+                           "tags": [[], None, [], ["front"]], "error": [None, None, None, "truncated"]})
+    row = summarize(photos).iloc[0]
+    assert row["cover_photo"] == "b/l/3.jpg" and row["cover_confidence"] == 0.8 and not row["cover_is_front"]
+    assert (row["photos"], row["errors"], row["n_exterior"], row["n_bedroom"]) == (4, 1, 2, 1) and row["tags"] == []
+
+
 def test_listing_summary_reads_missing_tags_as_none():
     """Ray's Parquet path can hand a photo without tags over as NA rather than None or []."""
     import pandas as pd

@@ -151,6 +151,25 @@ def test_unreachable_tracking_store_is_a_warning_and_outputs_are_kept(home, smal
     assert sorted(read_photos(out).path) == sorted(discover(small_corpus, "batch_01").paths)
 
 
+def test_a_run_that_fails_before_its_engine_starts_is_recorded_failed(home, small_corpus, tmp_path):
+    """The run is opened once the engine is at work; a model file that is no ONNX model stops infer-all before
+    that, and the run is opened then, to be ended FAILED with the error and nothing committed."""
+    from roomclf.cli import main
+    from roomclf.settings import setup_mlflow
+
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not an onnx model")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["infer-all", "--data", str(small_corpus), "--out", str(out), "--engine", "loop",
+                                    "--no-progress", "--batches", "batch_01", "--model", str(bad)])
+    assert res.exit_code != 0 and "Traceback" not in res.output, res.output
+    setup_mlflow()
+    _, runs = _runs()
+    assert len(runs) == 1 and runs[0].info.status == "FAILED"
+    assert runs[0].data.tags["roomclf.error"] and runs[0].data.metrics["batches"] == 0
+    assert not (out / "_done").exists()
+
+
 @pytest.mark.slow
 def test_ray_engine_run_names_its_nodes(home, small_corpus, quick_onnx, tmp_path, monkeypatch):
     """A local Ray: the run logs the node(s) that ran the model, by host and node id."""

@@ -92,9 +92,12 @@ def to_table(frame, schema):
 
     columns = []
     for f in schema:
-        values = frame[f.name] if f.name in frame else [None] * len(frame)
-        values = [None if _missing(v) else (list(v) if pa.types.is_list(f.type) else v) for v in values]
-        columns.append(pa.array(values, type=f.type))
+        if f.name not in frame:
+            columns.append(pa.nulls(len(frame), type=f.type))
+        elif pa.types.is_list(f.type):      # lists, numpy arrays (Ray's rows) or a missing value, one by one
+            columns.append(pa.array([None if _missing(v) else list(v) for v in frame[f.name]], type=f.type))
+        else:                                # None, NaN and pandas NA are nulls
+            columns.append(pa.array(frame[f.name], type=f.type, from_pandas=True))
     return pa.Table.from_arrays(columns, schema=schema)
 
 

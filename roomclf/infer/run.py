@@ -118,9 +118,9 @@ def run_loop(root: Path | str, items: list[dict], model_ref: ModelFile, with_emb
 
 
 def with_stall_timeout(stream, seconds: float):
-    """Yield from ``stream`` (iterated in a thread), raising ``InferError`` when nothing
-    arrives for ``seconds``: a cluster that lost every node able to run the model waits
-    forever otherwise."""
+    """Start iterating ``stream`` in a thread now; returns the iterator of its items, which raises
+    ``InferError`` when nothing arrives for ``seconds``: a cluster that lost every node able to run
+    the model waits forever otherwise."""
     import queue
     import threading
 
@@ -136,6 +136,12 @@ def with_stall_timeout(stream, seconds: float):
         q.put(done)
 
     threading.Thread(target=pump, daemon=True, name="infer-all-stream").start()
+    return _items(q, done, seconds)
+
+
+def _items(q, done, seconds: float):
+    import queue
+
     while True:
         try:
             item = q.get(timeout=seconds)
@@ -263,11 +269,14 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
     options = {"data": root, "batches": ",".join(p.name for p in plans), "quantized": quantized, "force": force,
                "with_embedding": with_embedding, "batch_size": batch_size}
     with infer_run(run_name([p.name for p in plans]), warned, enabled=track) as tracked:
-        summary.run_id = tracked.run_id
+        def started() -> None:       # the engine is at work: the run opens while Ray's actors start
+            summary.run_id = tracked.open()
+
         try:
             if todo:
                 _predict(root, out, todo, model_ref, summary, engine, address, with_embedding, batch_size, actors,
-                         cpus, progress, object_store_mb, actor_resource, stall_timeout_s)
+                         cpus, progress, object_store_mb, actor_resource, stall_timeout_s, started)
+            summary.run_id = tracked.open()
         except Exception as exc:
             tracked.log(summary, model_ref, options, [done_record(out, b) for b in summary.batches_skipped],
                         failed=str(exc))
@@ -278,8 +287,10 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
 
 def _predict(root: Path | str, out: Path | str, todo: list[BatchPlan], model_ref: ModelFile, summary: Summary, engine: str,
              address, with_embedding: bool, batch_size: int, actors, cpus, progress: bool, object_store_mb: int,
-             actor_resource, stall_timeout_s: float) -> None:
-    """Predict the photos of ``todo`` with one engine, committing each batch as its last photo arrives."""
+             actor_resource, stall_timeout_s: float, started=lambda: None) -> None:
+    """Predict the photos of ``todo`` with one engine, committing each batch as its last photo arrives.
+    ``started()`` is called once the engine is at work, before the first commit (infer_all opens its
+    MLflow run there, so that the run's id is in every commit)."""
     from tqdm import tqdm
 
     from roomclf.models.onnx_file import OnnxModel
@@ -306,9 +317,6 @@ def _predict(root: Path | str, out: Path | str, todo: list[BatchPlan], model_ref
         summary.per_class.update(rec["per_class"])
         summary.nodes.update(rec["nodes"])
 
-    for plan in todo:               # batches with nothing to predict (only non-photo files)
-        if not plan.photos:
-            finish(plan)
     try:
         if engine == "ray":
             from roomclf.infer.ray_engine import connect_ray, run_ray
@@ -318,6 +326,10 @@ def _predict(root: Path | str, out: Path | str, todo: list[BatchPlan], model_ref
         else:
             stream = run_loop(root, items, model_ref, with_embedding, batch_size, cpus, model)
         stream = with_stall_timeout(stream, stall_timeout_s)
+        started()
+        for plan in todo:           # batches with nothing to predict (only non-photo files)
+            if not plan.photos:
+                finish(plan)
         with tqdm(total=len(items), unit="photo", disable=not progress, desc="infer-all",
                   dynamic_ncols=True) as bar:
             for frame in stream:

@@ -1,9 +1,15 @@
 """infer-all as an MLflow run, in the experiment ``roomclf-infer``.
 
-The run is opened before the first batch is predicted, so that its id can go into
-every batch's done record and the Parquet files' metadata; everything else (the
-model, counts, nodes, the output folder as datasets, a per-class chart) is logged
-after the batches are committed. Tracking never costs inference output: a store
+MLflow starts being imported in the background as infer-all starts, and the run
+is opened once the engine is at work: MLflow's start-up then overlaps Ray's
+(processes starting, actors loading the model) instead of coming before it; the
+loop engine's threads take both cores at once, so there it neither gains nor
+loses (bench/bench_crawl.py, infer-all vs its floor). The run is open before the
+first batch is committed, so its id goes into every batch's done record and the
+Parquet files' metadata; everything else (the model, counts, nodes, the output
+folder as datasets, a per-class chart) is logged after the batches are
+committed. A run that fails before its engine starts is opened then, to be
+recorded as failed. Tracking never costs inference output: a store
 that cannot be reached, or fails midway, is one warning line and the committed
 batches stay as they are.
 
@@ -50,22 +56,32 @@ def row_origin(parquet_file: str | Path) -> dict[str, str]:
 
 
 class InferRun:
-    """The MLflow run of one infer-all (``run_id`` None when tracking is off or failed to start)."""
+    """The MLflow run of one infer-all (``run_id``: None until opened, when tracking is off, or when it
+    failed to start)."""
 
-    def __init__(self, warn):
+    def __init__(self, run_name: str, warn, enabled: bool = True):
+        self.run_name = run_name
         self.warn = warn
+        self.enabled = enabled
         self.run_id: str | None = None
         self._cm = None
+        self._tried = False
 
-    def open(self, run_name: str) -> None:
+    def open(self) -> str | None:
+        """Open the run, the first time only (a store that fails is a warning, and tracking stays off);
+        returns its id. From the thread that ends it: MLflow keeps the active run per thread."""
+        if self._tried or not self.enabled:
+            return self.run_id
+        self._tried = True
         from roomclf.tracking.experiments import step_run
 
-        cm = step_run(EXPERIMENT, run_name)
+        cm = step_run(EXPERIMENT, self.run_name)
         try:
             self.run_id = cm.__enter__().info.run_id
             self._cm = cm
         except Exception as exc:
             self.warn(f"MLflow tracking is off for this run ({_one_line(exc)}); outputs are written as usual")
+        return self.run_id
 
     def close(self, exc_info=None) -> None:
         """End the run (FAILED when ``exc_info`` is an error); a store that fails here is a warning."""
@@ -84,8 +100,9 @@ class InferRun:
                 mlflow.tracking.fluent._active_run_stack.get().pop()
 
     def log(self, summary, model, options: dict, skipped_records: list[dict], failed: str | None = None) -> None:
-        """Log the run's model, counts, nodes, output datasets and per-class chart; never raises."""
-        if self.run_id is None:
+        """Log the run's model, counts, nodes, output datasets and per-class chart (opening the run if the
+        engine never started); never raises."""
+        if self.open() is None:
             return
         try:
             _log(self.run_id, summary, model, options, skipped_records, failed)
@@ -96,10 +113,13 @@ class InferRun:
 
 @contextmanager
 def infer_run(run_name: str, warn, enabled: bool = True):
-    """``with infer_run(name, warn) as run:`` opens the run (or warns), ends it as the block ends."""
-    run = InferRun(warn)
+    """``with infer_run(name, warn) as run:`` the run, opened by ``run.open()`` (or ``run.log``), ended as the
+    block ends; MLflow starts being imported in the background as the block starts."""
+    run = InferRun(run_name, warn, enabled)
     if enabled:
-        run.open(run_name)
+        from roomclf.settings import import_mlflow_in_background
+
+        import_mlflow_in_background()
     try:
         yield run
     except BaseException:
