@@ -36,6 +36,11 @@ def test_crawl_bench_runs_on_200_photos(tmp_path, shared_data):
     steps = [row.split("|")[1].strip() for row in table[1:]]         # after the header (the rule starts "|-")
     assert steps[:2] == ["cold prelabel + first labelling page", "embedding (empty cache)"]
     assert {"infer-all, loop, fp32", "infer-all, loop, int8", "infer-all, ray, fp32", "infer-all, ray, int8"} <= set(steps)
+    header = [c.strip() for c in table[0].split("|")[1:-1]]
+    for row in table[1:]:                          # each infer-all row against both floors measured beside it
+        cells = dict(zip(header, (c.strip() for c in row.split("|")[1:-1])))
+        if cells["step"].startswith("infer-all"):
+            assert float(cells["vs floor"].split()[0]) > 0 and float(cells["vs all cores at once"]) > 0, row
     for engine in ("loop", "ray"):                 # one row per photo, bad files as rows with an error
         rows = pd.read_parquet(work / f"infer-{engine}-fp32" / "photos" / "batch_01.parquet")
         photo_rows = rows[~rows["path"].str.contains("listing_bad")]
