@@ -135,10 +135,9 @@ def _mlflow_environment() -> None:
 
 def import_mlflow_in_background():
     """Start importing MLflow, and the SQL store module a local store needs, in a daemon thread; returns
-    the thread. Those imports take seconds of one core: a step that only logs once its real work has
-    started (infer-all) starts this first, so they run while the cores would otherwise wait on start-up
-    (decoding's first photos, Ray's processes), and ``setup_mlflow`` later finds them done (Python's import
-    lock makes a second import wait for the first, never run twice)."""
+    the thread. Those imports take seconds of one core: infer-all on Ray starts this before Ray and opens
+    its run once the engine is at work, so they run while Ray starts its processes, and ``setup_mlflow``
+    later finds them done (Python's import lock makes a second import wait for the first, never run twice)."""
     import threading
 
     _mlflow_environment()

@@ -404,3 +404,38 @@ def test_listing_summary_reads_missing_tags_as_none():
     row = summarize(photos).iloc[0]
     assert row["tags"] == ["kitchen.kitchen_island"] and row["predictions"] == 3 and row["n_kitchen"] == 2
     assert row["cover_photo"] == "batch_01/listing_0001/photo_02.jpg" and not row["cover_is_front"]
+
+
+def test_a_stream_closed_early_stops_its_engine():
+    """infer-all stopping early (a commit that fails, an interrupt) closes the engine's stream in the thread that
+    reads it ahead, so no engine stays at work; a stream with nothing for too long is an InferError."""
+    import itertools
+    import threading
+
+    from roomclf.infer.batch import InferError
+    from roomclf.infer.run import Stream
+
+    closed, made = threading.Event(), []
+
+    def engine():
+        try:
+            for i in itertools.count():
+                made.append(i)
+                yield i
+        finally:
+            closed.set()
+
+    stream = Stream(engine(), seconds=5)
+    assert next(iter(stream)) == 0
+    stream.close()
+    assert closed.wait(5)
+    n = len(made)
+    time.sleep(0.5)
+    assert len(made) == n and n <= Stream.AHEAD + 2          # read ahead a few at most, then nothing more
+
+    def silent():
+        time.sleep(3)
+        yield 1
+
+    with pytest.raises(InferError, match="no prediction for"):
+        list(Stream(silent(), seconds=0.3))

@@ -46,7 +46,7 @@ def summarize(photos):
         return pd.DataFrame(columns=columns)
     listings: dict[tuple, dict] = {}
     cover: dict[tuple, tuple] = {}                  # listing -> ((is_front, confidence), path)
-    failed = photos["error"].isna().eq(False).tolist()
+    failed = photos["error"].notna().tolist()
     for key, path, label, confidence, tags, bad in zip(zip(photos["batch"], photos["listing"]), photos["path"],
                                                        photos["label"], photos["confidence"], photos["tags"], failed):
         row = listings.get(key)
@@ -62,7 +62,7 @@ def summarize(photos):
             row[f"n_{label}"] += 1
         tags = _tag_list(tags)
         row["tags"].update(f"{label}.{t}" for t in tags)
-        if label == COVER_CLASS and not pd.isna(confidence):
+        if isinstance(label, str) and label == COVER_CLASS and not pd.isna(confidence):
             rank = (COVER_TAG in tags, float(confidence))
             if key not in cover or rank > cover[key][0]:      # ties: the first photo keeps it
                 cover[key] = (rank, str(path))

@@ -117,42 +117,66 @@ def run_loop(root: Path | str, items: list[dict], model_ref: ModelFile, with_emb
     yield from ordered_map(one, chunks, cpus or settings.cpus())
 
 
-def with_stall_timeout(stream, seconds: float):
-    """Start iterating ``stream`` in a thread now; returns the iterator of its items, which raises
-    ``InferError`` when nothing arrives for ``seconds``: a cluster that lost every node able to run
-    the model waits forever otherwise."""
-    import queue
-    import threading
+class Stream:
+    """The items of an engine's stream, read ahead in a thread started at once (a few items at most).
+    Iterating raises ``InferError`` when nothing arrives for ``seconds``: a cluster that lost every node
+    able to run the model waits forever otherwise. ``close()`` stops the thread and closes the engine's
+    stream there (its threads' pending batches dropped, Ray's pipeline ended), so a run that stops early
+    leaves no engine at work."""
 
-    q: queue.Queue = queue.Queue(maxsize=4)
-    done = object()
+    AHEAD = 4
 
-    def pump():
+    def __init__(self, stream, seconds: float):
+        import queue
+        import threading
+
+        self.seconds = seconds
+        self._q: queue.Queue = queue.Queue(maxsize=self.AHEAD)
+        self._done = object()
+        self._stop = threading.Event()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True, name="infer-all-stream").start()
+
+    def _put(self, item) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _pump(self, stream) -> None:
         try:
             for item in stream:
-                q.put(item)
+                if not self._put(item):
+                    return
         except BaseException as exc:   # handed to the consumer
-            q.put(exc)
-        q.put(done)
-
-    threading.Thread(target=pump, daemon=True, name="infer-all-stream").start()
-    return _items(q, done, seconds)
-
-
-def _items(q, done, seconds: float):
-    import queue
-
-    while True:
-        try:
-            item = q.get(timeout=seconds)
-        except queue.Empty:
-            raise InferError(f"no prediction for {seconds:.0f} s: the cluster may have lost the nodes that run "
-                             "the model (check `ray status`); finished batches are kept, rerun to do the rest")
-        if item is done:
+            self._put(exc)
             return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+        finally:
+            if self._stop.is_set() and hasattr(stream, "close"):
+                stream.close()
+        self._put(self._done)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def __iter__(self):
+        import queue
+
+        while True:
+            try:
+                item = self._q.get(timeout=self.seconds)
+            except queue.Empty:
+                raise InferError(f"no prediction for {self.seconds:.0f} s: the cluster may have lost the nodes that "
+                                 "run the model (check `ray status`); finished batches are kept, rerun to do the rest")
+            if item is self._done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
 
 # --------------------------------------------------------------------------- the run
@@ -269,13 +293,10 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
     options = {"data": root, "batches": ",".join(p.name for p in plans), "quantized": quantized, "force": force,
                "with_embedding": with_embedding, "batch_size": batch_size}
     with infer_run(run_name([p.name for p in plans]), warned, enabled=track) as tracked:
-        def started() -> None:       # the engine is at work: the run opens while Ray's actors start
-            summary.run_id = tracked.open()
-
         try:
             if todo:
                 _predict(root, out, todo, model_ref, summary, engine, address, with_embedding, batch_size, actors,
-                         cpus, progress, object_store_mb, actor_resource, stall_timeout_s, started)
+                         cpus, progress, object_store_mb, actor_resource, stall_timeout_s, tracked)
             summary.run_id = tracked.open()
         except Exception as exc:
             tracked.log(summary, model_ref, options, [done_record(out, b) for b in summary.batches_skipped],
@@ -287,10 +308,12 @@ def infer_all(root: str | os.PathLike, out: str | os.PathLike, batches=None, mod
 
 def _predict(root: Path | str, out: Path | str, todo: list[BatchPlan], model_ref: ModelFile, summary: Summary, engine: str,
              address, with_embedding: bool, batch_size: int, actors, cpus, progress: bool, object_store_mb: int,
-             actor_resource, stall_timeout_s: float, started=lambda: None) -> None:
+             actor_resource, stall_timeout_s: float, tracked) -> None:
     """Predict the photos of ``todo`` with one engine, committing each batch as its last photo arrives.
-    ``started()`` is called once the engine is at work, before the first commit (infer_all opens its
-    MLflow run there, so that the run's id is in every commit)."""
+    ``tracked``: infer-all's MLflow run (``roomclf.infer.tracking.InferRun``), opened here before the first
+    commit, so that its id is in every commit: with Ray, once the engine is at work, so that MLflow's start-up
+    overlaps Ray's; with the loop, before its threads start, as they take every core at once and
+    leave nothing to overlap with."""
     from tqdm import tqdm
 
     from roomclf.models.onnx_file import OnnxModel
@@ -317,16 +340,23 @@ def _predict(root: Path | str, out: Path | str, todo: list[BatchPlan], model_ref
         summary.per_class.update(rec["per_class"])
         summary.nodes.update(rec["nodes"])
 
+    stream = None
     try:
         if engine == "ray":
+            import ray.data  # noqa: F401  (before MLflow's import starts beside it: two threads importing
+            #                  packages that share dependencies can hand one of them a half-made module)
+
             from roomclf.infer.ray_engine import connect_ray, run_ray
 
+            tracked.prepare()
             started_ray = connect_ray(address, cpus, object_store_mb)
-            stream = run_ray(root, items, model_ref, with_embedding, batch_size, actors, actor_resource)
+            stream = Stream(run_ray(root, items, model_ref, with_embedding, batch_size, actors, actor_resource),
+                            stall_timeout_s)
+            summary.run_id = tracked.open()
         else:
-            stream = run_loop(root, items, model_ref, with_embedding, batch_size, cpus, model)
-        stream = with_stall_timeout(stream, stall_timeout_s)
-        started()
+            summary.run_id = tracked.open()
+            t0 = time.perf_counter()
+            stream = Stream(run_loop(root, items, model_ref, with_embedding, batch_size, cpus, model), stall_timeout_s)
         for plan in todo:           # batches with nothing to predict (only non-photo files)
             if not plan.photos:
                 finish(plan)
@@ -342,6 +372,8 @@ def _predict(root: Path | str, out: Path | str, todo: list[BatchPlan], model_ref
                         finish(by_name[name])
                 bar.update(len(frame))
     finally:
+        if stream is not None:
+            stream.close()
         summary.seconds = time.perf_counter() - t0
         if engine == "ray":
             summary.node_hosts = _ray_hosts()

@@ -1,17 +1,15 @@
 """infer-all as an MLflow run, in the experiment ``roomclf-infer``.
 
-MLflow starts being imported in the background as infer-all starts, and the run
-is opened once the engine is at work: MLflow's start-up then overlaps Ray's
-(processes starting, actors loading the model) instead of coming before it; the
-loop engine's threads take both cores at once, so there it neither gains nor
-loses (bench/bench_crawl.py, infer-all vs its floor). The run is open before the
-first batch is committed, so its id goes into every batch's done record and the
-Parquet files' metadata; everything else (the model, counts, nodes, the output
-folder as datasets, a per-class chart) is logged after the batches are
-committed. A run that fails before its engine starts is opened then, to be
-recorded as failed. Tracking never costs inference output: a store
-that cannot be reached, or fails midway, is one warning line and the committed
-batches stay as they are.
+The run is open before the first batch is committed, so its id goes into every
+batch's done record and the Parquet files' metadata; everything else (the model,
+counts, nodes, the output folder as datasets, a per-class chart) is logged after
+the batches are committed. With Ray, MLflow is imported in the background while
+Ray starts, and the run opened once the engine is at work, so that MLflow's
+start-up overlaps Ray's instead of coming before it; the loop engine opens it
+before its threads start (``roomclf.infer.run._predict``). A run that fails with
+an error before it was opened is opened then, to be recorded as failed.
+Tracking never costs inference output: a store that cannot be reached, or fails
+midway, is one warning line and the committed batches stay as they are.
 
 Nothing here imports ``roomclf.infer.run``: ``log`` reads the run's summary and
 model by their attributes.
@@ -66,6 +64,14 @@ class InferRun:
         self.run_id: str | None = None
         self._cm = None
         self._tried = False
+        self._preparing = None
+
+    def prepare(self) -> None:
+        """Start importing MLflow in the background (once), for an ``open()`` that comes later."""
+        if self.enabled and self._preparing is None:
+            from roomclf.settings import import_mlflow_in_background
+
+            self._preparing = import_mlflow_in_background()
 
     def open(self) -> str | None:
         """Open the run, the first time only (a store that fails is a warning, and tracking stays off);
@@ -114,12 +120,8 @@ class InferRun:
 @contextmanager
 def infer_run(run_name: str, warn, enabled: bool = True):
     """``with infer_run(name, warn) as run:`` the run, opened by ``run.open()`` (or ``run.log``), ended as the
-    block ends; MLflow starts being imported in the background as the block starts."""
+    block ends."""
     run = InferRun(run_name, warn, enabled)
-    if enabled:
-        from roomclf.settings import import_mlflow_in_background
-
-        import_mlflow_in_background()
     try:
         yield run
     except BaseException:
