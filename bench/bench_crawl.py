@@ -18,7 +18,9 @@ tree's largest process (``os.wait4``):
 - training's data preparation (`roomclf.train.run.prepare_data`: labels, unreadable photos, the leak
   filter with its near-duplicate check);
 - infer-all with Ray and with the loop engine, fp32 and static int8, against the floor for that model:
-  (decode + model time per photo, each measured on 200 of these photos with one thread) / CPUs.
+  (decode + model time per photo, each measured on 320 of these photos with one thread) / CPUs, and
+  against the same decode and model work run on every core at once (640 photos, one thread per core as
+  the loop engine runs it): what the cores give together, which the floor assumes is CPUs x one thread.
 
 The model for infer-all is the default training network's architecture with its pretrained body and an
 untrained head (speed does not depend on the head's weights), unless --model names an ONNX file.
