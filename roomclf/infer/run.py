@@ -343,8 +343,9 @@ def _predict(root: Path | str, out: Path | str, todo: list[BatchPlan], model_ref
     stream = None
     try:
         if engine == "ray":
-            import ray.data  # noqa: F401  (before MLflow's import starts beside it: two threads importing
-            #                  packages that share dependencies can hand one of them a half-made module)
+            # Ray is imported before MLflow's import starts beside it (tracked.prepare): two threads importing
+            # packages that share dependencies can hand one of them a half-made module.
+            import ray.data  # noqa: F401
 
             from roomclf.infer.ray_engine import connect_ray, run_ray
 
