@@ -16,7 +16,9 @@ from roomclf.parallel import INFER_BATCH_PHOTOS
 @click.option("--quantized", is_flag=True, help="Use the int8 model (models:/roomclf-onnx-int8@...) instead.")
 @batches_option(default="all")
 @click.option("--engine", type=click.Choice(["ray", "loop"]), default="ray", show_default=True,
-              help="ray: Ray Data pipeline (local or a cluster); loop: plain single process, no Ray.")
+              help="ray: Ray Data pipeline (local or a cluster); loop: plain single process, no Ray. On one "
+                   "machine the loop comes closer to what the cores can do, as it skips Ray's start-up and daemons "
+                   "(bench/bench_crawl.py, docs/benchmarks.md: a crawl-size batch, vs all cores at once).")
 @click.option("--address", default=None,
               help="Ray cluster to join from one of its nodes: auto (the running cluster) or HOST:PORT of the head. "
                    "Default: $RAY_ADDRESS if set, else start a local Ray. Ray Client (ray://) addresses are not "
