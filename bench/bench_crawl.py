@@ -509,7 +509,8 @@ def render(result: dict) -> str:
          f"together, in one thread per core as the loop engine runs it but without its output rows, commits and "
          f"tracking, measured beside the floor: what the cores deliver together; the floor assumes they add up."),
         "",
-        table(["step", "seconds", "photos/s", "vs floor", "vs all cores at once", "peak MB: largest process / all", "measured",
+        table(["step", "seconds", "photos/s", "vs floor", "vs all cores at once", "peak MB: largest process / all",
+               "measured",
                *[f"whole crawl, {k} node{'s' if k > 1 else ''}" for k in NODES]], rows), "",
         (f"The whole crawl is {CRAWL_BATCHES} batches of {CRAWL_PHOTOS:,} photos; N nodes assume the per-node rate "
          "measured here adds up (Ray's overhead across machines is not measured by this bench).")])
