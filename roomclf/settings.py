@@ -133,11 +133,11 @@ def _mlflow_environment() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
 
 
-def import_mlflow_in_background():
-    """Start importing MLflow, and the SQL store module a local store needs, in a daemon thread; returns
-    the thread. Those imports take seconds of one core: infer-all on Ray starts this before Ray and opens
-    its run once the engine is at work, so they run while Ray starts its processes, and ``setup_mlflow``
-    later finds them done (Python's import lock makes a second import wait for the first, never run twice)."""
+def import_mlflow_in_background() -> None:
+    """Start importing MLflow, and the SQL store module a local store needs, in a daemon thread. Those
+    imports take seconds of one core: infer-all on Ray starts this before Ray and opens its run once the
+    engine is at work, so they run while Ray starts its processes, and ``setup_mlflow`` later finds them
+    done (Python's import lock makes a second import wait for the first, never run twice)."""
     import threading
 
     _mlflow_environment()
@@ -152,6 +152,4 @@ def import_mlflow_in_background():
         except Exception:   # whoever uses MLflow next meets the same error, in its own thread, and reports it
             pass
 
-    thread = threading.Thread(target=load, daemon=True, name="roomclf-import-mlflow")
-    thread.start()
-    return thread
+    threading.Thread(target=load, daemon=True, name="roomclf-import-mlflow").start()

@@ -64,14 +64,15 @@ class InferRun:
         self.run_id: str | None = None
         self._cm = None
         self._tried = False
-        self._preparing = None
+        self._prepared = False
 
     def prepare(self) -> None:
         """Start importing MLflow in the background (once), for an ``open()`` that comes later."""
-        if self.enabled and self._preparing is None:
+        if self.enabled and not self._prepared:
             from roomclf.settings import import_mlflow_in_background
 
-            self._preparing = import_mlflow_in_background()
+            import_mlflow_in_background()
+            self._prepared = True
 
     def open(self) -> str | None:
         """Open the run, the first time only (a store that fails is a warning, and tracking stays off);
