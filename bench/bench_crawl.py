@@ -367,7 +367,8 @@ def all_cores(m, paths: list[Path], batch: int = 32) -> float:
 STEPS = ("label", "embed", "propagate", "train-prep", "infer-loop", "infer-ray")
 
 
-def run_bench(work: Path, n: int, backbone: str, model: Path | None, jobs: int, only: set[str] | None = None) -> dict:
+def run_bench(work: Path, n: int, backbone: str, model: Path | None, jobs: int, only: set[str] | None = None,
+              rounds: int = 1) -> dict:
     """Every step of ``STEPS`` (or those in ``only``) on the synthetic batch; the result to keep."""
     def want(step: str) -> bool:
         return only is None or step in only
@@ -394,7 +395,8 @@ def run_bench(work: Path, n: int, backbone: str, model: Path | None, jobs: int, 
     if want("propagate") or want("train-prep"):
         steps += labelled_steps(work, rows, total, logs)
     if want("infer-loop") or want("infer-ray"):
-        steps += infer_steps(work, rows, total, logs, backbone, model, [e for e in ("loop", "ray") if want(f"infer-{e}")])
+        steps += infer_steps(work, rows, total, logs, backbone, model, [e for e in ("loop", "ray") if want(f"infer-{e}")],
+                             rounds)
     fp32 = model or speed_model(work, backbone)
     from roomclf.models.onnx_file import OnnxModel
 
@@ -439,27 +441,41 @@ def labelled_steps(work: Path, rows: list[dict], total: int, logs: Path) -> list
 
 
 def infer_steps(work: Path, rows: list[dict], total: int, logs: Path, backbone: str, model: Path | None,
-                engines: list[str]) -> list[dict]:
+                engines: list[str], rounds: int = 1) -> list[dict]:
     """infer-all with each engine, fp32 and int8, each beside the floor of its model measured just before
-    and just after it (their mean: this shared machine's speed drifts by tens of percent within the hour)."""
+    and just after it (their mean: this shared machine's speed drifts by tens of percent within the hour).
+    With ``rounds`` > 1 the whole set is measured that many times, engines alternating within each form and
+    their order reversed every other round, so that drift falls on every row alike; each row is then its
+    round with the median ratio to the floor, carrying every round's figures (``rounds``)."""
     fp32 = model or speed_model(work, backbone)
     forms = {"fp32": fp32, "int8": int8_twin(fp32, work, rows)}
     env = step_env(work, "home-infer")
+    measured: dict[str, list[dict]] = {}
+    for r in range(rounds):
+        order = engines if r % 2 == 0 else engines[::-1]
+        for form, path in forms.items():
+            for engine in order:
+                out = work / f"infer-{engine}-{form}"
+                shutil.rmtree(out, ignore_errors=True)
+                before = floor(path, work, rows)
+                step = timed(f"infer-all, {engine}, {form}",
+                             [*ROOMCLF, "infer-all", "--batch", "batch_01", "--model", str(path), "--engine", engine,
+                              "--out", str(out), "--no-progress"], env, total, logs / f"infer-{engine}-{form}.log")
+                after = floor(path, work, rows)
+                both = {k: (before[k] + after[k]) / 2 for k in before}
+                step.update(floor_photos_per_s=both["photos_per_s"], form=form, floor=both,
+                            floor_before_after=[before["photos_per_s"], after["photos_per_s"]])
+                measured.setdefault(step["step"], []).append(step)
+                print(f"round {r + 1}/{rounds}:", step, flush=True)
     steps = []
     for engine in engines:
-        for form, path in forms.items():
-            out = work / f"infer-{engine}-{form}"
-            shutil.rmtree(out, ignore_errors=True)
-            before = floor(path, work, rows)
-            step = timed(f"infer-all, {engine}, {form}",
-                         [*ROOMCLF, "infer-all", "--batch", "batch_01", "--model", str(path), "--engine", engine,
-                          "--out", str(out), "--no-progress"], env, total, logs / f"infer-{engine}-{form}.log")
-            after = floor(path, work, rows)
-            both = {k: (before[k] + after[k]) / 2 for k in before}
-            step.update(floor_photos_per_s=both["photos_per_s"], form=form, floor=both,
-                        floor_before_after=[before["photos_per_s"], after["photos_per_s"]])
-            steps.append(step)
-            print(steps[-1], flush=True)
+        for form in forms:
+            runs = measured[f"infer-all, {engine}, {form}"]
+            ranked = sorted(runs, key=lambda s: s["photos_per_s"] / s["floor_photos_per_s"])
+            steps.append({**ranked[(len(ranked) - 1) // 2], "rounds": [
+                {k: s[k] for k in ("photos_per_s", "floor_photos_per_s", "when")}
+                | {"all_cores_photos_per_s": s["floor"]["all_cores_photos_per_s"]} for s in runs]}
+                if len(runs) > 1 else runs[0])
     return steps
 
 
@@ -479,11 +495,28 @@ def extrapolate(step: dict, nodes: int) -> str:
     return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
 
 
+def engines_side_by_side(steps: list[dict]) -> list[str]:
+    """For rows measured in rounds: Ray's photos/s over the loop's in each round, the two run one after the
+    other (the least drift between them), per model form; no lines without rounds of both engines."""
+    rounds = {s["step"]: s["rounds"] for s in steps if s.get("rounds")}
+    parts = []
+    for form in ("fp32", "int8"):
+        ray, loop = rounds.get(f"infer-all, ray, {form}"), rounds.get(f"infer-all, loop, {form}")
+        if ray and loop:
+            each = sorted(r["photos_per_s"] / lp["photos_per_s"] for r, lp in zip(ray, loop))
+            parts.append(f"{form} {statistics.median(each):.2f} ({', '.join(f'{x:.2f}' for x in each)})")
+    return [f"Ray's photos/s over the loop's, the two run one after the other in each round: median (each round): "
+            f"{'; '.join(parts)}.", ""] if parts else []
+
+
 def render(result: dict) -> str:
     rows = []
     for s in result["steps"]:
         ratio = f"{s['photos_per_s'] / s['floor_photos_per_s']:.2f}" if s.get("floor_photos_per_s") else "-"
-        if s.get("floor_before_after"):      # the spread the machine's drift puts on the ratio
+        if s.get("rounds"):                  # the median of several rounds, and their spread
+            each = sorted(r["photos_per_s"] / r["floor_photos_per_s"] for r in s["rounds"])
+            ratio += f" (rounds: {', '.join(f'{x:.2f}' for x in each)})"
+        elif s.get("floor_before_after"):    # the spread the machine's drift puts on the ratio
             lo, hi = sorted(s["photos_per_s"] / f for f in s["floor_before_after"])
             ratio += f" ({lo:.2f}–{hi:.2f})"
         together = s.get("floor", {}).get("all_cores_photos_per_s")      # absent from rows measured before it was
@@ -504,7 +537,9 @@ def render(result: dict) -> str:
          f"step's tree, and the whole tree's resident total. {result['machine']}; each step measured when its "
          f"row says (`--only` measures some steps again). infer-all's model: {result['model']}; its floor "
          f"(one thread each, medians; divided over the CPUs) is measured just before and just after each "
-         f"infer-all row, and the row is compared with their mean (in brackets: with each of the two); "
+         f"infer-all row, and the row is compared with their mean (in brackets: with each of the two, or, for "
+         f"a row measured in several interleaved rounds (`--rounds`), each round's ratio, the row being its median "
+         f"round); "
          f"the last ones: {fl}. \"All cores at once\" is that decode and model work run on every core "
          f"together, in one thread per core as the loop engine runs it but without its output rows, commits and "
          f"tracking, measured beside the floor: what the cores deliver together; the floor assumes they add up."),
@@ -512,6 +547,7 @@ def render(result: dict) -> str:
         table(["step", "seconds", "photos/s", "vs floor", "vs all cores at once", "peak MB: largest process / all",
                "measured",
                *[f"whole crawl, {k} node{'s' if k > 1 else ''}" for k in NODES]], rows), "",
+        *engines_side_by_side(result["steps"]),
         (f"The whole crawl is {CRAWL_BATCHES} batches of {CRAWL_PHOTOS:,} photos; N nodes assume the per-node rate "
          "measured here adds up (Ray's overhead across machines is not measured by this bench).")])
 
@@ -528,6 +564,8 @@ def main() -> None:
     ap.add_argument("--make-only", action="store_true", help="make the synthetic batch (untimed) and stop")
     ap.add_argument("--only", default=None, help=f"comma list of steps to measure again ({', '.join(STEPS)}); "
                     "the others keep their figures from bench/results/crawl.json")
+    ap.add_argument("--rounds", type=int, default=1, help="measure the infer-all rows this many times, interleaved, "
+                    "and keep each row's median round (the machine's drift shows in the spread across rounds)")
     ap.add_argument("--report", action="store_true", help="render the section again from bench/results/crawl.json")
     ap.add_argument("--prepare-training-data", metavar="ROOT", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -543,7 +581,8 @@ def main() -> None:
     only = {s.strip() for s in args.only.split(",")} if args.only else None
     if only and only - set(STEPS):
         raise SystemExit(f"bench_crawl: unknown steps {', '.join(sorted(only - set(STEPS)))}; one of {', '.join(STEPS)}")
-    result = run_bench(work, args.photos, args.backbone or TrainConfig.backbone, args.model, args.jobs, only)
+    result = run_bench(work, args.photos, args.backbone or TrainConfig.backbone, args.model, args.jobs, only,
+                       args.rounds)
     publish("crawl", merged(load_result("crawl") if only else None, result), render, write=not args.no_write)
 
 
