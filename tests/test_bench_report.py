@@ -14,6 +14,7 @@ from roomclf.taxonomy import CLASSES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import bench_attributes  # noqa: E402
+import bench_crawl  # noqa: E402
 import bench_infer  # noqa: E402
 import bench_train  # noqa: E402
 import common  # noqa: E402
@@ -290,6 +291,27 @@ def _corpus(tmp_path, rows: list[tuple[str, str]]) -> Path:
     (data / "labels.csv").write_text("path,label,subtype,source,upstream\n"
                                      + "".join(f"{p},{lab},,x,y\n" for p, lab in rows))
     return data
+
+
+def test_a_crawl_row_measured_in_rounds_shows_each_rounds_ratio_and_ray_over_the_loop_per_round():
+    def step(engine: str, speeds: list[float], floors: list[float]) -> dict:
+        rounds = [{"photos_per_s": p, "floor_photos_per_s": f, "when": "2026-12-07T21:00", "all_cores_photos_per_s": f}
+                  for p, f in zip(speeds, floors)]
+        mid = sorted(range(3), key=lambda i: speeds[i] / floors[i])[1]
+        return {"step": f"infer-all, {engine}, fp32", "seconds": 200.0, "photos_per_s": speeds[mid],
+                "floor_photos_per_s": floors[mid], "floor": {"all_cores_photos_per_s": floors[mid]},
+                "floor_before_after": [floors[mid] - 5, floors[mid] + 5], "peak_mb": 1.0, "tree_peak_mb": 2.0,
+                "when": "2026-12-07T21:00", "rounds": rounds}
+
+    result = {"photos": 20000, "planted": 11, "photo_size": "1024x768", "model": "lite0", "machine": "2 CPUs",
+              "date": "2026-12-07", "floors": {"fp32": {"decode_ms": 6.0, "model_ms": 14.0, "photos_per_s": 100.0}},
+              "steps": [step("loop", [90.0, 100.0, 95.0], [100.0, 100.0, 100.0]),
+                        step("ray", [81.0, 80.0, 95.0], [90.0, 100.0, 100.0])]}
+    text = bench_crawl.render(result)
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| infer-all")}
+    assert "| 0.95 (rounds: 0.90, 0.95, 1.00) |" in rows["infer-all, loop, fp32"]      # the median round, not a mean
+    assert "| 0.90 (rounds: 0.80, 0.90, 0.95) |" in rows["infer-all, ray, fp32"]
+    assert "each round): fp32 0.90 (0.80, 0.90, 1.00)." in text         # ray/loop in each round: 81/90, 80/100, 95/95
 
 
 def test_ground_truth_is_the_products_reader_with_aliases_resolved(tmp_path):
