@@ -112,9 +112,12 @@ def load(data: Path, backbone: str):
     return emb, labels, split_parts(emb.paths, split), reports, split_summary(split)
 
 
+PROBE_SIZES = (320, 416)      # px: a larger input than the model's, and the corpus photos' own size at most
+
+
 def probe_features(root: Path, paths: list[str], backbone: str) -> dict[str, np.ndarray]:
-    """Other readings of the frozen body for ``paths``: average- and max-pooled at the model's
-    input size (the model exports the average), and average-pooled at 320 px."""
+    """Other readings of the frozen body for ``paths``: average- and max-pooled at the model's input size
+    (the model exports the average) and at each of ``PROBE_SIZES``."""
     import torch
 
     from roomclf.models.backbones import build_backbone, get_spec, split_backbone
@@ -124,18 +127,20 @@ def probe_features(root: Path, paths: list[str], backbone: str) -> dict[str, np.
     body, _, _ = split_backbone(backbone, build_backbone(backbone, pretrained=True))
     body.eval()
     mean, std = torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1)
-    out: dict[str, list] = {f"average-pooled, {spec.train_size} px (what the model exports)": [],
-                            f"max-pooled, {spec.train_size} px": [], "average-pooled, 320 px": []}
+    sizes = list(dict.fromkeys((spec.train_size, *PROBE_SIZES)))
+    out: dict[str, list] = {}
+    for size in sizes:
+        out[f"average-pooled, {size} px" + (" (what the model exports)" if size == spec.train_size else "")] = []
+        out[f"max-pooled, {size} px"] = []
     names = list(out)
     with torch.inference_mode():
         for i in range(0, len(paths), 32):
             part = paths[i:i + 32]
-            for size, keys in ((spec.train_size, names[:2]), (320, names[2:])):
+            for k, size in enumerate(sizes):
                 x = torch.from_numpy(np.stack([model_input(root / p, size) for p in part]))
                 fmap = body((x - mean) / std)
-                out[keys[0]].append(fmap.mean((2, 3)).numpy())
-                if len(keys) > 1:
-                    out[keys[1]].append(fmap.amax((2, 3)).numpy())
+                out[names[2 * k]].append(fmap.mean((2, 3)).numpy())
+                out[names[2 * k + 1]].append(fmap.amax((2, 3)).numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -336,8 +341,8 @@ def render(res: dict) -> str:
          f"head per reading of the same frozen body, AUC cross-validated on {names['cv']} (5 folds) / on "
          f"{names['test']}. "
          "A reading that ranks a key near 0.6-0.8 cannot give F1 0.8; compare the rows to see what "
-         "max pooling or a larger input (a model trained with `--image-size 320`, ~2x the compute per photo) "
-         "would change. A body fine-tuned with the attribute labels (not only a head on top) is the other way:"), "",
+         "max pooling or a larger input would change (320 px: a model trained with `--image-size 320`, ~2x the "
+         "compute per photo of 224 px; 416 px: the corpus photos' own size at most, ~3.4x). A body fine-tuned with the attribute labels (not only a head on top) is the other way:"), "",
         probe_table, "",
         f"Whole bench: {res['seconds']:.0f} s (embeddings cached; the probe recomputes its features).",
     ])
