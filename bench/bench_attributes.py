@@ -342,7 +342,8 @@ def render(res: dict) -> str:
          f"{names['test']}. "
          "A reading that ranks a key near 0.6-0.8 cannot give F1 0.8; compare the rows to see what "
          "max pooling or a larger input would change (320 px: a model trained with `--image-size 320`, ~2x the "
-         "compute per photo of 224 px; 416 px: the corpus photos' own size at most, ~3.4x). A body fine-tuned with the attribute labels (not only a head on top) is the other way:"), "",
+         "compute per photo of 224 px; 416 px: the corpus photos' own size at most, ~3.4x). A body fine-tuned "
+         "with the attribute labels (not only a head on top) is the other way:"), "",
         probe_table, "",
         f"Whole bench: {res['seconds']:.0f} s (embeddings cached; the probe recomputes its features).",
     ])

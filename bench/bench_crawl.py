@@ -395,8 +395,8 @@ def run_bench(work: Path, n: int, backbone: str, model: Path | None, jobs: int, 
     if want("propagate") or want("train-prep"):
         steps += labelled_steps(work, rows, total, logs)
     if want("infer-loop") or want("infer-ray"):
-        steps += infer_steps(work, rows, total, logs, backbone, model, [e for e in ("loop", "ray") if want(f"infer-{e}")],
-                             rounds)
+        engines = [e for e in ("loop", "ray") if want(f"infer-{e}")]
+        steps += infer_steps(work, rows, total, logs, backbone, model, engines, rounds)
     fp32 = model or speed_model(work, backbone)
     from roomclf.models.onnx_file import OnnxModel
 
