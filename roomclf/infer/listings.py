@@ -62,7 +62,7 @@ def summarize(photos):
             row[f"n_{label}"] += 1
         tags = _tag_list(tags)
         row["tags"].update(f"{label}.{t}" for t in tags)
-        if isinstance(label, str) and label == COVER_CLASS and not pd.isna(confidence):
+        if label == COVER_CLASS and not pd.isna(confidence):
             rank = (COVER_TAG in tags, float(confidence))
             if key not in cover or rank > cover[key][0]:      # ties: the first photo keeps it
                 cover[key] = (rank, str(path))
