@@ -56,6 +56,7 @@ import os
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -639,7 +640,7 @@ def main() -> None:
     if prior:   # score a saved run with its own recipe
         rec = prior["recipe"]
         args.name, args.backbone, args.image_size = prior["name"], rec["backbone"], rec["image_size"]
-        knobs = saved_knobs(rec)
+        knobs = replace(saved_knobs(rec), live_teacher=False)    # scoring only: no training, no teacher
     if knobs.attribute_loss_weight and (args.distill or knobs.mixup):
         ap.error("--recipe attribute_loss_weight: not with --distill or --mixup (photos without their own labels)")
     if not args.image_size:
@@ -695,7 +696,9 @@ def main() -> None:
         from roomclf.train.distill import teacher_outputs, with_teacher_targets
 
         photos = [p for p, _ in split["train"]]
-        data = with_teacher_targets(data, teacher_outputs(args.distill, root, photos), photos)
+        teacher = teacher_outputs(args.distill, root, photos)
+        data = with_teacher_targets(data, teacher, photos)
+        data.teacher = teacher
     if knobs.attribute_loss_weight:
         data.attributes = multitask_targets(data_dir, split)
         print(f"multi-task: {sum(p in data.attributes for p, _ in data.train)} TRAIN photos carry attribute labels",
@@ -704,7 +707,7 @@ def main() -> None:
                     recipe=knobs)
     weights = class_weights([c for _, c in data.train])
     learn = make_learner(dls, args.backbone, weights, pretrained=not (saved or args.resume), recipe=knobs,
-                         soft=data.soft is not None)
+                         soft=data.soft is not None, teacher=data.teacher.path if data.teacher else None)
 
     def history_rows(phase):
         # a student's metrics are its accuracy only (soft targets): no macro-F1 column per epoch

@@ -88,3 +88,56 @@ def test_student_is_trained_on_teacher_predictions_registered_and_gated(tmp_path
     assert "Distilled from" in version.description
     assert result.champion_version == teacher_version                    # gated against its teacher
     assert run.data.tags["gate_reason"] and run.data.tags["alias"] == result.alias
+
+
+def test_live_teacher_labels_each_training_batch_as_the_student_sees_it(quick_onnx, corpus_root, ground_truth):
+    """With the recipe's live_teacher, the targets of a training batch are the teacher's predictions on those very
+    pictures (augmented and mixed), not the photo's precomputed target; validation batches keep their labels."""
+    import torch
+    from fastai.callback.core import Callback
+
+    from roomclf.models.backbones import get_spec
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.taxonomy import CLASSES
+    from roomclf.train.config import parse_recipe
+    from roomclf.train.data import TrainData
+    from roomclf.train.learner import build_dls, fit, make_learner
+
+    train, valid = pick_photos(ground_truth, "batch_05", 16), pick_photos(ground_truth, "batch_06", 8)
+    uniform = np.full(len(CLASSES), 1 / len(CLASSES), np.float32)       # a precomputed target no teacher gives
+    data = TrainData(train=train, valid=valid, soft={p: uniform for p, _ in train})
+    spec, teacher = get_spec("efficientnet_lite0"), OnnxModel(quick_onnx)
+    recipe = parse_recipe("mixup=1.0,live_teacher=true")
+    dls = build_dls(corpus_root, data, teacher.input_size, 8, spec.mean, spec.std, seed=0, recipe=recipe)
+    seen = {"train": [], "valid": []}
+
+    class Record(Callback):
+        order = 50                                 # after MixUp and the live teacher
+
+        def before_batch(self):
+            seen["train" if self.training else "valid"].append((self.learn.xb[0].clone(), self.learn.yb[0].clone()))
+
+    learn = make_learner(dls, "efficientnet_lite0", np.ones(len(CLASSES), np.float32), recipe=recipe, soft=True,
+                         teacher=quick_onnx)
+    fit(learn, frozen_epochs=1, epochs=0, lr=1e-3, cbs=[Record()], recipe=recipe)
+
+    assert len(seen["train"]) == 2 and seen["valid"]
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (spec.mean, spec.std))
+    for x, y in seen["train"]:
+        pictures = (x * std + mean).clamp(0, 1)               # the backbone's normalisation undone: [0, 1]
+        expected = teacher.run(np.ascontiguousarray(pictures.numpy(), dtype=np.float32))["probs"]
+        assert torch.allclose(y, torch.from_numpy(expected), atol=1e-4)
+        assert not torch.allclose(y, torch.from_numpy(uniform).expand_as(y), atol=1e-2)
+    for _, y in seen["valid"]:                                   # human labels: one-hot rows
+        assert torch.equal(y.max(1).values, torch.ones(len(y))) and torch.equal(y.sum(1), torch.ones(len(y)))
+
+
+def test_live_teacher_is_refused_without_a_teacher():
+    from roomclf.train.config import TrainConfig, TrainingError, check_config, parse_recipe
+
+    cfg = TrainConfig(data=".", train_batches=["batch_01"], valid_batches=["batch_02"],
+                      recipe=parse_recipe("live_teacher=true"))
+    with pytest.raises(TrainingError, match="live_teacher"):
+        check_config(cfg)
+    cfg.teacher = "models:/roomclf-onnx@champion"
+    check_config(cfg)

@@ -126,7 +126,9 @@ def distill(teacher, backbone, **options):
     The teacher predicts every photo of the training batches, labelled or not; the
     student (fast.ai, frozen then unfrozen, as `roomclf train`) learns its room
     probabilities at the recipe's temperature, and its attribute head learns the
-    teacher's attribute scores. It is validated on human labels only, registered
+    teacher's attribute scores. With --recipe live_teacher=true the teacher also
+    predicts every training batch as the student sees it (augmented; with mixup,
+    mixed). It is validated on human labels only, registered
     as a new version of `roomclf` and `roomclf-onnx` tagged with its teacher, and
     becomes `champion` when it beats the champion or is clearly faster within
     --gate-tolerance of its accuracy.

@@ -69,6 +69,9 @@ class Recipe:
                                          # train)
     temperature: float = 2.0             # distillation (`roomclf distill`): the teacher's and the student's
                                          # distributions are compared at this temperature
+    live_teacher: bool = False           # distillation: the teacher also predicts every training batch as the
+                                         # student sees it (augmented, mixed), instead of its photo's plain
+                                         # prediction only (roomclf.train.distill.live_teacher_callback)
     pooling: str = "avg"                 # the last feature map -> the features every head reads: avg, max or
                                          # gem (roomclf.models.network.POOLINGS); carried into the export
     attribute_loss_weight: float = 0.0   # multi-task fine-tuning: 0 off (the attribute heads are fitted on the
@@ -163,6 +166,8 @@ def check_config(cfg: TrainConfig) -> None:
     if r.small_size and (r.small_size < 32 or r.small_epochs < 0):
         raise TrainingError("recipe: small_size must be 0 (off) or >= 32, and small_epochs >= 0")
     _check_multitask(cfg)
+    if r.live_teacher and not cfg.teacher:
+        raise TrainingError("recipe: live_teacher is for distillation: it needs a teacher (roomclf distill)")
     if min(r.parity_photos, r.int8_calibration_photos, r.lr_find_iters) < 1:
         raise TrainingError("recipe: parity_photos, int8_calibration_photos and lr_find_iters must be >= 1")
 

@@ -4,6 +4,8 @@ The teacher (any registered ONNX room model, by default the champion) predicts e
 the training batches, labelled or not: its room probabilities become the student's training targets
 (softened by the recipe's ``temperature``), and its attribute scores the targets of the student's
 attribute head, fitted afterwards on the student's own features (the teacher's thresholds then apply).
+With the recipe's ``live_teacher`` the teacher also predicts every training batch as the student sees it
+(``live_teacher_callback``): augmented and, with ``mixup``, mixed, so each target belongs to its picture.
 Validation stays on human labels only, so the student is judged, registered and gated like any model.
 Everything here takes data and returns data; ``roomclf.train.run`` wires it into a training run.
 """
@@ -30,6 +32,7 @@ class Teacher:
     uri: str
     name: str                                        # e.g. "roomclf-onnx v3", or the file name
     version: str | None
+    path: str | None = None                          # its local ONNX file
     probs: dict[str, np.ndarray] = field(default_factory=dict)        # path -> room probabilities
     attributes: dict[str, np.ndarray] = field(default_factory=dict)   # path -> attribute scores
     attribute_keys: list[str] = field(default_factory=list)
@@ -48,7 +51,7 @@ def teacher_outputs(uri: str, root: str | os.PathLike, paths: list[str], batch_s
     ref = resolve(uri)
     model = OnnxModel(local_onnx(ref))         # one-thread session: run_sources runs a batch per core
     name = f"{ref.name} v{ref.version}" if ref.version else Path(str(ref.location)).name
-    teacher = Teacher(uri, name, str(ref.version) if ref.version else None,
+    teacher = Teacher(uri, name, str(ref.version) if ref.version else None, str(model.path),
                       attribute_keys=list(model.attribute_keys), thresholds=dict(model.thresholds))
     with tqdm(total=len(paths), desc=f"teacher ({name})", unit="photo", disable=not progress) as bar:
         for idx, out, unreadable in model.run_sources([storage.join(root, p) for p in paths], batch_size):
@@ -123,6 +126,41 @@ def soft_accuracy(logits, target):
     """Top-1 agreement of the logits with the target distribution's top class (for one-hot validation
     targets: the accuracy)."""
     return (logits.argmax(dim=1) == target.argmax(dim=1)).float().mean()
+
+
+def live_teacher_callback(teacher_path: str | os.PathLike, mean, std, threads: int | None = None):
+    """A fastai callback for consistent teaching: on every training batch the teacher (its ONNX file, a
+    session of ``threads`` intra-op threads, default every core) predicts the very pictures the student
+    is about to learn from, after augmentation and MixUp, and its probabilities replace the batch's targets.
+    The precomputed targets belong to the plain photo; a flipped, warped or mixed picture's own prediction
+    can differ from it. The student's batch (normalised with ``mean``/``std``) is brought back to [0, 1]
+    and resized to the teacher's input size. Validation batches keep their human labels."""
+    import torch
+    import torch.nn.functional as F
+    from fastai.callback.core import Callback
+    from fastai.callback.mixup import MixUp
+
+    from roomclf.models.onnx_file import OnnxModel
+    from roomclf.settings import cpus
+
+    model = OnnxModel(teacher_path, threads=threads or cpus())
+    m = torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1)
+
+    class LiveTeacher(Callback):
+        order = MixUp.order + 1            # after MixUp has mixed the pictures (and their old targets)
+        run_valid = False
+
+        def before_batch(self):
+            x = self.learn.xb[0].detach().float().cpu()
+            pictures = (x * s + m).clamp(0, 1)
+            if pictures.shape[-1] != model.input_size or pictures.shape[-2] != model.input_size:
+                pictures = F.interpolate(pictures, size=(model.input_size, model.input_size), mode="bilinear",
+                                         align_corners=False, antialias=pictures.shape[-1] > model.input_size)
+            probs = model.run(np.ascontiguousarray(pictures.numpy(), dtype=np.float32))["probs"]
+            self.learn.yb = (torch.from_numpy(probs.astype(np.float32)).to(self.learn.yb[0].device),)
+
+    return LiveTeacher()
 
 
 def distil_attributes(feats: np.ndarray, teacher: Teacher, paths: list[str], seed: int = 0, steps: int = 300):

@@ -125,11 +125,12 @@ def _keep_bn_stats_callback():
 
 
 def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = True, train_bn: bool = False,
-                 recipe: Recipe = DEFAULT_RECIPE, soft: bool = False):
+                 recipe: Recipe = DEFAULT_RECIPE, soft: bool = False, teacher: str | os.PathLike | None = None):
     """A fastai Learner over ``roomclf.models.network.RoomNet`` with a class-weighted loss (plain with
     ``recipe.balanced_sampling``, which balances the classes by drawing instead). ``soft``: a student
     learning a teacher's distributions (``build_dls`` with ``data.soft``): the distillation loss at
-    ``recipe.temperature`` and top-1 accuracy against the targets' top class.
+    ``recipe.temperature`` and top-1 accuracy against the targets' top class. With ``recipe.live_teacher``,
+    ``teacher`` (its ONNX file) also predicts every training batch (``roomclf.train.distill``).
 
     ``recipe.pooling`` pools the last feature map (``roomclf.models.network.POOLINGS``). With
     ``recipe.attribute_loss_weight`` the network carries an attribute head that learns beside the class
@@ -165,6 +166,14 @@ def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = Tru
         from roomclf.train.distill import soft_accuracy, soft_target_loss
 
         loss, metrics = soft_target_loss(recipe.temperature), [soft_accuracy]
+    if recipe.live_teacher:
+        if not (soft and teacher):
+            raise TrainingError("recipe live_teacher: a student needs its teacher's soft targets and model file")
+        from roomclf.models.backbones import get_spec
+        from roomclf.train.distill import live_teacher_callback
+
+        spec = get_spec(backbone)
+        cbs.append(live_teacher_callback(teacher, spec.mean, spec.std))
     return Learner(dls, net, loss_func=loss, metrics=metrics,
                    splitter=room_splitter, train_bn=train_bn, cbs=cbs)
 

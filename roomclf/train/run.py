@@ -319,7 +319,7 @@ def _fit(cfg: TrainConfig, data: TrainData, root: Path, spec, echo):
     dls = build_dls(root, data, cfg.image_size, cfg.batch_size, spec.mean, spec.std, cfg.seed, cfg.workers,
                     recipe=cfg.recipe)
     learn = make_learner(dls, cfg.backbone, class_weights([c for _, c in data.train]), recipe=cfg.recipe,
-                         soft=data.soft is not None)
+                         soft=data.soft is not None, teacher=data.teacher.path if data.teacher else None)
     t = time.perf_counter()
     if not cfg.lr:
         echo("finding a learning rate (lr_find)")
