@@ -40,9 +40,12 @@ runs it.
     python bench/bench_train.py --report                                   # the section again, nothing measured
     python bench/bench_train.py --ensemble default,lite1                    # two saved runs combined (TUNE)
     python bench/bench_train.py --name lite0-distil-192 --image-size 192 --distill var/bench/train-lite2-300-teacher --recipe temperature=2
+    python bench/bench_train.py --name lite0-distil-224-live --distill var/bench/train-lite2-300-teacher \
+        --recipe temperature=2,live_teacher=true     # the teacher labels every augmented training batch
     python bench/bench_train.py --name lite2-300-mt-gem --backbone efficientnet_lite2 --attributes \
         --recipe attribute_loss_weight=1,pooling=gem   # multi-task + GeM; attribute tags scored on TUNE
     python bench/bench_train.py --probe-pooling var/bench/train-lite2-300-mt   # its body read with avg/max/GeM (TUNE)
+    python bench/bench_train.py --probe-pooling var/bench/train-lite2-300-teacher --image-size 416   # read larger
     python bench/bench_train.py --score-attributes var/bench/train-lite2-300-mt   # the TUNE winner's tags on TEST
     python bench/bench_train.py --name labels1k-lite1-self --backbone efficientnet_lite1 --image-size 240 \
         --hand-labels 1000 --pseudo var/bench/train-labels1k-lite1          # self-training at 1,000 hand labels
@@ -489,12 +492,29 @@ def run_section(r: dict) -> str:
     return "\n".join(lines)
 
 
+def probe_keys(r: dict, base: str) -> list[str]:
+    """The keys of a run's pooling probes of one kind: ``base`` (read at the run's own input size), then
+    ``base_SIZE`` for each other size it was read at (``--probe-pooling RUN --image-size SIZE``)."""
+    sized = sorted((k for k in r if k.startswith(base + "_") and k[len(base) + 1:].isdigit()), key=probe_size)
+    return [k for k in (base, *sized) if r.get(k)]
+
+
+def probe_size(key: str) -> int | None:
+    """The input size a probe key names (``pooling_probe_416`` -> 416), None for the run's own."""
+    tail = key.rpartition("_")[2]
+    return int(tail) if tail.isdigit() else None
+
+
+def at_size(size: int | None) -> str:
+    return f" at {size} px" if size else ""
+
+
 def run_note(r: dict) -> str | None:
     """The run's line under the table: its note (written into its result file by hand), and the TUNE figures of
     its attribute tags where it was run with --attributes."""
     said = [r["note"]] if r.get("note") else []
     said += [attribute_line(r["tune_attributes"])] if r.get("tune_attributes") else []
-    said += [pooling_line(r["pooling_probe"])] if r.get("pooling_probe") else []
+    said += [pooling_line(r[key], probe_size(key)) for key in probe_keys(r, "pooling_probe")]
     return f"- `{r['name']}`: " + "; ".join(said) if said else None
 
 
@@ -505,11 +525,11 @@ def run_parts(r: dict) -> dict:
     if "carried" in r:
         return {part: r["carried"].get(part) for part in ("row", "note", "section")}
     section = run_section(r) if r.get("test") else None
-    tables = ([attribute_table_on_test(r["test_attributes"])] if r.get("test_attributes") else []) + (
-        [f"The same body read with {r['pooling_probe_test']['pooling']} pooling, the TUNE winner of its pooling "
-         "probe (`--probe-pooling RUN --test`: linear heads fitted on TRAIN, thresholds on TUNE; the room head "
-         "is not part of it):\n\n" + attribute_table_on_test(r["pooling_probe_test"])]
-        if r.get("pooling_probe_test") else [])
+    tables = ([attribute_table_on_test(r["test_attributes"])] if r.get("test_attributes") else []) + [
+        f"The same body read with {r[key]['pooling']} pooling{at_size(probe_size(key))}, the TUNE winner of its "
+        "pooling probe (`--probe-pooling RUN --test`: linear heads fitted on TRAIN, thresholds on TUNE; the room "
+        "head is not part of it):\n\n" + attribute_table_on_test(r[key])
+        for key in probe_keys(r, "pooling_probe_test")]
     if tables:
         section = "\n\n".join([section or f"### `{r['name']}`: {recipe_text(r['recipe'])}", *tables])
     return {"row": run_row(r), "note": run_note(r), "section": section}
@@ -593,7 +613,8 @@ def main() -> None:
     ap.add_argument("--probe-pooling", metavar="RUN",
                     help="read a saved run folder's body with each pooling (avg, max, GeM) and score the linear "
                          "attribute heads fitted on those features on TUNE, without training (kept in its "
-                         "result.json, render); with --test, the kept TUNE winner's heads exported and scored on TEST")
+                         "result.json, render); with --test, the kept TUNE winner's heads exported and scored on TEST; "
+                         "with --image-size, the photos read at that size instead of the run's")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0,
@@ -820,13 +841,18 @@ def probe_pooling(saved: Path, args) -> None:
     better, without training the body again? The saved run's body (its roomnet.pt) is read with each pooling
     of ``POOLINGS`` (GeM at its initial exponent), and the linear attribute heads `roomclf train` fits on a
     body's features (``attribute_scores``; a head trained with the body is left out, it learnt one pooling)
-    are scored on TUNE. Kept in the run's result file as ``pooling_probe``; a line under the table."""
+    are scored on TUNE. Kept in the run's result file as ``pooling_probe``; a line under the table.
+    ``--image-size`` reads the photos at another size than the run's (``pooling_probe_SIZE``): would a larger
+    reading let small objects (a fireplace, a TV) show?"""
     import torch
 
     from roomclf.models.network import POOLINGS, RoomNet
 
     result = json.loads((saved / "result.json").read_text())
     rec, data_dir = result["recipe"], Path(args.data)
+    size = args.image_size or rec["image_size"]
+    other = None if size == rec["image_size"] else size           # a reading at another size than the run's
+    sized = f"_{other}" if other else ""
     split = split_of(args, rec["image_size"])
     state = {k: v for k, v in torch.load(saved / "roomnet.pt").items()
              if not k.startswith(("pool.", "attribute_head."))}
@@ -843,34 +869,36 @@ def probe_pooling(saved: Path, args) -> None:
         from roomclf.models.network import ExportNet
         from roomclf.models.onnx_file import export_onnx
 
-        kept = result.get("pooling_probe") or sys.exit(f"{saved}: no pooling probe kept yet (run without --test)")
+        kept = result.get("pooling_probe" + sized) or sys.exit(f"{saved}: no pooling probe{at_size(other)} "
+                                                               "kept yet (run without --test)")
         best = max(kept, key=lambda p: kept[p]["macro_f1"] or 0.0)
         net = body_with(best)
-        found, tags = attribute_scores(net, data_dir, split, rec["image_size"], args.seed)
-        path = export_onnx(ExportNet(net, tags.head), saved / f"attributes-{best}.onnx",
-                           {"input_size": rec["image_size"], "attribute_thresholds": tags.thresholds,
+        found, tags = attribute_scores(net, data_dir, split, size, args.seed)
+        path = export_onnx(ExportNet(net, tags.head), saved / f"attributes-{best}{sized}.onnx",
+                           {"input_size": size, "attribute_thresholds": tags.thresholds,
                             "note": f"bench/bench_train.py --probe-pooling {saved.name}: attribute tags only"})
-        result["pooling_probe_test"] = {"pooling": best, **attribute_scores_on_test(path, data_dir, split)}
-        print(attribute_table_on_test(result["pooling_probe_test"]), flush=True)
+        result["pooling_probe_test" + sized] = {"pooling": best, **attribute_scores_on_test(path, data_dir, split)}
+        print(attribute_table_on_test(result["pooling_probe_test" + sized]), flush=True)
     else:
         probe = {}
         for pooling in POOLINGS:
             t = time.perf_counter()
-            probe[pooling], _ = attribute_scores(body_with(pooling), data_dir, split, rec["image_size"], args.seed)
+            probe[pooling], _ = attribute_scores(body_with(pooling), data_dir, split, size, args.seed)
             print(f"{pooling}: {attribute_line(probe[pooling])} ({time.perf_counter() - t:.0f}s)", flush=True)
         if args.limit:       # a smoke run: printed, nothing kept
-            return print(pooling_line(probe))
-        result["pooling_probe"] = probe
+            return print(pooling_line(probe, other))
+        result["pooling_probe" + sized] = probe
     (saved / "result.json").write_text(json.dumps(result, indent=1))
     finish(result["split_key"], None, args)
 
 
-def pooling_line(probe: dict) -> str:
+def pooling_line(probe: dict, size: int | None = None) -> str:
     """``probe_pooling``'s figures in one line: TUNE macro-F1, fireplace AUC and TV AUC per pooling."""
     def num(v):
         return "-" if v is None else f"{v:.3f}"
 
-    return ("its body read with each pooling, linear attribute heads fitted on TRAIN (`--probe-pooling`), TUNE "
+    return (f"its body read with each pooling{at_size(size)}, linear attribute heads fitted on TRAIN "
+            f"(`--probe-pooling{f' --image-size {size}' if size else ''}`), TUNE "
             "macro-F1 / fireplace AUC / TV AUC: " + "; ".join(
                 f"{p} {num(f['macro_f1'])} / {num(f['keys'].get('living_room.fireplace', {}).get('auc'))} / "
                 f"{num(f['keys'].get('living_room.tv', {}).get('auc'))}" for p, f in probe.items()))

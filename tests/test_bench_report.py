@@ -475,3 +475,10 @@ def test_bench_train_scores_a_saved_models_attribute_tags_on_test_photos_at_its_
     line = bench_train.pooling_line({"avg": {"macro_f1": 0.5, "keys": {"living_room.fireplace": {"auc": 0.6}}},
                                      "max": {"macro_f1": None, "keys": {}}})
     assert line.endswith("avg 0.500 / 0.600 / -; max - / - / -")
+    # a probe at another size than the run's (--probe-pooling RUN --image-size 416) renders after the run's own
+    probe = {"avg": {"macro_f1": 0.5, "keys": {}}}
+    sized = bench_train.run_parts({**result("sized", 0.9), "pooling_probe_416": probe, "pooling_probe": probe,
+                                   "pooling_probe_test_416": {"pooling": "max", **found}})
+    own, larger = sized["note"].split("its body read")[1:]
+    assert "416" not in own and larger.startswith(" with each pooling at 416 px") and "--image-size 416" in larger
+    assert "read with max pooling at 416 px" in sized["section"] and text in sized["section"]
