@@ -728,7 +728,7 @@ def main() -> None:
                     recipe=knobs)
     weights = class_weights([c for _, c in data.train])
     learn = make_learner(dls, args.backbone, weights, pretrained=not (saved or args.resume), recipe=knobs,
-                         soft=data.soft is not None, teacher=data.teacher.path if data.teacher else None)
+                         soft=data.soft is not None)
 
     def history_rows(phase):
         # a student's metrics are its accuracy only (soft targets): no macro-F1 column per epoch
@@ -746,11 +746,12 @@ def main() -> None:
             base_s, history = base["times"]["train_total_s"], [list(h) for h in base["history"]]
         small = build_small_dls(root, data, args.batch_size, spec.mean, spec.std, args.seed, args.workers, knobs)
         t = time.perf_counter()
-        fit(learn, args.frozen_epochs, 0, args.lr, recipe=knobs, small_dls=small)
+        teacher_file = data.teacher.path if data.teacher else None
+        fit(learn, args.frozen_epochs, 0, args.lr, recipe=knobs, small_dls=small, teacher=teacher_file)
         frozen_total = time.perf_counter() - t
         history += history_rows("frozen") if args.frozen_epochs else []
         t = time.perf_counter()
-        fit(learn, 0, args.epochs, args.lr, recipe=knobs, small_dls=small)
+        fit(learn, 0, args.epochs, args.lr, recipe=knobs, small_dls=small, teacher=teacher_file)
         unfrozen_total = time.perf_counter() - t
         history += history_rows("unfrozen" + (" (2nd cycle)" if args.resume else "")) if args.epochs else []
         recipe = {k: getattr(args, k) for k in ("backbone", "image_size", "frozen_epochs", "epochs", "batch_size",

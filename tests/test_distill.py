@@ -49,13 +49,15 @@ def test_attribute_head_learns_the_teachers_scores(corpus_root):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["defaults", "live_teacher=true"])
 def test_student_is_trained_on_teacher_predictions_registered_and_gated(tmp_path, quick_onnx, corpus_root,
-                                                                        ground_truth, embedding_cache, monkeypatch):
+                                                                        ground_truth, embedding_cache, monkeypatch,
+                                                                        recipe):
     from mlflow import MlflowClient
 
     from roomclf.labels.store import LabelStore
     from roomclf.models.registry import ONNX_NAME, logged_model_id, register_onnx_file
-    from roomclf.train.config import TrainConfig
+    from roomclf.train.config import TrainConfig, parse_recipe
     from roomclf.train.run import run_training
 
     monkeypatch.setenv("ROOMCLF_EMBEDDING_DIR", str(embedding_cache))
@@ -68,7 +70,8 @@ def test_student_is_trained_on_teacher_predictions_registered_and_gated(tmp_path
         teacher_version = register_onnx_file(quick_onnx, alias="champion")
         cfg = TrainConfig(data=str(corpus_root), train_batches="batch_19", valid_batches="batch_02",
                           backbone="efficientnet_lite0", image_size=96, frozen_epochs=1, epochs=1, batch_size=32,
-                          lr=1e-2, seed=0, teacher=f"models:/{ONNX_NAME}@champion", run_name="student")
+                          lr=1e-2, seed=0, teacher=f"models:/{ONNX_NAME}@champion", run_name="student",
+                          recipe=parse_recipe(recipe))
         result = run_training(cfg, store, echo=lambda *_: None)
         client = MlflowClient()
         run = client.get_run(result.run_id)
@@ -80,6 +83,7 @@ def test_student_is_trained_on_teacher_predictions_registered_and_gated(tmp_path
     assert m["n_valid_source.manual"] == m["n_valid"]                   # validated on human labels only
     assert 0.3 <= m["val_accuracy"] <= 1.0
     assert run.data.params["teacher"] == f"models:/{ONNX_NAME}@champion"
+    assert run.data.params["recipe.live_teacher"] == str(recipe != "defaults")
     assert version.tags["teacher"] == f"{ONNX_NAME} v{teacher_version}"
     assert float(version.tags["model_ms_per_photo"]) > 0 and "CPUs" in version.tags["model_ms_timed_on"]
     # accuracy and cost against the logged model, for the MLflow UI's model comparison
@@ -90,7 +94,8 @@ def test_student_is_trained_on_teacher_predictions_registered_and_gated(tmp_path
     assert run.data.tags["gate_reason"] and run.data.tags["alias"] == result.alias
 
 
-def test_live_teacher_labels_each_training_batch_as_the_student_sees_it(quick_onnx, corpus_root, ground_truth):
+def test_live_teacher_labels_each_training_batch_as_the_student_sees_it(tmp_path, quick_onnx, corpus_root,
+                                                                         ground_truth):
     """With the recipe's live_teacher, the targets of a training batch are the teacher's predictions on those very
     pictures (augmented and mixed), not the photo's precomputed target; validation batches keep their labels."""
     import torch
@@ -117,9 +122,8 @@ def test_live_teacher_labels_each_training_batch_as_the_student_sees_it(quick_on
         def before_batch(self):
             seen["train" if self.training else "valid"].append((self.learn.xb[0].clone(), self.learn.yb[0].clone()))
 
-    learn = make_learner(dls, "efficientnet_lite0", np.ones(len(CLASSES), np.float32), recipe=recipe, soft=True,
-                         teacher=quick_onnx)
-    fit(learn, frozen_epochs=1, epochs=0, lr=1e-3, cbs=[Record()], recipe=recipe)
+    learn = make_learner(dls, "efficientnet_lite0", np.ones(len(CLASSES), np.float32), recipe=recipe, soft=True)
+    fit(learn, frozen_epochs=1, epochs=0, lr=1e-3, cbs=[Record()], recipe=recipe, teacher=quick_onnx)
 
     assert len(seen["train"]) == 2 and seen["valid"]
     mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (spec.mean, spec.std))
@@ -130,6 +134,8 @@ def test_live_teacher_labels_each_training_batch_as_the_student_sees_it(quick_on
         assert not torch.allclose(y, torch.from_numpy(uniform).expand_as(y), atol=1e-2)
     for _, y in seen["valid"]:                                   # human labels: one-hot rows
         assert torch.equal(y.max(1).values, torch.ones(len(y))) and torch.equal(y.sum(1), torch.ones(len(y)))
+    learn.export(tmp_path / "learner.pkl")            # the teacher is gone once trained: the learner exports as any
+    assert not any("teacher" in type(cb).__name__.lower() for cb in learn.cbs)
 
 
 def test_live_teacher_is_refused_without_a_teacher():

@@ -125,12 +125,11 @@ def _keep_bn_stats_callback():
 
 
 def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = True, train_bn: bool = False,
-                 recipe: Recipe = DEFAULT_RECIPE, soft: bool = False, teacher: str | os.PathLike | None = None):
+                 recipe: Recipe = DEFAULT_RECIPE, soft: bool = False):
     """A fastai Learner over ``roomclf.models.network.RoomNet`` with a class-weighted loss (plain with
     ``recipe.balanced_sampling``, which balances the classes by drawing instead). ``soft``: a student
     learning a teacher's distributions (``build_dls`` with ``data.soft``): the distillation loss at
-    ``recipe.temperature`` and top-1 accuracy against the targets' top class. With ``recipe.live_teacher``,
-    ``teacher`` (its ONNX file) also predicts every training batch (``roomclf.train.distill``).
+    ``recipe.temperature`` and top-1 accuracy against the targets' top class.
 
     ``recipe.pooling`` pools the last feature map (``roomclf.models.network.POOLINGS``). With
     ``recipe.attribute_loss_weight`` the network carries an attribute head that learns beside the class
@@ -166,14 +165,6 @@ def make_learner(dls, backbone: str, weights: np.ndarray, pretrained: bool = Tru
         from roomclf.train.distill import soft_accuracy, soft_target_loss
 
         loss, metrics = soft_target_loss(recipe.temperature), [soft_accuracy]
-    if recipe.live_teacher:
-        if not (soft and teacher):
-            raise TrainingError("recipe live_teacher: a student needs its teacher's soft targets and model file")
-        from roomclf.models.backbones import get_spec
-        from roomclf.train.distill import live_teacher_callback
-
-        spec = get_spec(backbone)
-        cbs.append(live_teacher_callback(teacher, spec.mean, spec.std))
     return Learner(dls, net, loss_func=loss, metrics=metrics,
                    splitter=room_splitter, train_bn=train_bn, cbs=cbs)
 
@@ -209,16 +200,27 @@ def _train_on_after(epochs: int, dls):
 
 
 def fit(learn, frozen_epochs: int, epochs: int, lr: float, cbs=None, recipe: Recipe = DEFAULT_RECIPE,
-        small_dls=None) -> None:
+        small_dls=None, teacher: str | os.PathLike | None = None) -> None:
     """Head only with the body frozen, then everything with lower rates for the body. With ``small_dls``
     (``build_small_dls``) the frozen epochs and the first ``recipe.small_epochs`` unfrozen
-    ones train on those smaller photos (progressive resizing); the learner ends on its own DataLoaders."""
+    ones train on those smaller photos (progressive resizing); the learner ends on its own DataLoaders.
+    With ``recipe.live_teacher``, ``teacher`` (a student's teacher: its ONNX file) predicts every training
+    batch while this runs (``roomclf.train.distill.live_teacher_callback``); the learner keeps no trace of it,
+    so it exports as any other."""
     full = learn.dls
     first = full if small_dls is None else small_dls
     if recipe.mixup > 0:
         from fastai.callback.mixup import MixUp
 
         cbs = [*(cbs or []), MixUp(recipe.mixup)]
+    if recipe.live_teacher:
+        if teacher is None:
+            raise TrainingError("recipe live_teacher: the student's teacher (its ONNX file) is needed")
+        from roomclf.models.backbones import get_spec
+        from roomclf.train.distill import live_teacher_callback
+
+        spec = get_spec(learn.model.backbone)
+        cbs = [*(cbs or []), live_teacher_callback(teacher, spec.mean, spec.std)]
     if frozen_epochs > 0:
         # Only the new head learns here: a higher rate than lr_find's conservative 'valley'
         # (measured: with a few dozen steps per epoch the head is otherwise left half-trained).

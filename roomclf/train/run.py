@@ -319,7 +319,7 @@ def _fit(cfg: TrainConfig, data: TrainData, root: Path, spec, echo):
     dls = build_dls(root, data, cfg.image_size, cfg.batch_size, spec.mean, spec.std, cfg.seed, cfg.workers,
                     recipe=cfg.recipe)
     learn = make_learner(dls, cfg.backbone, class_weights([c for _, c in data.train]), recipe=cfg.recipe,
-                         soft=data.soft is not None, teacher=data.teacher.path if data.teacher else None)
+                         soft=data.soft is not None)
     t = time.perf_counter()
     if not cfg.lr:
         echo("finding a learning rate (lr_find)")
@@ -327,7 +327,8 @@ def _fit(cfg: TrainConfig, data: TrainData, root: Path, spec, echo):
     mlflow.log_metrics({"lr": lr, "duration_lr_find_s": time.perf_counter() - t})
     t = time.perf_counter()
     small = build_small_dls(root, data, cfg.batch_size, spec.mean, spec.std, cfg.seed, cfg.workers, cfg.recipe)
-    fit(learn, cfg.frozen_epochs, cfg.epochs, lr, cbs=[epoch_logger()], recipe=cfg.recipe, small_dls=small)
+    fit(learn, cfg.frozen_epochs, cfg.epochs, lr, cbs=[epoch_logger()], recipe=cfg.recipe, small_dls=small,
+        teacher=data.teacher.path if data.teacher else None)
     train_s = time.perf_counter() - t
     mlflow.log_metrics({"duration_train_s": train_s,
                         "duration_per_epoch_s": train_s / max(1, cfg.frozen_epochs + cfg.epochs)})
