@@ -717,9 +717,7 @@ def main() -> None:
         from roomclf.train.distill import teacher_outputs, with_teacher_targets
 
         photos = [p for p, _ in split["train"]]
-        teacher = teacher_outputs(args.distill, root, photos)
-        data = with_teacher_targets(data, teacher, photos)
-        data.teacher = teacher
+        data = with_teacher_targets(data, teacher_outputs(args.distill, root, photos), photos)
     if knobs.attribute_loss_weight:
         data.attributes = multitask_targets(data_dir, split)
         print(f"multi-task: {sum(p in data.attributes for p, _ in data.train)} TRAIN photos carry attribute labels",

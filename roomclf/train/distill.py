@@ -69,7 +69,8 @@ def teacher_outputs(uri: str, root: str | os.PathLike, paths: list[str], batch_s
 def with_teacher_targets(data: TrainData, teacher: Teacher, photos: list[str]) -> TrainData:
     """``data`` whose training set is every photo of ``photos`` the teacher read: labelled photos keep
     their label (for counts and reports), the others take the teacher's top class with origin
-    ``teacher``; ``data.soft`` holds the teacher's probabilities of every training photo."""
+    ``teacher``; ``data.soft`` holds the teacher's probabilities of every training photo, ``data.teacher`` the
+    teacher itself (its name, file and attribute scores)."""
     labelled = dict(data.train)
     valid = {p for p, _ in data.valid}
     train = []
@@ -80,6 +81,7 @@ def with_teacher_targets(data: TrainData, teacher: Teacher, photos: list[str]) -
             train.append((p, labelled.get(p) or CLASSES[int(np.argmax(teacher.probs[p]))]))
     data.train = train
     data.soft = {p: teacher.probs[p] for p, _ in train}
+    data.teacher = teacher
     return data
 
 

@@ -101,9 +101,7 @@ def _teach(cfg: TrainConfig, data: TrainData, root: Path, echo) -> TrainData:
     echo(f"the teacher {cfg.teacher} predicts the {len(photos)} photos of the training batches")
     teacher = teacher_outputs(cfg.teacher, root, photos)
     data.broken.update({p: why for p, why in teacher.errors.items()})
-    data = with_teacher_targets(data, teacher, photos)
-    data.teacher = teacher
-    return data
+    return with_teacher_targets(data, teacher, photos)
 
 
 def parity_check(export_net, onnx_path: Path, root: Path, paths: list[str], size: int) -> dict:
